@@ -1,0 +1,88 @@
+"""`peftbench <command> [key=value ...]`: parse, compose the config, call one function. Bad input -> one line, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+
+from .errors import UserError
+
+TRAIN_HELP = """Fine-tune one model on one task with one method; writes OUT/result.json, train.log, delta.*.
+
+Overrides are Hydra key=value pairs composed over the packaged configs:
+  task=sst2|mrpc|rte|squad   method=full|bitfit|bitfit_subset|lora|prompt   model=bert_base|minilm_l6|tiny
+  seed=42  data_dir=DIR  train_size=N  epochs=3  lr=X  max_steps=N  schedule=epochs|steps  out=DIR
+  precision=auto|fp16|bf16|fp32  device=auto|cpu|cuda  eval_every=N  tracking.mode=online|offline|disabled
+Any other key by its full path, e.g. method.r=16 method.position=before_cls model.name_or_path=DIR.
+The resolved defaults:
+"""
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .train import train
+
+    rec = train(load_config(args.overrides))
+    print(f"{rec['status']}: {rec['run']['task']} {rec['run']['method']} {rec['metrics']} -> {os.path.join(rec['config']['out'], 'result.json')}")
+    return 0
+
+
+def _params(args: argparse.Namespace) -> int:
+    from .params import params_table
+
+    print(params_table(args.overrides))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="peftbench", description=(
+        "Full fine-tuning vs BitFit, BitFit-subset, LoRA and prompt tuning on BERT-family encoders: "
+        "GLUE (SST-2, MRPC, RTE) and SQuAD v1.1, with costs and reports."))
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, fn, help_text in [
+        ("train", _train, "fine-tune one run (key=value overrides)"),
+        ("params", _params, "trainable parameters of every method for a model, from its config (no download)"),
+    ]:
+        p = sub.add_parser(name, help=help_text, description=help_text,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("overrides", nargs="*", metavar="key=value")
+        p.set_defaults(fn=fn)
+    return parser
+
+
+def _train_help() -> str:
+    from omegaconf import OmegaConf
+
+    from .config import load_config
+
+    return TRAIN_HELP + OmegaConf.to_yaml(load_config(["data_dir=null"]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    if argv[:1] == ["train"] and any(a in ("-h", "--help") for a in argv[1:]):
+        print(_train_help())
+        return 0
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    debug = args.debug or os.environ.get("HYDRA_FULL_ERROR") == "1"
+    try:
+        return args.fn(args)
+    except UserError as e:
+        if debug:
+            traceback.print_exc()
+        print(f"peftbench: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("peftbench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

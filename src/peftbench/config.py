@@ -1,0 +1,70 @@
+"""Compose a run's config from the packaged Hydra tree (`configs/`) and `key=value` overrides, then check it."""
+
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .errors import UserError
+
+CONFIG_DIR = Path(str(importlib.resources.files("peftbench") / "configs"))
+
+
+def group_options(group: str) -> list[str]:
+    """The choices of a config group, e.g. group_options('method') -> ['bitfit', 'bitfit_subset', ...]."""
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+def load_config(overrides: list[str] | None = None, name: str = "train") -> DictConfig:
+    """The resolved config for `overrides`; every error becomes one UserError line naming the key."""
+    overrides = list(overrides or [])
+    for o in overrides:
+        if "=" not in o:
+            raise UserError(f"argument '{o}' is not key=value: write e.g. task=rte method=bitfit")
+        key, value = o.split("=", 1)
+        group = key.lstrip("+~")
+        if group in ("model", "method", "task") and value not in group_options(group) and "/" not in value:
+            raise UserError(f"unknown {group} '{value}': pick one of {', '.join(group_options(group))}")
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+            cfg = compose(config_name=name, overrides=overrides)
+        OmegaConf.resolve(cfg)
+    except (HydraException, OmegaConfBaseException) as e:
+        first = str(e).strip().splitlines()[0]
+        if "not in struct" in str(e) or "Could not override" in str(e):
+            first += " (unknown key: `peftbench train --help` lists them; add a new key with +key=value)"
+        raise UserError(f"config: {first}") from None
+    finally:
+        GlobalHydra.instance().clear()
+    validate(cfg)
+    return cfg
+
+
+POSITIVE = ["batch_size", "eval_batch_size", "epochs", "max_steps", "train_size", "lr", "task.max_length",
+            "method.r", "method.num_virtual_tokens", "steps.min_steps", "steps.cap", "steps.epochs_equiv"]
+
+
+def validate(cfg: DictConfig) -> None:
+    for key in POSITIVE:
+        value = OmegaConf.select(cfg, key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(f"{key}={value!r} is not a number: give a positive number")
+        if value <= 0:
+            raise UserError(f"{key}={value} must be > 0")
+    if cfg.method.lr <= 0:
+        raise UserError(f"method.lr={cfg.method.lr} must be > 0")
+    if cfg.schedule not in ("epochs", "steps"):
+        raise UserError(f"schedule={cfg.schedule!r} is unknown: use epochs or steps")
+    if cfg.precision not in ("auto", "fp16", "bf16", "fp32"):
+        raise UserError(f"precision={cfg.precision!r} is unknown: use auto, fp16, bf16 or fp32")
+    if cfg.tracking.mode not in ("online", "offline", "disabled"):
+        raise UserError(f"tracking.mode={cfg.tracking.mode!r} is unknown: use online, offline or disabled")

@@ -1,0 +1,67 @@
+"""Prompt tuning (Lester et al. 2021): k learned virtual-token embeddings inserted into the embedded input.
+
+The base model is frozen except its task head. Two placements:
+  before_cls: P1..Pk [CLS] x [SEP]  -- the seed's and PEFT's; BERT's pooler then reads P1, not [CLS]
+  after_cls:  [CLS] P1..Pk x [SEP]  -- the pooler keeps reading [CLS]
+The attention mask and token types are extended; QA start/end labels are shifted in and logits shifted back out,
+so callers never see the virtual positions.
+"""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+POSITIONS = {"before_cls": 0, "after_cls": 1}
+
+
+class PromptModel(nn.Module):
+    def __init__(self, model: nn.Module, num_virtual_tokens: int, position: str, init: str) -> None:
+        super().__init__()
+        self.model = model
+        self.at = POSITIONS[position]
+        self.k = num_virtual_tokens
+        words = model.get_input_embeddings()
+        self.soft_prompt = nn.Embedding(num_virtual_tokens, words.embedding_dim)
+        if init == "vocab":  # start from real token embeddings (Lester et al.'s sampled-vocabulary init)
+            rows = torch.randint(0, words.num_embeddings, (num_virtual_tokens,))
+            self.soft_prompt.weight.data.copy_(words.weight.data[rows])
+        else:
+            nn.init.normal_(self.soft_prompt.weight, std=0.02)
+
+    def _insert(self, x: torch.Tensor, piece: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x[:, : self.at], piece, x[:, self.at :]], dim=1)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, start_positions=None,
+                end_positions=None, **kwargs):
+        b = input_ids.shape[0]
+        embeds = self.model.get_input_embeddings()(input_ids)
+        prompt = self.soft_prompt.weight.unsqueeze(0).expand(b, -1, -1).to(embeds.dtype)
+        embeds = self._insert(embeds, prompt)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        attention_mask = self._insert(attention_mask, attention_mask.new_ones(b, self.k))
+        if token_type_ids is not None:
+            token_type_ids = self._insert(token_type_ids, token_type_ids.new_zeros(b, self.k))
+        if start_positions is not None:  # label positions move right past the virtual tokens
+            start_positions = torch.where(start_positions >= self.at, start_positions + self.k, start_positions)
+            end_positions = torch.where(end_positions >= self.at, end_positions + self.k, end_positions)
+            kwargs.update(start_positions=start_positions, end_positions=end_positions)
+        out = self.model(inputs_embeds=embeds, attention_mask=attention_mask, token_type_ids=token_type_ids, **kwargs)
+        for key in ("start_logits", "end_logits"):
+            if out.get(key) is not None:
+                logits = out[key]
+                out[key] = torch.cat([logits[:, : self.at], logits[:, self.at + self.k :]], dim=1)
+        return out
+
+
+def apply(model: nn.Module, cfg: DictConfig) -> nn.Module:
+    from . import freeze_all_but_head
+
+    if cfg.position not in POSITIONS:
+        raise ValueError(f"method.position='{cfg.position}' is unknown; pick one of {sorted(POSITIONS)}")
+    if model.get_input_embeddings() is None:
+        raise LookupError("the model exposes no input embeddings to put virtual tokens beside")
+    freeze_all_but_head(model)
+    return PromptModel(model, cfg.num_virtual_tokens, cfg.position, cfg.init)

@@ -1,0 +1,75 @@
+"""Load a tokenizer and an encoder with the task's head: from the hub, a local folder, an installed package, or random."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.resources
+import json
+import os
+import string
+from pathlib import Path
+
+from omegaconf import DictConfig
+from transformers import (AutoConfig, AutoModelForQuestionAnswering, AutoModelForSequenceClassification,
+                          AutoTokenizer, BertConfig, BertTokenizerFast, PreTrainedModel, PreTrainedTokenizerBase)
+
+from .errors import UserError
+
+HEADS = {"seq_cls": AutoModelForSequenceClassification, "qa": AutoModelForQuestionAnswering}
+
+
+def tiny_tokenizer() -> BertTokenizerFast:
+    """A character-level WordPiece vocabulary: any lower-cased text tokenizes, offsets work, nothing to download."""
+    chars = string.ascii_lowercase + string.digits + string.punctuation
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list(chars) + ["##" + c for c in chars]
+    return BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)})
+
+
+def resolve_path(model_cfg: DictConfig) -> str:
+    """Where the weights live: an installed package's folder wins over the hub id, so presets work offline."""
+    if model_cfg.get("package"):
+        try:
+            pkg = importlib.import_module(model_cfg.package)
+            return str(pkg.get_model_path())
+        except ImportError:
+            pass  # fall back to the hub id
+    path = model_cfg.name_or_path
+    if path is None:
+        raise UserError(f"model '{model_cfg.name}' has no name_or_path: set model.name_or_path=DIR_OR_HUB_ID")
+    if os.path.sep in str(path) or str(path).startswith("."):
+        p = Path(path)
+        if not p.is_dir():
+            raise UserError(f"model folder {p} does not exist: set model.name_or_path to a folder holding config.json")
+        if not (p / "config.json").is_file():
+            raise UserError(f"model folder {p} has no config.json: it is not a Hugging Face model folder")
+        if not any(p.glob("*.safetensors")):
+            raise UserError(f"model folder {p} has no *.safetensors weights: save the model with safetensors")
+    return str(path)
+
+
+def shipped_config(model_cfg: DictConfig) -> AutoConfig:
+    """The architecture alone (no weights): from a config shipped in the package, the tiny preset, or the folder."""
+    if model_cfg.get("tiny"):
+        return BertConfig(vocab_size=len(tiny_tokenizer()), **model_cfg.tiny)
+    if model_cfg.get("config_file"):
+        text = importlib.resources.files("peftbench.model_configs").joinpath(model_cfg.config_file).read_text()
+        return AutoConfig.for_model(**json.loads(text))
+    return AutoConfig.from_pretrained(resolve_path(model_cfg))
+
+
+def load_tokenizer(model_cfg: DictConfig) -> PreTrainedTokenizerBase:
+    if model_cfg.get("tiny"):
+        return tiny_tokenizer()
+    return AutoTokenizer.from_pretrained(resolve_path(model_cfg))
+
+
+def load_model(model_cfg: DictConfig, head: str, num_labels: int = 2, random_init: bool = False) -> PreTrainedModel:
+    """The encoder with a fresh task head; `random_init` builds it from the config alone (parameter counts, tests)."""
+    auto = HEADS[head]
+    kwargs = {"num_labels": num_labels} if head == "seq_cls" else {}
+    if random_init or model_cfg.get("tiny"):
+        config = shipped_config(model_cfg)
+        for k, v in kwargs.items():
+            setattr(config, k, v)
+        return auto.from_config(config)
+    return auto.from_pretrained(resolve_path(model_cfg), **kwargs)

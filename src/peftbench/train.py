@@ -1,0 +1,202 @@
+"""train(cfg) -> record: the one explicit training loop. It never looks at the method's name."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from omegaconf import DictConfig
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from . import cost
+from .data import total_steps, train_batches
+from .delta import base_fingerprint, save_delta
+from .errors import UserError
+from .methods import apply_method
+from .models import load_model, load_tokenizer
+from .record import new_record, write_json_atomic
+from .tasks import TASKS
+from .tracking import Tracker
+
+log = logging.getLogger("peftbench")
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Frozen parameters get no optimizer state; biases and LayerNorm weights (1-D) get no weight decay."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return [{"params": [p for p in trainable if p.ndim >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0}]
+
+
+def mixed_precision(cfg: DictConfig) -> str:
+    if cfg.precision == "auto":
+        return "fp16" if torch.cuda.is_available() and cfg.device != "cpu" else "no"
+    return {"fp32": "no"}.get(cfg.precision, cfg.precision)
+
+
+@torch.inference_mode()
+def predict(model: torch.nn.Module, dataset, tokenizer, batch_size: int, device) -> dict[str, list[np.ndarray]]:
+    """The model's outputs (every tensor but the loss) over `dataset` in order, one array per batch."""
+    model.eval()
+    outputs: dict[str, list[np.ndarray]] = defaultdict(list)
+    inputs = [c for c in dataset.column_names if c in ("input_ids", "attention_mask", "token_type_ids")]
+    for start in range(0, len(dataset), batch_size):
+        batch = tokenizer.pad(dataset[start : start + batch_size], return_tensors="pt")
+        out = model(**{k: batch[k].to(device) for k in inputs})
+        for key, value in out.items():
+            if torch.is_tensor(value) and key != "loss":
+                outputs[key].append(value.float().cpu().numpy())
+    return outputs
+
+
+def evaluate(model, data, task, tokenizer, cfg: DictConfig, device) -> tuple[dict[str, float], Any, float]:
+    t0 = time.perf_counter()
+    outputs = predict(model, data.eval, tokenizer, cfg.eval_batch_size, device)
+    metrics, predictions = task.score(data, outputs)
+    return metrics, predictions, time.perf_counter() - t0
+
+
+def setup_logging(out: Path) -> logging.Handler:
+    handler = logging.FileHandler(out / "train.log", mode="a")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    return handler
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fine-tune cfg.model on cfg.task with cfg.method; write result.json, train.log and the delta in cfg.out."""
+    out = Path(cfg.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / ".write_test").touch()
+        (out / ".write_test").unlink()
+    except OSError as e:
+        raise UserError(f"cannot write the run folder {out}: {e.strerror}; pick another out=") from None
+    handler = setup_logging(out)
+    record = new_record(cfg)
+    record["started_at"] = now()
+    tracker = None
+    try:
+        write_json_atomic(out / "result.json", record)
+        tracker = Tracker(cfg, out)
+        _run(cfg, out, record, tracker)
+        record["status"] = "completed"
+    except BaseException as e:
+        record["status"] = "failed"
+        record["error"] = f"{type(e).__name__}: {e}".splitlines()[0]
+        log.error("run failed: %s", record["error"])
+        raise
+    finally:
+        record["finished_at"] = now()
+        write_json_atomic(out / "result.json", record)
+        if tracker is not None:
+            tracker.finish(record)
+        log.removeHandler(handler)
+        handler.close()
+    return record
+
+
+def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker) -> None:
+    set_seed(cfg.seed)
+    accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=mixed_precision(cfg))
+    task = TASKS[cfg.task.kind]
+    tokenizer = load_tokenizer(cfg.model)
+    data = task.load(cfg, tokenizer)
+    for note in data.notes:
+        log.info(note)
+    model = load_model(cfg.model, task.HEAD, data.num_labels)
+    base_total = sum(p.numel() for p in model.parameters())
+    fingerprint = base_fingerprint(model)
+    model = apply_method(model, cfg.method, cfg.model.name)
+    record.update(cost.param_counts(model, base_total))
+    lr = cfg.lr if cfg.lr is not None else cfg.method.lr
+    steps = total_steps(cfg, len(data.train))
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=lr)
+    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * steps), steps)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    device = accelerator.device
+    record.update(train_examples=data.train_examples, eval_examples=data.eval_examples, schedule=cfg.schedule,
+                  train_steps=steps, lr=lr, device=str(device), precision=accelerator.mixed_precision)
+    if len(data.train) != data.train_examples:
+        record["train_windows"] = len(data.train)
+    write_json_atomic(out / "result.json", record)
+    log.info("%s | %s | %s: %d trainable of %d params (%.3f%%), %d steps, lr %g, %s", cfg.task.name, cfg.method.name,
+             cfg.model.name, record["trainable_params"], record["total_params"], record["trainable_percent"], steps,
+             lr, device)
+
+    lengths = np.array([len(x) for x in data.train["input_ids"]])
+    model_inputs = data.train.column_names
+    meter = cost.Meter(device)
+    step, epoch, samples, tokens = 0, 0, 0, 0
+    running = torch.zeros((), device=device)
+    bar = tqdm(total=steps, desc=f"{cfg.task.name}/{cfg.method.name}", dynamic_ncols=True, mininterval=1.0)
+    model.train()
+    t0 = time.perf_counter()
+    while step < steps:
+        for idx in train_batches(lengths, cfg.batch_size, cfg.seed, epoch, cfg.group_by_length):
+            if step == steps:
+                break
+            batch = tokenizer.pad(data.train[idx], return_tensors="pt")
+            batch = {k: batch[k].to(device) for k in model_inputs}
+            with meter.count(step):
+                with accelerator.autocast():
+                    loss = model(**batch).loss
+                accelerator.backward(loss)
+            meter.add_step(batch["input_ids"].numel())
+            if cfg.max_grad_norm:
+                accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            running += loss.detach()
+            step += 1
+            samples += len(idx)
+            tokens += int(lengths[idx].sum())
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == steps:
+                mean = (running / (cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every)).item()
+                running.zero_()
+                if not math.isfinite(mean):
+                    raise FloatingPointError(
+                        f"loss is {mean} at step {step} (lr {lr}): lower the learning rate, or use precision=bf16/fp32 "
+                        "if fp16 overflowed")
+                rate = samples / (time.perf_counter() - t0)
+                bar.set_postfix(loss=f"{mean:.4f}", samples_s=f"{rate:.1f}")
+                log.info("step %d/%d epoch %d loss %.4f lr %.3g %.1f samples/s", step, steps, epoch, mean,
+                         scheduler.get_last_lr()[0], rate)
+                tracker.log({"train/loss": mean, "train/lr": scheduler.get_last_lr()[0]}, step)
+            if cfg.eval_every and step % cfg.eval_every == 0 and step < steps:
+                metrics, _, _ = evaluate(model, data, task, tokenizer, cfg, device)
+                record.setdefault("history", []).append({"step": step, **metrics})
+                log.info("eval at step %d: %s", step, metrics)
+                tracker.log({f"eval/{k}": v for k, v in metrics.items()}, step)
+                model.train()
+        epoch += 1
+    bar.close()
+    train_time = time.perf_counter() - t0
+    record.update(train_time_s=round(train_time, 3), epochs_run=round(step / max(1, len(data.train) / cfg.batch_size), 3),
+                  train_samples_per_s=round(samples / train_time, 3), train_tokens_per_s=round(tokens / train_time, 1),
+                  **meter.peak())
+
+    metrics, predictions, eval_time = evaluate(model, data, task, tokenizer, cfg, device)
+    record.update(metrics=metrics, eval_time_s=round(eval_time, 3))
+    log.info("eval: %s", metrics)
+    tracker.log({f"eval/{k}": v for k, v in metrics.items()}, step)
+    if hasattr(task, "write_predictions"):
+        task.write_predictions(out, data, predictions)
+    record.update(save_delta(accelerator.unwrap_model(model), out, cfg, fingerprint))
