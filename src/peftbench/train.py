@@ -50,17 +50,23 @@ def mixed_precision(cfg: DictConfig) -> str:
 
 @torch.inference_mode()
 def predict(model: torch.nn.Module, dataset, tokenizer, batch_size: int, device) -> dict[str, list[np.ndarray]]:
-    """The model's outputs (every tensor but the loss) over `dataset` in order, one array per batch."""
+    """The model's outputs (every tensor but the loss) over `dataset`: one array per row, in dataset order.
+
+    Rows are batched by length (less padding); a row's array keeps its batch's padding on sequence outputs.
+    """
     model.eval()
-    outputs: dict[str, list[np.ndarray]] = defaultdict(list)
     inputs = [c for c in dataset.column_names if c in ("input_ids", "attention_mask", "token_type_ids")]
+    order = np.argsort([len(x) for x in dataset["input_ids"]], kind="stable")
+    rows: dict[str, list] = defaultdict(lambda: [None] * len(dataset))
     for start in range(0, len(dataset), batch_size):
-        batch = tokenizer.pad(dataset[start : start + batch_size], return_tensors="pt")
+        idx = order[start : start + batch_size].tolist()
+        batch = tokenizer.pad(dataset[idx], return_tensors="pt")
         out = model(**{k: batch[k].to(device) for k in inputs})
         for key, value in out.items():
             if torch.is_tensor(value) and key != "loss":
-                outputs[key].append(value.float().cpu().numpy())
-    return outputs
+                for i, row in zip(idx, value.float().cpu().numpy()):
+                    rows[key][i] = row
+    return dict(rows)
 
 
 def evaluate(model, data, task, tokenizer, cfg: DictConfig, device) -> tuple[dict[str, float], Any, float]:

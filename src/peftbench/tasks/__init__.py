@@ -1,7 +1,9 @@
 """Tasks: one module per kind of task. A task config names its module in `kind`.
 
 Each module has HEAD ("seq_cls" or "qa"), `load(cfg, tokenizer) -> TaskData` and
-`score(data, outputs) -> (metrics, predictions)`, where outputs holds the model's eval outputs per batch.
+`score(data, outputs) -> (metrics, predictions)`, where outputs maps each model output name (logits,
+start_logits, ...) to one array per eval row, in order. An optional `write_predictions(out, data, predictions)`
+saves task-specific prediction files in the run folder.
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ def load(cfg: DictConfig, tokenizer):
 
 def score(data, outputs: dict[str, list[np.ndarray]]) -> tuple[dict[str, float], list[int]]:
     """Accuracy and F1 (binary: of class 1, as GLUE reports MRPC; else macro) in percent."""
-    preds = torch.from_numpy(np.concatenate(outputs["logits"]).argmax(-1))
+    preds = torch.from_numpy(np.stack(outputs["logits"]).argmax(-1))
     target = torch.from_numpy(data.meta["labels"])
     k = data.num_labels
     acc = multiclass_accuracy(preds, target, num_classes=k, average="micro")
