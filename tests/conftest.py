@@ -1,0 +1,48 @@
+"""Shared fixtures: the offline data root, GLUE-format fixture files, and a quiet default for tracking."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("PEFTBENCH_SHARED", REPO.parent / "shared")) / "data"
+
+# Fixture rows in GLUE's real layouts: MRPC with a BOM and quotes, RTE with string labels.
+SST2 = "sentence\tlabel\n" + "".join(
+    f"{t} \t{l}\n" for t, l in [("a great , moving film", 1), ("dull and lifeless", 0), ("he said \"wow\" , loved it", 1),
+                                ("boring mess", 0), ("warm and witty", 1), ("it 's awful", 0)] * 4)
+MRPC = "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n" + "".join(
+    f"{l}\t{i}\t{i + 1}\tHe said \"yes\" to {i}.\tHe agreed to {i if l else i + 7}.\n" for i, l in
+    zip(range(100, 124), [1, 0, 1, 1, 0, 1] * 4))
+RTE = "index\tsentence1\tsentence2\tlabel\n" + "".join(
+    f"{i}\tThe cat sat on mat {i}.\tA cat {'sat' if i % 2 else 'flew'}.\t{'entailment' if i % 2 else 'not_entailment'}\n"
+    for i in range(24))
+
+
+def write_glue(root: Path) -> Path:
+    for name, text in [("SST-2", SST2), ("MRPC", MRPC), ("RTE", RTE)]:
+        d = root / "glue" / name
+        d.mkdir(parents=True, exist_ok=True)
+        for split in ("train", "dev"):
+            (d / f"{split}.tsv").write_text(text, encoding="utf-8")
+    return root
+
+
+@pytest.fixture
+def glue_dir(tmp_path: Path) -> Path:
+    return write_glue(tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    assert SHARED_DATA.is_dir(), f"{SHARED_DATA} missing: set PEFTBENCH_SHARED to the folder holding data/"
+    return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("WANDB_MODE", "disabled")

@@ -1,0 +1,72 @@
+"""The CLI and the loop end to end on the tiny model: result.json, determinism, schedule, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from peftbench.cli import main
+
+
+def run(tmp_path, glue_dir, name, *extra):
+    out = tmp_path / name
+    code = main(["train", "model=tiny", "task=mrpc", f"data_dir={glue_dir}", f"out={out}", "max_steps=6",
+                 "tracking.mode=disabled", *extra])
+    assert code == 0
+    return json.loads((out / "result.json").read_text())
+
+
+@pytest.mark.parametrize("method", ["full", "bitfit", "lora", "prompt"])
+def test_train_writes_a_complete_record(tmp_path, glue_dir, method):
+    rec = run(tmp_path, glue_dir, method, f"method={method}")
+    assert rec["status"] == "completed" and rec["error"] is None
+    assert rec["run"] == {"task": "mrpc", "method": method, "model": "tiny", "seed": 42, "train_size": None}
+    assert set(rec["metrics"]) == {"accuracy", "f1"} and rec["primary_metric"] == "f1"
+    assert rec["train_steps"] == 6 and rec["train_examples"] == 24 and rec["eval_examples"] == 24
+    assert 0 < rec["trainable_params"] <= rec["total_params"]
+    for key in ("train_time_s", "train_samples_per_s", "train_flops", "peak_memory_bytes", "delta_bytes"):
+        assert rec[key] > 0, key
+    assert {"python", "torch", "transformers", "peft"} <= set(rec["versions"])
+    assert (tmp_path / method / "train.log").read_text().count("step 6/6") == 1
+    assert (tmp_path / method / "delta.safetensors").is_file()
+
+
+def test_same_command_twice_gives_identical_metrics(tmp_path, glue_dir):
+    a = run(tmp_path, glue_dir, "a", "method=lora", "max_steps=8")
+    b = run(tmp_path, glue_dir, "b", "method=lora", "max_steps=8")
+    assert a["metrics"] == b["metrics"] and a["identity"] == b["identity"]
+    c = run(tmp_path, glue_dir, "c", "method=lora", "max_steps=8", "seed=7")
+    assert c["identity"] != a["identity"]
+
+
+def test_epoch_schedule_and_lr_override(tmp_path, glue_dir):
+    rec = run(tmp_path, glue_dir, "e", "method=bitfit", "max_steps=null", "epochs=2", "batch_size=8", "lr=1e-3")
+    assert rec["train_steps"] == 6 and rec["schedule"] == "epochs" and rec["lr"] == 1e-3  # 2 x ceil(24/8)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["task=nope"], "unknown task 'nope': pick one of"),
+    (["method=adapters"], "unknown method 'adapters'"),
+    (["model=gpt9"], "unknown model 'gpt9'"),
+    (["lr=-1"], "lr=-1 must be > 0"),
+    (["batch_size=0"], "batch_size=0 must be > 0"),
+    (["epochs=0"], "epochs=0 must be > 0"),
+    (["method=lora", "method.r=0"], "method.r=0 must be > 0"),
+    (["method=prompt", "method.num_virtual_tokens=-3"], "method.num_virtual_tokens=-3 must be > 0"),
+    (["train_size=0"], "train_size=0 must be > 0"),
+    (["learning_rate=3"], "unknown key"),
+    (["model.name_or_path=/no/such/dir", "model.tiny=null"], "model folder /no/such/dir does not exist"),
+    (["data_dir=/no/such/data"], "not found: set data_dir"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
+    code = main(["train", "model=tiny", "tracking.mode=disabled", f"out={tmp_path / 'x'}", "data_dir=/tmp", *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_help_lists_the_keys(capsys):
+    assert main(["train", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert "method=full|bitfit|bitfit_subset|lora|prompt" in text and "warmup_ratio: 0.1" in text
