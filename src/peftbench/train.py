@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from . import cost
+from . import checkpoint, cost
 from .data import total_steps, train_batches
 from .delta import base_fingerprint, save_delta
 from .errors import UserError
@@ -135,6 +135,8 @@ def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker) -
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=lr)
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * steps), steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    if cfg.compile:
+        model = torch.compile(model)
     device = accelerator.device
     record.update(train_examples=data.train_examples, eval_examples=data.eval_examples, schedule=cfg.schedule,
                   train_steps=steps, lr=lr, device=str(device), precision=accelerator.mixed_precision)
@@ -148,56 +150,85 @@ def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker) -
     lengths = np.array([len(x) for x in data.train["input_ids"]])
     model_inputs = data.train.column_names
     meter = cost.Meter(device)
-    step, epoch, samples, tokens = 0, 0, 0, 0
-    running = torch.zeros((), device=device)
-    bar = tqdm(total=steps, desc=f"{cfg.task.name}/{cfg.method.name}", dynamic_ncols=True, mininterval=1.0)
+    loop = {"step": 0, "epoch": 0, "batch": 0, "samples": 0, "tokens": 0, "train_time_s": 0.0, "running": 0.0,
+            "padded_tokens": 0, "flops_per_token": None, "cost": {}}
+    resumed = checkpoint.load(out, model, optimizer, scheduler) if cfg.resume else None
+    if resumed:
+        loop.update(resumed)
+        meter.fields.update(loop["cost"])
+        meter.padded_tokens, meter.flops_per_token = loop["padded_tokens"], loop["flops_per_token"]
+        log.info("resumed from %s at step %d (epoch %d, batch %d)", checkpoint.FILE, loop["step"], loop["epoch"],
+                 loop["batch"])
+    step = loop["step"]
+    running = torch.tensor(loop["running"], device=device)
+    bar = tqdm(total=steps, initial=step, desc=f"{cfg.task.name}/{cfg.method.name}", dynamic_ncols=True,
+               mininterval=1.0)
     model.train()
-    t0 = time.perf_counter()
-    while step < steps:
-        for idx in train_batches(lengths, cfg.batch_size, cfg.seed, epoch, cfg.group_by_length):
-            if step == steps:
-                break
-            batch = tokenizer.pad(data.train[idx], return_tensors="pt")
-            batch = {k: batch[k].to(device) for k in model_inputs}
-            with meter.count(step):
-                with accelerator.autocast():
-                    loss = model(**batch).loss
-                accelerator.backward(loss)
-            meter.add_step(batch["input_ids"].numel())
-            if cfg.max_grad_norm:
-                accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            running += loss.detach()
-            step += 1
-            samples += len(idx)
-            tokens += int(lengths[idx].sum())
-            bar.update(1)
-            if step % cfg.log_every == 0 or step == steps:
-                mean = (running / (cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every)).item()
-                running.zero_()
-                if not math.isfinite(mean):
-                    raise FloatingPointError(
-                        f"loss is {mean} at step {step} (lr {lr}): lower the learning rate, or use precision=bf16/fp32 "
-                        "if fp16 overflowed")
-                rate = samples / (time.perf_counter() - t0)
-                bar.set_postfix(loss=f"{mean:.4f}", samples_s=f"{rate:.1f}")
-                log.info("step %d/%d epoch %d loss %.4f lr %.3g %.1f samples/s", step, steps, epoch, mean,
-                         scheduler.get_last_lr()[0], rate)
-                tracker.log({"train/loss": mean, "train/lr": scheduler.get_last_lr()[0]}, step)
-            if cfg.eval_every and step % cfg.eval_every == 0 and step < steps:
-                metrics, _, _ = evaluate(model, data, task, tokenizer, cfg, device)
-                record.setdefault("history", []).append({"step": step, **metrics})
-                log.info("eval at step %d: %s", step, metrics)
-                tracker.log({f"eval/{k}": v for k, v in metrics.items()}, step)
-                model.train()
-        epoch += 1
+    t0 = time.perf_counter() - loop["train_time_s"]
+
+    def save_checkpoint(epoch: int, batch: int) -> None:
+        loop.update(step=step, epoch=epoch, batch=batch, train_time_s=time.perf_counter() - t0,
+                    running=running.item(), padded_tokens=meter.padded_tokens,
+                    flops_per_token=meter.flops_per_token, cost=meter.peak())
+        checkpoint.save(out, accelerator.unwrap_model(model), optimizer, scheduler, loop)
+
+    with checkpoint.StopFlag() as stop:
+        epoch, skip = loop["epoch"], loop["batch"]
+        while step < steps:
+            for b, idx in enumerate(train_batches(lengths, cfg.batch_size, cfg.seed, epoch, cfg.group_by_length)):
+                if b < skip:  # batches this epoch already trained on before the resume
+                    continue
+                if step == steps:
+                    break
+                batch = tokenizer.pad(data.train[idx], return_tensors="pt")
+                batch = {k: batch[k].to(device) for k in model_inputs}
+                with meter.count(step):
+                    with accelerator.autocast():
+                        loss = model(**batch).loss
+                    accelerator.backward(loss)
+                meter.add_step(batch["input_ids"].numel())
+                if cfg.max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                running += loss.detach()
+                step += 1
+                loop["samples"] += len(idx)
+                loop["tokens"] += int(lengths[idx].sum())
+                bar.update(1)
+                if step % cfg.log_every == 0 or step == steps:
+                    n = cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every
+                    mean = (running / n).item()
+                    running.zero_()
+                    if not math.isfinite(mean):
+                        raise FloatingPointError(
+                            f"loss is {mean} at step {step} (lr {lr}): lower the learning rate, or use "
+                            "precision=bf16/fp32 if fp16 overflowed")
+                    rate = loop["samples"] / (time.perf_counter() - t0)
+                    bar.set_postfix(loss=f"{mean:.4f}", samples_s=f"{rate:.1f}")
+                    log.info("step %d/%d epoch %d loss %.4f lr %.3g %.1f samples/s", step, steps, epoch, mean,
+                             scheduler.get_last_lr()[0], rate)
+                    tracker.log({"train/loss": mean, "train/lr": scheduler.get_last_lr()[0]}, step)
+                if cfg.eval_every and step % cfg.eval_every == 0 and step < steps:
+                    metrics, _, _ = evaluate(model, data, task, tokenizer, cfg, device)
+                    record.setdefault("history", []).append({"step": step, **metrics})
+                    log.info("eval at step %d: %s", step, metrics)
+                    tracker.log({f"eval/{k}": v for k, v in metrics.items()}, step)
+                    model.train()
+                if stop.signal or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < steps):
+                    save_checkpoint(epoch, b + 1)
+                    if stop.signal:
+                        raise checkpoint.Interrupted(
+                            f"stopped by signal {stop.signal} at step {step}; checkpoint saved: run the same "
+                            "command with resume=true to continue")
+            epoch, skip = epoch + 1, 0
     bar.close()
     train_time = time.perf_counter() - t0
-    record.update(train_time_s=round(train_time, 3), epochs_run=round(step / max(1, len(data.train) / cfg.batch_size), 3),
-                  train_samples_per_s=round(samples / train_time, 3), train_tokens_per_s=round(tokens / train_time, 1),
-                  **meter.peak())
+    samples = loop["samples"]
+    record.update(train_time_s=round(train_time, 3), epochs_run=round(samples / len(data.train), 3),
+                  train_samples_per_s=round(samples / train_time, 3),
+                  train_tokens_per_s=round(loop["tokens"] / train_time, 1), **meter.peak())
 
     metrics, predictions, eval_time = evaluate(model, data, task, tokenizer, cfg, device)
     record.update(metrics=metrics, eval_time_s=round(eval_time, 3))
@@ -206,3 +237,4 @@ def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker) -
     if hasattr(task, "write_predictions"):
         task.write_predictions(out, data, predictions)
     record.update(save_delta(accelerator.unwrap_model(model), out, cfg, fingerprint))
+    (out / checkpoint.FILE).unlink(missing_ok=True)  # the delta and record now hold everything
