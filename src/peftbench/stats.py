@@ -1,0 +1,86 @@
+"""Small statistics for the report: mean ± std over seeds, the tie rule, the crossover of two curves on log(size).
+
+Kept apart from report.py so the rules the report states in words are short functions the tests pin down.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+TIE_ONE_SEED = 1.0  # F1 points: with one seed per method there is no interval, so |Δ| under this is a tie
+
+# Two-sided 95% Student t critical values t(0.975, df), df = 1..30 (standard tables); beyond 30 the normal 1.96.
+T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+       2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+
+
+def t95(df: float) -> float:
+    """The 95% two-sided t critical value; a fractional (Welch) df rounds down, which widens the interval."""
+    d = max(1, int(math.floor(df)))
+    return T95[d - 1] if d <= len(T95) else 1.96
+
+
+def mean_std(values: list[float]) -> tuple[float, float | None, int]:
+    """Mean, sample standard deviation (None for one value) and n."""
+    a = np.asarray(values, dtype=float)
+    return float(a.mean()), (float(a.std(ddof=1)) if len(a) > 1 else None), len(a)
+
+
+def compare(base: list[float], other: list[float]) -> dict:
+    """Δ = mean(other) − mean(base) and who wins.
+
+    With ≥ 2 seeds on both sides the tie band is the Welch 95% interval of Δ (a tie when |Δ| ≤ its half-width);
+    otherwise a tie is |Δ| < TIE_ONE_SEED.
+    """
+    mb, sb, nb = mean_std(base)
+    mo, so, no = mean_std(other)
+    delta = mo - mb
+    half = None
+    if nb >= 2 and no >= 2:
+        vb, vo = sb**2 / nb, so**2 / no
+        se2 = vb + vo
+        df = se2**2 / (vb**2 / (nb - 1) + vo**2 / (no - 1)) if se2 > 0 else nb + no - 2
+        half = t95(df) * math.sqrt(se2)
+        tie = abs(delta) <= half
+    else:
+        tie = abs(delta) < TIE_ONE_SEED
+    return {"delta": delta, "half": half, "winner": "tie" if tie else ("other" if delta > 0 else "base")}
+
+
+def crossings(sizes: list[float], diff: list[float]) -> list[float]:
+    """Sizes where `diff` (one curve minus the other, at increasing sizes) changes sign, linear in log(size)."""
+    out = []
+    for i in range(len(sizes) - 1):
+        d0, d1 = diff[i], diff[i + 1]
+        if d0 == 0:
+            if i == 0 or diff[i - 1] != 0:
+                out.append(float(sizes[i]))
+        elif d0 * d1 < 0:
+            x0, x1 = math.log(sizes[i]), math.log(sizes[i + 1])
+            out.append(math.exp(x0 + (x1 - x0) * d0 / (d0 - d1)))
+    if len(diff) > 1 and diff[-1] == 0 and diff[-2] != 0:
+        out.append(float(sizes[-1]))
+    return out
+
+
+def bootstrap_crossing(sizes: list[float], base: list[list[float]], other: list[list[float]], n_boot: int = 2000,
+                       seed: int = 0) -> tuple[float, float, float] | None:
+    """95% percentile interval of the first crossing, resampling the seeds of every (size, method) with replacement.
+
+    Returns (low, high, share of resamples that cross at all), or None when no size has two seeds to resample.
+    """
+    if not any(len(b) > 1 or len(o) > 1 for b, o in zip(base, other)):
+        return None
+    rng = np.random.default_rng(seed)
+    found = []
+    for _ in range(n_boot):
+        diff = [rng.choice(o, len(o)).mean() - rng.choice(b, len(b)).mean() for b, o in zip(base, other)]
+        c = crossings(sizes, diff)
+        if c:
+            found.append(math.log(c[0]))
+    if not found:
+        return (math.nan, math.nan, 0.0)
+    lo, hi = np.percentile(found, [2.5, 97.5])
+    return float(math.exp(lo)), float(math.exp(hi)), len(found) / n_boot

@@ -1,0 +1,183 @@
+"""`peftbench study NAME key=value ...`: a grid of runs (methods x tasks x sizes x seeds), run in order, resumable.
+
+A study is a config in configs/study/ (or a .yaml path). Its own keys are methods, tasks, seeds, sizes, out and
+run (overrides it gives every run); any other key=value on the command line goes to every run as it is.
+`plan()` turns a study into a plain list of (run folder, overrides), so a launcher can take the same list.
+A run whose result.json is completed with the same `record.identity` is skipped; a failed run does not stop
+the study, and the study exits 1 if any run failed.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+import traceback
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .config import CONFIG_DIR, group_options, load_config
+from .errors import UserError
+from .record import identity, read_record
+
+STUDY_KEYS = ("methods", "tasks", "seeds", "sizes", "out", "run")
+PER_RUN = {"task": "tasks=[...]", "method": "methods=[...]", "seed": "seeds=[...]"}
+
+
+def load_study(name: str, overrides: list[str] | None = None) -> DictConfig:
+    """The study config: the named file, study keys from `overrides`, the other overrides appended to `run`."""
+    path = Path(name) if name.endswith((".yaml", ".yml")) else CONFIG_DIR / "study" / f"{name}.yaml"
+    if not path.is_file():
+        raise UserError(f"unknown study '{name}': pick one of {', '.join(group_options('study'))} or give a .yaml file")
+    study = OmegaConf.load(path)
+    missing = [k for k in STUDY_KEYS if k not in study]
+    if missing:
+        raise UserError(f"{path}: missing study key(s) {missing}")
+    passthrough = []
+    for o in overrides or []:
+        if "=" not in o:
+            raise UserError(f"argument '{o}' is not key=value: write e.g. methods=[full,bitfit] seeds=[42,43]")
+        key = o.split("=", 1)[0]
+        if key in STUDY_KEYS:
+            try:
+                study.merge_with(OmegaConf.from_dotlist([o]))
+            except OmegaConfBaseException as e:
+                raise UserError(f"study: cannot parse '{o}': {str(e).splitlines()[0]}") from None
+        elif key.lstrip("+~") in PER_RUN:
+            raise UserError(f"'{o}': a study sets {key} per run; write {PER_RUN[key.lstrip('+~')]} instead")
+        else:
+            passthrough.append(o)
+    study.run = [str(x) for x in (study.run or [])] + passthrough
+    _check(study)
+    return study
+
+
+def _as_list(study: DictConfig, key: str) -> list:
+    value = study[key]
+    return list(value) if OmegaConf.is_list(value) else [value]
+
+
+def _check(study: DictConfig) -> None:
+    for key, group in (("methods", "method"), ("tasks", "task")):
+        values = _as_list(study, key)
+        unknown = [str(v) for v in values if str(v) not in group_options(group)]
+        if unknown or not values:
+            raise UserError(f"{key}={values}: unknown {group} {unknown}; pick from {', '.join(group_options(group))}")
+    for s in _as_list(study, "seeds"):
+        if isinstance(s, bool) or not isinstance(s, int):
+            raise UserError(f"seeds: {s!r} is not an integer; write e.g. seeds=[42,43,44]")
+    if study.sizes is not None:
+        for s in _as_list(study, "sizes"):
+            if s != "all" and (isinstance(s, bool) or not isinstance(s, int) or s <= 0):
+                raise UserError(f"sizes: {s!r} is not a positive integer or 'all'; write e.g. sizes=[500,1000,all]")
+        if any(o.split("=", 1)[0].lstrip("+~") == "train_size" for o in study.run):
+            raise UserError("train_size and sizes both given: a study with sizes sets train_size per run; drop one")
+    if not study.out:
+        raise UserError("out is empty: give the study folder, e.g. out=studies/glue")
+
+
+def plan(study: DictConfig, pools: dict[str, int | None] | None = None) -> list[tuple[Path, list[str]]]:
+    """Every run of the study as (run folder, overrides for `load_config`), tasks outermost, seeds innermost.
+
+    `pools` maps a task to its number of training examples; sizes above it are left out (and 'all' kept).
+    """
+    pools = pools or {}
+    out = Path(study.out)
+    runs = []
+    for task in _as_list(study, "tasks"):
+        sizes = [None] if study.sizes is None else _as_list(study, "sizes")
+        pool = pools.get(task)
+        sizes = [s for s in sizes if s in (None, "all") or pool is None or s <= pool]
+        for method in _as_list(study, "methods"):
+            for size in sizes:
+                for seed in _as_list(study, "seeds"):
+                    folder = out / task / method
+                    over = list(study.run) + [f"task={task}", f"method={method}", f"seed={seed}"]
+                    if size is not None:
+                        folder = folder / str(size)
+                        over.append(f"train_size={'null' if size == 'all' else size}")
+                    folder = folder / f"seed{seed}"
+                    runs.append((folder, over + [f"out={folder}"]))
+    return runs
+
+
+def pool_size(cfg: DictConfig) -> int | None:
+    """Training examples available to `cfg`'s task: the task module's `pool_size(cfg)`, GLUE's train.tsv rows, or None."""
+    from .tasks import TASKS
+
+    module = TASKS[cfg.task.kind]
+    if hasattr(module, "pool_size"):
+        return module.pool_size(cfg)
+    if cfg.data_dir is None and not cfg.task.get("data_dir"):
+        return None  # the data would come from the hub: counting it would download it
+    if cfg.task.kind == "glue":
+        return len(module.read_split(cfg, "train")[1])
+    if cfg.task.kind == "squad":  # questions with a usable answer span: the pool squad.load draws train_size from
+        return sum(1 for e in module.read_split(cfg, "train")[0] if e["spans"])
+    return None
+
+
+def pool_sizes(study: DictConfig) -> dict[str, int | None]:
+    """Pool size per task, printing a note for every size dropped because it is above the pool."""
+    if study.sizes is None:
+        return {}
+    pools = {}
+    for task in _as_list(study, "tasks"):
+        cfg = load_config(list(study.run) + [f"task={task}", f"method={_as_list(study, 'methods')[0]}",
+                                             f"seed={_as_list(study, 'seeds')[0]}"])
+        pools[task] = pool_size(cfg)
+        above = [s for s in _as_list(study, "sizes") if s != "all" and pools[task] is not None and s > pools[task]]
+        if above:
+            print(f"note: {task} has {pools[task]:,} training examples; sizes {above} dropped ('all' = {pools[task]:,})")
+    return pools
+
+
+def _metric(rec: dict[str, Any]) -> str:
+    key = rec.get("primary_metric")
+    value = rec.get("metrics", {}).get(key)
+    return f"{key} {value:.2f}" if isinstance(value, (int, float)) else "no metric"
+
+
+def run_study(name: str, overrides: list[str] | None = None) -> int:
+    """Run every planned run that has no completed twin; print a line per run and a summary; 1 if any failed."""
+    from .train import train
+
+    study = load_study(name, overrides)
+    runs = plan(study, pool_sizes(study))
+    # Compose every config first: a bad key fails here, in one line, before hours of training.
+    configs = [(folder, load_config(over)) for folder, over in runs]
+    out = Path(study.out)
+    out.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(study, out / f"study-{Path(name).stem}.yaml")
+    counts: Counter[str] = Counter()
+    t_study = time.perf_counter()
+    for i, (folder, cfg) in enumerate(configs, 1):
+        label = f"[{i}/{len(configs)}] {folder.relative_to(out)}"
+        old = read_record(folder / "result.json")
+        if old and old.get("status") == "completed":
+            if old.get("identity") == identity(cfg):
+                print(f"{label}: skipped, completed ({_metric(old)})", flush=True)
+                counts["skipped"] += 1
+                continue
+            print(f"{label}: its config changed since it completed; running it again", flush=True)
+        t0 = time.perf_counter()
+        try:
+            rec = train(cfg)
+            print(f"{label}: {_metric(rec)} ({time.perf_counter() - t0:.0f} s)", flush=True)
+            counts["ran"] += 1
+        except Exception as e:  # one broken run must not stop the others; its record says failed
+            try:
+                (folder / "traceback.txt").write_text(traceback.format_exc())
+            except OSError:
+                pass
+            print(f"{label}: FAILED after {time.perf_counter() - t0:.0f} s: {type(e).__name__}: "
+                  f"{str(e).splitlines()[0] if str(e) else ''} (traceback in {folder / 'traceback.txt'})", flush=True)
+            counts["failed"] += 1
+        finally:
+            gc.collect()
+    print(f"study {Path(name).stem}: {counts['ran']} ran, {counts['skipped']} skipped, {counts['failed']} failed "
+          f"in {time.perf_counter() - t_study:.0f} s -> {out}")
+    return 1 if counts["failed"] else 0

@@ -1,0 +1,149 @@
+"""Report from hand-written result.json fixtures: averages, mean ± std, Δ, winner, tie rule, crossover, flags, PNGs."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from peftbench.cli import main
+from peftbench.record import write_json_atomic
+from peftbench.report import baseline, collect, write_report
+from peftbench.stats import bootstrap_crossing, compare, crossings
+
+TASK = {"sst2": ("accuracy", "glue/SST-2", 872), "mrpc": ("f1", "glue/MRPC", 408), "rte": ("accuracy", "glue/RTE", 277)}
+PERCENT = {"full": 100.0, "bitfit": 0.095, "lora": 0.27, "prompt": 0.015}
+# GLUE primary metric per (method, task): one value per seed (42, 43).
+GLUE = {"full": {"sst2": [90, 92], "mrpc": [88, 90], "rte": [66, 68]},
+        "bitfit": {"sst2": [89, 89], "mrpc": [85, 87], "rte": [60, 62]},
+        "lora": {"sst2": [93, 91], "mrpc": [86, 87], "rte": [58, 60]},
+        "prompt": {"sst2": [88], "mrpc": [81.5], "rte": [57]}}  # MRPC 81.5 < all-positive F1 81.22 + 1: flagged
+# SQuAD F1 per train size (None = all 7,793), one seed; EM = F1 - 10.
+SQUAD = {"full": {500: 45.5, 1000: 54.1, 2000: 63.0, 3000: 67.8, None: 80.0},
+         "bitfit": {500: 55.3, 1000: 59.3, 2000: 62.3, 3000: 63.2, None: 70.0}}
+
+
+def record(root: Path, task: str, method: str, seed: int, metrics: dict, size=None, status="completed", **extra) -> None:
+    metric, folder, n_eval = TASK.get(task, ("f1", None, 10570))
+    out = root / task / method / str(size or "all") / f"seed{seed}"
+    out.mkdir(parents=True)
+    kind = "squad" if task == "squad" else "glue"
+    rec = {"schema": 1, "status": status, "error": "RuntimeError: boom" if status == "failed" else None,
+           "run": {"task": task, "method": method, "model": "minilm_l6", "seed": seed, "train_size": size},
+           "identity": f"{task}-{method}-{seed}-{size}",
+           "config": {"task": {"name": task, "kind": kind, "dir": folder}, "method": {"name": method, "trains": "x"},
+                      "data_dir": str(root / "no-data"), "seed": seed},
+           "metrics": metrics, "primary_metric": metric, "trainable_params": int(PERCENT[method] * 1000),
+           "total_params": 100_000, "trainable_percent": PERCENT[method], "train_examples": size or 7793,
+           "eval_examples": n_eval, "peak_memory_bytes": 2**30, "memory_gradients_bytes": 2**20,
+           "memory_optimizer_bytes": 2**21, "train_flops": 3e12, "train_time_s": 10.0, "delta_bytes": 4096,
+           "device": "cpu", "finished_at": "2026-01-01T00:00:00+00:00", **extra}
+    write_json_atomic(out / "result.json", rec)
+
+
+@pytest.fixture
+def studies(tmp_path: Path) -> Path:
+    for method, tasks in GLUE.items():
+        for task, values in tasks.items():
+            for seed, v in zip((42, 43), values):
+                record(tmp_path / "glue", task, method, seed, {"accuracy": v, "f1": v} if task != "mrpc" else {"f1": v})
+    for method, by_size in SQUAD.items():
+        for size, f1 in by_size.items():
+            record(tmp_path / "scaling", "squad", method, 42, {"f1": f1, "exact_match": f1 - 10}, size=size)
+    record(tmp_path / "glue", "rte", "lora", 44, {}, status="failed")
+    return tmp_path
+
+
+def rows(md: str, first_cell: str) -> list[list[str]]:
+    return [[c.strip() for c in line.strip("|").split("|")] for line in md.splitlines()
+            if line.startswith(f"| {first_cell} ")]
+
+
+def test_report_numbers_from_fixture_records(studies, tmp_path):
+    assert main(["report", str(studies / "glue"), str(studies / "scaling"), "--out", str(tmp_path / "rep")]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    # GLUE: mean ± sample std (n), average of task means, per-seed average's std; bold best, italics best PEFT.
+    glue = {r[0]: r[1:] for m in GLUE for r in rows(md, m) if len(r) == 6}
+    assert glue["full"] == ["91.00 ± 1.41 (n=2)", "**89.00 ± 1.41 (n=2)**", "**67.00 ± 1.41 (n=2)**",
+                            "**82.33 ± 1.41 (n=2)**", "100%"]
+    # bitfit's per-seed averages are 78.0 and 79.33: std 0.94.
+    assert glue["bitfit"] == ["89.00 ± 0.00 (n=2)", "86.00 ± 1.41 (n=2)", "_61.00 ± 1.41 (n=2)_",
+                              "78.67 ± 0.94 (n=2)", "0.095%"]
+    assert glue["lora"] == ["_**92.00 ± 1.41 (n=2)**_", "_86.50 ± 0.71 (n=2)_", "59.00 ± 1.41 (n=2)",
+                            "_79.17 ± 0.24 (n=2)_", "0.27%"]
+    assert glue["prompt"] == ["88.00", "81.50 ⚠", "57.00", "75.50", "0.015%"]
+    assert re.search(r"`.*mrpc/prompt/all/seed42`: f1 81.50 vs baseline 81.22", md)
+    # SQuAD: Δ = bitfit − full, winner with the one-seed tie rule (|Δ| < 1), EM columns.
+    table = {r[0]: r[1:] for s in ("500", "1,000", "2,000", "3,000", "all (7,793)") for r in rows(md, s) if len(r) == 7}
+    assert table["500"] == ["45.50", "55.30", "+9.80", "**bitfit**", "35.50", "45.30"]
+    assert table["2,000"][2:4] == ["-0.70", "tie"]
+    assert table["3,000"][2:4] == ["-4.60", "**full**"]
+    assert table["all (7,793)"][2:4] == ["-10.00", "**full**"]
+    # Crossover between 1,000 (Δ +5.2) and 2,000 (Δ −0.7), linear on log(size): 1000 * 2^(5.2/5.9) = 1,842.
+    assert f"cross at **{1000 * 2 ** (5.2 / 5.9):,.0f}**" in md and "1,842" in md
+    # Regimes and the rule come from the winners: ≤1,000 bitfit, 2,000 tie, ≥3,000 full.
+    assert "| ≤ 1,000 | bitfit | +5.2 to +9.8 | 500, 1,000 |" in md
+    assert "| 2,000 | tie | -0.7 | 2,000 |" in md
+    assert "| ≥ 3,000 | full | -10.0 to -4.6 | 3,000, all (7,793) |" in md
+    assert "- ≤ 1,000 examples: use **bitfit**" in md and "- ≥ 3,000 examples: use **full**" in md
+    assert re.search(r"rte/lora/all/seed44`: failed — RuntimeError: boom", md)
+    for png in ("parameter_efficiency", "part1_results", "flops_comparison", "part2_results"):
+        data = (tmp_path / "rep" / f"{png}.png").read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+        assert f"({png}.png)" in md
+
+
+def test_no_crossover_and_duplicates(tmp_path):
+    for size, (f, b) in {500: (50, 40), 1000: (60, 45)}.items():
+        record(tmp_path, "squad", "full", 42, {"f1": f, "exact_match": f}, size=size)
+        record(tmp_path, "squad", "bitfit", 42, {"f1": b, "exact_match": b}, size=size)
+    md = write_report([tmp_path, tmp_path / "squad"], tmp_path / "rep").read_text()  # the same files twice
+    assert "No crossover in range (500–1,000): full leads throughout." in md
+    assert len(collect([tmp_path, tmp_path / "squad"])) == 4
+
+
+def test_tie_rule_and_interval():
+    assert compare([60.0], [60.9])["winner"] == "tie" and compare([60.0], [61.2])["winner"] == "other"
+    # 2 seeds each, s = 1.414: se = 1.414, Welch df = 2, t = 4.303 -> half-width 6.09: Δ = 3 is a tie.
+    c = compare([60, 62], [63, 65])
+    assert c["winner"] == "tie" and c["half"] == pytest.approx(4.303 * math.sqrt(2), abs=1e-3)
+    # 3 seeds each, s = 0.2: se = 0.1633, df = 4, t = 2.776 -> half-width 0.453: Δ = 3 is a win.
+    c = compare([60, 60.2, 59.8], [63, 63.2, 62.8])
+    assert c["winner"] == "other" and c["half"] == pytest.approx(2.776 * 0.2 * math.sqrt(2 / 3), abs=1e-3)
+    assert compare([70, 71], [60, 62])["winner"] == "tie"  # Welch df 1.47 -> 1: t = 12.7, half-width 14.2
+    assert compare([70, 70.5, 71], [60, 61, 62])["winner"] == "base"  # df 2.94 -> 2: half-width 2.78
+
+
+def test_crossings_and_bootstrap():
+    assert crossings([500, 1000, 2000], [2, 1, -1]) == [pytest.approx(1000 * 2**0.5)]
+    assert crossings([500, 1000], [3, 1]) == []
+    assert crossings([500, 1000, 2000], [1, 0, -1]) == [1000.0]
+    lo, hi, share = bootstrap_crossing([500, 1000, 2000], [[50, 52], [55, 57], [60, 62]], [[55, 57], [57, 58], [58, 59]])
+    point = crossings([500, 1000, 2000], [6, 1.5, -2.5])[0]
+    assert lo <= point <= hi and 0 < share <= 1
+    assert bootstrap_crossing([500, 1000], [[1], [2]], [[2], [1]]) is None
+
+
+def test_baseline_from_the_runs_dev_file(tmp_path, glue_dir):
+    # The fixture MRPC dev set is 16 positives of 24: all-positive F1 = 2p/(1+p) = 80.0; RTE 12/24: accuracy 50.0.
+    rec = {"primary_metric": "f1", "eval_examples": 24, "config": {"data_dir": str(glue_dir), "task": {
+        "name": "mrpc", "kind": "glue", "dir": "glue/MRPC", "text_fields": ["#1 String", "#2 String"],
+        "label_field": "Quality", "labels": ["0", "1"]}}}
+    assert baseline(rec) == pytest.approx(80.0)
+    rec["primary_metric"] = "accuracy"
+    assert baseline(rec) == pytest.approx(100 * 16 / 24)
+    # No dev file: the official dev counts, only when the eval set has their size (MRPC 279/408 -> 81.22).
+    rec["config"]["data_dir"] = str(tmp_path / "none")
+    rec["primary_metric"] = "f1"
+    assert baseline(rec) is None
+    rec["eval_examples"] = 408
+    assert baseline(rec) == pytest.approx(100 * 2 * 279 / 408 / (1 + 279 / 408))
+
+
+def test_report_errors_are_one_line(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(e.startswith("peftbench: error: report:") for e in err)
