@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -70,3 +71,26 @@ def test_help_lists_the_keys(capsys):
     assert main(["train", "--help"]) == 0
     text = capsys.readouterr().out
     assert "method=full|bitfit|bitfit_subset|lora|prompt" in text and "warmup_ratio: 0.1" in text
+
+
+def test_diverging_loss_stops_with_the_step_and_a_failed_record(tmp_path, glue_dir, capsys):
+    out = tmp_path / "nan"
+    code = main(["train", "model=tiny", "task=rte", "method=full", "lr=1e30", "max_steps=10", "log_every=5",
+                 f"data_dir={glue_dir}", f"out={out}", "tracking.mode=disabled"])
+    err = capsys.readouterr().err
+    assert code == 1 and "loss is nan at step 5" in err and "lower the learning rate" in err and "Traceback" not in err
+    rec = json.loads((out / "result.json").read_text())
+    assert rec["status"] == "failed" and "step 5" in rec["error"]
+
+
+def test_unwritable_output_folder_is_one_line(tmp_path, glue_dir, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    code = main(["train", "model=tiny", f"data_dir={glue_dir}", f"out={locked / 'run'}", "tracking.mode=disabled"])
+    err = capsys.readouterr().err
+    locked.chmod(0o700)
+    if os.geteuid() == 0:  # root ignores permission bits; a read-only path outside tmp makes the same point
+        code = main(["train", "model=tiny", f"data_dir={glue_dir}", "out=/proc/peftbench-run", "tracking.mode=disabled"])
+        err = capsys.readouterr().err
+    assert code == 2 and "cannot write the run folder" in err and "pick another out=" in err
