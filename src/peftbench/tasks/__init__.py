@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 from datasets import Dataset
 
-from . import glue
+from . import glue, squad
 
-TASKS = {"glue": glue}
+TASKS = {"glue": glue, "squad": squad}
 
 
 @dataclass
