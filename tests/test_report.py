@@ -100,7 +100,7 @@ def test_no_crossover_and_duplicates(tmp_path):
         record(tmp_path, "squad", "full", 42, {"f1": f, "exact_match": f}, size=size)
         record(tmp_path, "squad", "bitfit", 42, {"f1": b, "exact_match": b}, size=size)
     md = write_report([tmp_path, tmp_path / "squad"], tmp_path / "rep").read_text()  # the same files twice
-    assert "No crossover in range (500–1,000): full leads throughout." in md
+    assert "No crossover in range (500–1,000): full has the higher F1 at every measured size." in md
     assert len(collect([tmp_path, tmp_path / "squad"])) == 4
 
 

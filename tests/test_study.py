@@ -96,3 +96,61 @@ def test_a_failing_run_does_not_stop_the_study(tmp_path, glue_dir, capsys):
     dev.write_text(good, encoding="utf-8")  # fixed: the failed run goes again, the completed one is skipped
     assert main(args) == 0
     assert "1 ran, 1 skipped, 0 failed" in capsys.readouterr().out
+
+
+def squad_file(path: Path, n: int) -> None:
+    """A SQuAD v1.1 JSON with n questions, each answer a word of its context at the right offset."""
+    qas = []
+    context = "The cat sat on the mat. Dogs bark at night."
+    for i in range(n):
+        word = ["cat", "mat", "Dogs", "night"][i % 4]
+        qas.append({"id": f"q{i}", "question": f"where is {word} {i}?",
+                    "answers": [{"text": word, "answer_start": context.index(word)}]})
+    doc = {"version": "1.1", "data": [{"title": "t", "paragraphs": [{"context": context, "qas": qas}]}]}
+    path.write_text(json.dumps(doc))
+
+
+def test_tiny_scaling_study_and_its_report(tmp_path, capsys):
+    data = tmp_path / "squad"
+    data.mkdir()
+    squad_file(data / "train-v1.1.json", 8)
+    squad_file(data / "dev-v1.1.json", 4)
+    args = ["study", "scaling", "model=tiny", f"task.data_dir={data}", f"out={tmp_path}/s", "sizes=[4,100,all]",
+            "max_steps=1", "tracking.mode=disabled"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "sizes [100] dropped ('all' = 8)" in out and "4 ran, 0 skipped, 0 failed" in out
+    rec = json.loads((tmp_path / "s/squad/bitfit/all/seed42/result.json").read_text())
+    assert rec["train_examples"] == 8 and rec["train_steps"] == 1 and rec["schedule"] == "steps"
+    assert main(["report", f"{tmp_path}/s", "--out", f"{tmp_path}/r"]) == 0
+    md = (tmp_path / "r/report.md").read_text()
+    assert "| train size | full F1 | bitfit F1 |" in md and "| all (8) |" in md
+    assert (tmp_path / "r/part2_results.png").stat().st_size > 10_000
+
+
+@pytest.mark.integration
+def test_minilm_study_on_real_mrpc(tmp_path, shared_data, capsys):
+    from peftbench.baselines import baseline
+
+    args = ["study", "glue", "model=minilm_l6", f"data_dir={shared_data}", "methods=[bitfit]", "tasks=[mrpc]",
+            "max_steps=2", "train_size=32", "tracking.mode=disabled", f"out={tmp_path}/s"]
+    assert main(args) == 0
+    rec = json.loads((tmp_path / "s/mrpc/bitfit/seed42/result.json").read_text())
+    assert rec["status"] == "completed" and rec["eval_examples"] == 408 and rec["train_examples"] == 32
+    # The real MRPC dev set has 279 positives of 408: predicting "equivalent" everywhere scores F1 558/687 = 81.22.
+    assert baseline(rec) == pytest.approx(100 * 558 / 687)
+    assert main(args) == 0 and "0 ran, 1 skipped, 0 failed" in capsys.readouterr().out
+    assert main(["report", f"{tmp_path}/s", "--out", f"{tmp_path}/r"]) == 0
+    assert "| bitfit | " in (tmp_path / "r/report.md").read_text()
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, glue_dir, capsys):
+    args = ["study", "glue", "methods=[bitfit]", "tasks=[rte]", f"data_dir={glue_dir}", f"out={tmp_path}", *TINY]
+    assert main(args) == 0
+    folder = tmp_path / "rte/bitfit/seed42"
+    rec = json.loads((folder / "result.json").read_text())
+    (folder / "result.json").write_text(json.dumps({**rec, "status": "running"}))  # as a kill leaves it
+    (folder / "checkpoint.pt").write_bytes(b"not a checkpoint")  # proves the study asked train to resume
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    assert "resuming from" in out and "checkpoint" in out.split("FAILED")[1] and "1 failed" in out

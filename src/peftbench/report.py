@@ -192,15 +192,19 @@ def scaling_section(recs: list[dict], out: Path, tag: str) -> list[str]:
         else:
             row += ["—", "—"]
         lines.append(f"| {label[s]} | " + " | ".join(row + [cell(val(m, s, "exact_match")) for m in methods]) + " |")
+    notes = [f"- {m} at {label[s]} pools runs whose configs differ in {', '.join(k)}" for m in methods for s in sizes
+             if len(by[m].get(s, [])) > 1 and (k := mixed_keys(by[m][s]))]
     lines += ["", f"F1 and exact match (EM) in %, mean ± sample std over seeds. Tie: |Δ| within the Welch 95% interval "
-              f"of Δ (shown as ±) with ≥ 2 seeds per method, or |Δ| < {TIE_ONE_SEED:g} F1 with one seed.", ""]
+              f"of Δ (shown as ±) with ≥ 2 seeds per method, or |Δ| < {TIE_ONE_SEED:g} F1 with one seed. {FLAG}: a run "
+              f"not {CLEAR:g} F1 above the first-sentence baseline. Figure bands: ±1 std over seeds.", "", *notes]
     if compared:
         xs = [s for s, _, _ in compared]
         cross = crossings(xs, [d for _, d, _ in compared])
         lines += ["### Crossover", ""]
         if not cross:
-            lines.append(f"No crossover in range ({label[xs[0]]}–{label[xs[-1]]}): "
-                         f"{compared[0][2] if compared[0][2] != 'tie' else 'neither method'} leads throughout.")
+            lead = a if compared[0][1] < 0 else b
+            lines.append(f"No crossover in range ({label[xs[0]]}–{label[xs[-1]]}): {lead} has the higher F1 "
+                         "at every measured size.")
         else:
             text = f"The {a} and {b} F1 curves cross at **{cross[0]:,.0f}** training examples"
             boot = bootstrap_crossing(xs, [val(a, s, "f1") for s in xs], [val(b, s, "f1") for s in xs])

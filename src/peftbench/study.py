@@ -3,8 +3,8 @@
 A study is a config in configs/study/ (or a .yaml path). Its own keys are methods, tasks, seeds, sizes, out and
 run (overrides it gives every run); any other key=value on the command line goes to every run as it is.
 `plan()` turns a study into a plain list of (run folder, overrides), so a launcher can take the same list.
-A run whose result.json is completed with the same `record.identity` is skipped; a failed run does not stop
-the study, and the study exits 1 if any run failed.
+A run whose result.json is completed with the same `record.identity` is skipped; an unfinished one with the same
+identity and a checkpoint resumes from it; a failed run does not stop the study, which then exits 1.
 """
 
 from __future__ import annotations
@@ -143,6 +143,7 @@ def _metric(rec: dict[str, Any]) -> str:
 
 def run_study(name: str, overrides: list[str] | None = None) -> int:
     """Run every planned run that has no completed twin; print a line per run and a summary; 1 if any failed."""
+    from .checkpoint import FILE as CHECKPOINT
     from .train import train
 
     study = load_study(name, overrides)
@@ -156,13 +157,17 @@ def run_study(name: str, overrides: list[str] | None = None) -> int:
     t_study = time.perf_counter()
     for i, (folder, cfg) in enumerate(configs, 1):
         label = f"[{i}/{len(configs)}] {folder.relative_to(out)}"
-        old = read_record(folder / "result.json")
-        if old and old.get("status") == "completed":
-            if old.get("identity") == identity(cfg):
+        old = read_record(folder / "result.json") or {}
+        same = old.get("identity") == identity(cfg)
+        if old.get("status") == "completed":
+            if same:
                 print(f"{label}: skipped, completed ({_metric(old)})", flush=True)
                 counts["skipped"] += 1
                 continue
             print(f"{label}: its config changed since it completed; running it again", flush=True)
+        elif same and (folder / CHECKPOINT).is_file() and "resume" in cfg:
+            cfg.resume = True  # an interrupted run of this very config: go on from its checkpoint
+            print(f"{label}: resuming from {folder / CHECKPOINT}", flush=True)
         t0 = time.perf_counter()
         try:
             rec = train(cfg)
