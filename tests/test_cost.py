@@ -1,0 +1,108 @@
+"""cost.py's numbers in result.json against hand counts: the static memory split and the FLOPs of a training step.
+
+The tiny BERT (hidden 32, 2 layers, FFN 64, 141-token vocabulary, 512 positions) is small enough to count by hand.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from peftbench.cli import main
+from peftbench.config import load_config
+from peftbench.data import train_batches
+from peftbench.methods import apply_method
+from peftbench.models import load_model, load_tokenizer
+from peftbench.tasks import TASKS
+
+from conftest import write_glue
+
+H, FFN, LAYERS, VOCAB, POSITIONS, LABELS, R = 32, 64, 2, 141, 512, 2, 8
+LAYER = 4 * (H * H + H) + (H * FFN + FFN) + (FFN * H + H) + 2 * 2 * H  # q,k,v,o + FFN in/out + 2 LayerNorms
+BASE = (VOCAB + POSITIONS + 2) * H + 2 * H + LAYERS * LAYER + (H * H + H) + (H * LABELS + LABELS)
+HEAD = H * LABELS + LABELS
+BIASES = H + LAYERS * (4 * H + FFN + H + 2 * H) + H  # embeddings LN, per layer, pooler
+LORA = LAYERS * 2 * (R * H + H * R)  # A and B on query and value
+# trainable params and every param held (LoRA adds its matrices and peft's trainable copy of the head)
+EXPECTED = {"full": (BASE, BASE), "bitfit": (BIASES + HEAD, BASE), "lora": (LORA + HEAD, BASE + LORA + HEAD)}
+ARGS = ["model=tiny", "task=sst2", "max_steps=3", "batch_size=8", "tracking.mode=disabled"]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    return write_glue(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def records(data_root, tmp_path_factory):
+    """One tiny run per method, shared by the tests below (the suite has a time budget)."""
+    cache: dict[str, dict] = {}
+
+    def get(method: str) -> dict:
+        if method not in cache:
+            out = tmp_path_factory.mktemp(method)
+            assert main(["train", *ARGS, f"method={method}", f"data_dir={data_root}", f"out={out}"]) == 0
+            cache[method] = json.loads((out / "result.json").read_text())
+        return cache[method]
+
+    return get
+
+
+def forward_flops(batch: int, seq: int) -> int:
+    """Matmul FLOPs (2 per multiply-add) of the tiny model's forward: linears, attention scores and mixing, head."""
+    tokens = batch * seq
+    per_layer = 2 * tokens * (4 * H * H + 2 * H * FFN) + 2 * 2 * batch * seq * seq * H
+    return LAYERS * per_layer + 2 * batch * H * H + 2 * batch * H * LABELS
+
+
+def first_batches(glue_dir, method: str):
+    """What the loop trains on: the model, and every step's padded batch (the first is the one FLOPs are counted on)."""
+    cfg = load_config([*ARGS, f"method={method}", f"data_dir={glue_dir}"])
+    tokenizer = load_tokenizer(cfg.model)
+    data = TASKS[cfg.task.kind].load(cfg, tokenizer)
+    lengths = torch.tensor([len(x) for x in data.train["input_ids"]]).numpy()
+    order = train_batches(lengths, cfg.batch_size, cfg.seed, 0, cfg.group_by_length)[: cfg.max_steps]
+    batches = [tokenizer.pad(data.train[idx], return_tensors="pt") for idx in order]
+    model = apply_method(load_model(cfg.model, "seq_cls", data.num_labels), cfg.method, "tiny")
+    return model, batches
+
+
+@pytest.mark.parametrize("method", ["full", "bitfit", "lora"])
+def test_static_memory_split_is_the_hand_count_in_fp32(records, method):
+    rec = records(method)
+    trainable, held = EXPECTED[method]
+    assert rec["total_params"] == BASE == 39234
+    assert rec["trainable_params"] == trainable and rec["added_params"] == held - BASE
+    assert rec["memory_weights_bytes"] == 4 * held
+    assert rec["memory_gradients_bytes"] == 4 * trainable
+    assert rec["memory_optimizer_bytes"] == 2 * 4 * trainable  # AdamW: exp_avg and exp_avg_sq
+    assert rec["peak_memory_bytes"] >= rec["rss_before_train_bytes"] > 0
+
+
+@pytest.mark.parametrize("method", ["full", "bitfit", "lora"])
+def test_step_flops_match_a_recount_and_the_analytic_count(records, data_root, method):
+    rec = records(method)
+    model, batches = first_batches(data_root, method)
+    first = batches[0]
+    b, s = first["input_ids"].shape
+    model.train()
+    with FlopCounterMode(display=False) as counter:
+        model(**first).loss.backward()
+    assert rec["train_flops_per_step"] == counter.get_total_flops()
+
+    fwd = forward_flops(b, s)
+    attention = LAYERS * 2 * 2 * b * s * s * H
+    if method == "full":  # backward = grad of inputs + grad of weights, each as costly as the forward
+        assert rec["train_flops_per_step"] == 3 * fwd
+    elif method == "bitfit":  # no weight grads except the head's; attention's backward still runs both products
+        assert rec["train_flops_per_step"] == 2 * fwd + attention + 2 * b * H * LABELS
+    else:  # LoRA adds its thin matmuls; the frozen weights' grads are skipped
+        assert 2 * fwd < rec["train_flops_per_step"] < 3 * fwd
+
+    padded = sum(x["input_ids"].numel() for x in batches)
+    per_token = rec["train_flops_per_step"] / (b * s)
+    assert rec["train_flops_per_token"] == round(per_token, 1)
+    assert rec["train_flops"] == round(per_token * padded)
