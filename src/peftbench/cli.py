@@ -49,6 +49,39 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    import json
+
+    from .serve import PREDICT_KEYS, load_for, parse_options, predict, read_inputs
+
+    opts = parse_options(args.overrides, PREDICT_KEYS)
+    if len(args.text_pair) not in (0, len(args.text)) or len(args.context) != len(args.question):
+        raise UserError("give one --text-pair per --text and one --context per --question, in order")
+    run = load_for(args.run_dir, opts)
+    inputs = list(zip(args.question, args.context)) + (list(zip(args.text, args.text_pair)) if args.text_pair
+                                                       else list(args.text))
+    if args.input:
+        inputs += read_inputs(args.input, run)
+    for x, answer in zip(inputs, predict(run, inputs, opts.get("batch_size") or 64)):
+        if args.jsonl:
+            print(json.dumps({"input": x, **answer}, ensure_ascii=False))
+        else:
+            what, score = (answer["answer"], answer["score"]) if "answer" in answer else (answer["label"],
+                                                                                          answer["probability"])
+            print(f"{what}\t{score:.4f}\t{x if isinstance(x, str) else x[0]}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .serve import evaluate_run
+
+    res = evaluate_run(args.run_dir, args.overrides)
+    same = "same as recorded" if res["metrics"] == res["recorded"] else f"recorded: {res['recorded']}"
+    r = res["run"]
+    print(f"{r['task']} {r['method']} {r['model']} on {res['eval_examples']} dev examples: {res['metrics']} ({same})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="peftbench", description=(
         "Full fine-tuning vs BitFit, BitFit-subset, LoRA and prompt tuning on BERT-family encoders: "
@@ -77,6 +110,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dirs", nargs="+", metavar="DIR")
     p.add_argument("--out", default="report", help="output folder (default: report)")
     p.set_defaults(fn=_report)
+    p = sub.add_parser("predict", help="predictions of a trained run (base + its delta) for new inputs",
+                       description="Predict with RUN_DIR's delta on its base. key=value options, right after RUN_DIR: "
+                       "merge=true (LoRA) device=cpu batch_size=64 model.name_or_path=DIR (a moved base).")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.add_argument("--text", action="append", default=[], help="a text to classify (repeatable)")
+    p.add_argument("--text-pair", action="append", default=[], help="its second sentence (pair tasks)")
+    p.add_argument("--question", action="append", default=[], help="a question (QA runs; with --context)")
+    p.add_argument("--context", action="append", default=[], help="the passage to answer it from")
+    p.add_argument("--input", metavar="FILE", help="JSONL or TSV (with a header) holding the task's text columns")
+    p.add_argument("--jsonl", action="store_true", help="print one JSON object per input")
+    p.set_defaults(fn=_predict)
+    p = sub.add_parser("evaluate", help="re-score a trained run's delta on its task's dev set",
+                       description="Re-score RUN_DIR with its own result.json config. Options: data_dir=DIR "
+                       "eval_batch_size=N device=cpu merge=true (LoRA) model.name_or_path=DIR.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.set_defaults(fn=_evaluate)
     return parser
 
 

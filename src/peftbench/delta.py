@@ -2,22 +2,29 @@
 
 Run folder layout written by `save_delta`:
   delta.safetensors  trained tensors under the names the method's model gives them (full FT: the whole model)
-  delta.json         method/model/task configs, label names, base fingerprint, tensor names
-Loading rebuilds the base, re-applies the method (same config) and loads the tensors on top, so one format
-serves every method, LoRA included.
+  delta.json         method/model/task configs, label names, seed, num_labels, base fingerprint, tensor names,
+                     sha256 of delta.safetensors
+Loading (`load_run`) rebuilds the base, checks its fingerprint, re-applies the method (same config) and puts the
+tensors on top, so one format serves every method, LoRA and prompt tuning included. The two files alone are enough
+to load a run; result.json is only needed to re-score it (serve.evaluate_run).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .record import write_json_atomic
+from .errors import UserError
+from .record import read_record, write_json_atomic
 
 DELTA_FILE = "delta.safetensors"
 META_FILE = "delta.json"
@@ -37,17 +44,150 @@ def trained_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
 
 
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def save_delta(model: torch.nn.Module, out: Path, cfg: DictConfig, fingerprint: str) -> dict[str, Any]:
     """Write the delta atomically (temp file, rename); return the record fields about it."""
+    model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper would prefix every name
     tensors = trained_tensors(model)
     tmp = out / f".{DELTA_FILE}.tmp"
     save_file(tensors, str(tmp), metadata={"format": "pt"})
+    os.chmod(tmp, 0o644)  # shared like result.json
     tmp.replace(out / DELTA_FILE)
+    hf_model = next(m for m in model.modules() if isinstance(m, PreTrainedModel))  # under peft/prompt wrappers
     meta = {"method": OmegaConf.to_container(cfg.method, resolve=True),
             "model": OmegaConf.to_container(cfg.model, resolve=True),
             "task": OmegaConf.to_container(cfg.task, resolve=True),
             "label_names": list(cfg.task.get("label_names") or []),
-            "base_fingerprint": fingerprint, "tensors": sorted(tensors)}
+            "seed": cfg.seed, "num_labels": hf_model.config.num_labels,
+            "base_fingerprint": fingerprint, "tensors": sorted(tensors),
+            "sha256": file_sha256(out / DELTA_FILE)}
     write_json_atomic(out / META_FILE, meta)
     size = (out / DELTA_FILE).stat().st_size
     return {"delta_bytes": size, "delta_file": DELTA_FILE}
+
+
+@dataclass
+class Run:
+    """A loaded run: the model (eval mode, on `device`) with its tokenizer and delta.json."""
+    model: torch.nn.Module
+    tokenizer: PreTrainedTokenizerBase
+    meta: dict[str, Any]
+    head: str
+    device: torch.device
+
+
+def read_meta(run_dir: Path) -> dict[str, Any]:
+    """delta.json, or one UserError saying why this folder holds no loadable delta."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"run folder {run_dir} does not exist: give the out= folder of a finished training run")
+    if not (run_dir / META_FILE).is_file() or not (run_dir / DELTA_FILE).is_file():
+        missing = " and ".join(f for f in (DELTA_FILE, META_FILE) if not (run_dir / f).is_file())
+        rec = read_record(run_dir / "result.json")
+        why = (f"result.json says status={rec['status']}" + (f" ({rec['error']})" if rec.get("error") else "")
+               if rec else "and no result.json: it is not a run folder")
+        raise UserError(f"{run_dir} has no {missing} ({why}): train the run to completion first")
+    try:
+        meta = json.loads((run_dir / META_FILE).read_text())
+        for key in ("method", "model", "task", "base_fingerprint", "tensors"):
+            meta[key]  # noqa: B018 - a KeyError here means a damaged file
+    except (ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{run_dir / META_FILE} is damaged ({type(e).__name__}: {e}): train the run again") from None
+    return meta
+
+
+def read_tensors(run_dir: Path, meta: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The delta's tensors; a truncated or altered file is refused before anything is built on it."""
+    path = Path(run_dir) / DELTA_FILE
+    if meta.get("sha256") and file_sha256(path) != meta["sha256"]:
+        raise UserError(f"{path} is corrupted or truncated (its sha256 differs from the one in {META_FILE}): "
+                        "copy it again or train the run again")
+    try:
+        return load_file(str(path))
+    except Exception as e:  # safetensors raises its own error type on bad headers and short files
+        raise UserError(f"{path} is not a readable safetensors file ({str(e).splitlines()[0]}): "
+                        "copy it again or train the run again") from None
+
+
+def check_base(fingerprint: str, meta: dict[str, Any], where: Path, model_cfg: DictConfig) -> None:
+    if fingerprint != meta["base_fingerprint"]:
+        source = model_cfg.get("name_or_path") or "random init (seed)"
+        raise UserError(f"{where}: the delta was trained on base {meta['base_fingerprint']} but model "
+                        f"'{model_cfg.name}' ({source}) is base {fingerprint}: load the base it was trained on "
+                        "(model.name_or_path=DIR)")
+
+
+def attach(model: torch.nn.Module, tensors: dict[str, torch.Tensor], where: Path) -> None:
+    """Put the delta's tensors in as the model's parameters: exactly the rebuilt model's trainable set, by name.
+
+    `assign=True` swaps the parameter objects instead of copying into them, so a base shared between several
+    task models (multitask.MultiTask) is never written to.
+    """
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    extra, missing = sorted(set(tensors) - trainable), sorted(trainable - set(tensors))
+    if extra or missing:
+        parts = [f"{len(extra)} saved tensor(s) with no parameter (e.g. {extra[0]})"] if extra else []
+        parts += [f"{len(missing)} trainable parameter(s) not in the delta (e.g. {missing[0]})"] if missing else []
+        raise UserError(f"{where / DELTA_FILE} does not match the model rebuilt from {META_FILE}: "
+                        f"{'; '.join(parts)}: the files come from different runs or versions")
+    try:
+        model.load_state_dict(tensors, strict=False, assign=True)
+    except RuntimeError as e:  # shape mismatches
+        detail = " ".join(str(e).split())
+        raise UserError(f"{where / DELTA_FILE} does not fit the rebuilt model: {detail[:300]}") from None
+
+
+def model_config(meta: dict[str, Any], overrides: dict[str, Any] | None = None) -> DictConfig:
+    """The run's model config; `overrides` (e.g. {"name_or_path": DIR}) point at a moved base."""
+    cfg = OmegaConf.create(meta["model"])
+    for key, value in (overrides or {}).items():
+        if key not in cfg:
+            raise UserError(f"model.{key} is not a model key; known: {', '.join(cfg)}")
+        cfg[key] = value
+    return cfg
+
+
+def task_head(meta: dict[str, Any]) -> str:
+    from .tasks import TASKS
+
+    kind = meta["task"].get("kind")
+    if kind not in TASKS:
+        raise UserError(f"task kind '{kind}' of this run is not known to this peftbench: known {sorted(TASKS)}")
+    return TASKS[kind].HEAD
+
+
+def merge_lora(model: torch.nn.Module, meta: dict[str, Any]) -> torch.nn.Module:
+    """LoRA folded into the base weights (W + BA): plain model, same outputs up to float rounding."""
+    if not hasattr(model, "peft_config"):
+        raise UserError(f"merge=true applies to LoRA runs only; this run used method '{meta['method']['name']}'")
+    return model.merge_and_unload()
+
+
+def load_run(run_dir: Path, model_overrides: dict[str, Any] | None = None, device: str = "cpu",
+             merge: bool = False) -> Run:
+    """Load base + delta: base from models.load_model, fingerprint check, method re-applied, tensors attached."""
+    from .methods import apply_method
+    from .models import load_model, load_tokenizer
+
+    run_dir = Path(run_dir)
+    meta = read_meta(run_dir)
+    tensors = read_tensors(run_dir, meta)
+    model_cfg, head = model_config(meta, model_overrides), task_head(meta)
+    with torch.random.fork_rng():  # a random base (model=tiny) is a function of the run's seed, as in training
+        torch.manual_seed(meta.get("seed", 42))
+        model = load_model(model_cfg, head, meta.get("num_labels", 2))
+    check_base(base_fingerprint(model), meta, run_dir, model_cfg)
+    model = apply_method(model, OmegaConf.create(meta["method"]), model_cfg.name)
+    attach(model, tensors, run_dir)
+    if merge:
+        model = merge_lora(model, meta)
+    dev = torch.device(device)
+    model.requires_grad_(False)
+    return Run(model.to(dev).eval(), load_tokenizer(model_cfg), meta, head, dev)
