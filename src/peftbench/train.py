@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
-from omegaconf import DictConfig
+from accelerate import PartialState
+from accelerate.utils import gather_object, set_seed
+from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
@@ -42,6 +43,11 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
             {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0}]
 
 
+def on_cpu(cfg: DictConfig) -> bool:
+    # accelerate forms a multi-process CPU group (gloo) only when told cpu=True
+    return cfg.device == "cpu" or not torch.cuda.is_available()
+
+
 def mixed_precision(cfg: DictConfig) -> str:
     if cfg.precision == "auto":
         return "fp16" if torch.cuda.is_available() and cfg.device != "cpu" else "no"
@@ -49,16 +55,18 @@ def mixed_precision(cfg: DictConfig) -> str:
 
 
 @torch.inference_mode()
-def predict(model: torch.nn.Module, dataset, tokenizer, batch_size: int, device) -> dict[str, list[np.ndarray]]:
+def predict(model: torch.nn.Module, dataset, tokenizer, batch_size: int, device,
+            shard: tuple[int, int] = (0, 1)) -> dict[str, list[np.ndarray]]:
     """The model's outputs (every tensor but the loss) over `dataset`: one array per row, in dataset order.
 
     Rows are batched by length (less padding); a row's array keeps its batch's padding on sequence outputs.
+    With shard=(rank, world) this process does every world-th row of that order and leaves the others None.
     """
     model.eval()
     inputs = [c for c in dataset.column_names if c in ("input_ids", "attention_mask", "token_type_ids")]
-    order = np.argsort([len(x) for x in dataset["input_ids"]], kind="stable")
+    order = np.argsort([len(x) for x in dataset["input_ids"]], kind="stable")[shard[0] :: shard[1]]
     rows: dict[str, list] = defaultdict(lambda: [None] * len(dataset))
-    for start in range(0, len(dataset), batch_size):
+    for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size].tolist()
         batch = tokenizer.pad(dataset[idx], return_tensors="pt")
         out = model(**{k: batch[k].to(device) for k in inputs})
@@ -69,9 +77,16 @@ def predict(model: torch.nn.Module, dataset, tokenizer, batch_size: int, device)
     return dict(rows)
 
 
-def evaluate(model, data, task, tokenizer, cfg: DictConfig, device) -> tuple[dict[str, float], Any, float]:
+def evaluate(model, data, task, tokenizer, cfg: DictConfig, accelerator: Accelerator) -> tuple[dict[str, float], Any, float]:
+    """Dev metrics; with several processes each predicts a shard and the rows are gathered, each exactly once."""
     t0 = time.perf_counter()
-    outputs = predict(model, data.eval, tokenizer, cfg.eval_batch_size, device)
+    world = accelerator.num_processes
+    outputs = predict(accelerator.unwrap_model(model), data.eval, tokenizer, cfg.eval_batch_size, accelerator.device,
+                      shard=(accelerator.process_index, world))
+    if world > 1:
+        shards = gather_object([outputs])
+        outputs = {key: [next(s[key][i] for s in shards if s[key][i] is not None) for i in range(len(data.eval))]
+                   for key in outputs}
     metrics, predictions = task.score(data, outputs)
     return metrics, predictions, time.perf_counter() - t0
 
@@ -87,20 +102,22 @@ def setup_logging(out: Path) -> logging.Handler:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fine-tune cfg.model on cfg.task with cfg.method; write result.json, train.log and the delta in cfg.out."""
     out = Path(cfg.out)
+    main = PartialState(cpu=on_cpu(cfg)).is_main_process  # under `accelerate launch` only the main process writes
     try:
         out.mkdir(parents=True, exist_ok=True)
         (out / ".write_test").touch()
         (out / ".write_test").unlink()
     except OSError as e:
         raise UserError(f"cannot write the run folder {out}: {e.strerror}; pick another out=") from None
-    handler = setup_logging(out)
+    handler = setup_logging(out) if main else logging.NullHandler()
     record = new_record(cfg)
     record["started_at"] = now()
     tracker = None
+    save = (lambda: write_json_atomic(out / "result.json", record)) if main else (lambda: None)
     try:
-        write_json_atomic(out / "result.json", record)
-        tracker = Tracker(cfg, out)
-        _run(cfg, out, record, tracker)
+        save()
+        tracker = Tracker(cfg if main else OmegaConf.merge(cfg, {"tracking": {"mode": "disabled"}}), out)
+        _run(cfg, out, record, tracker, save)
         record["status"] = "completed"
     except BaseException as e:
         record["status"] = "failed"
@@ -109,7 +126,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         raise
     finally:
         record["finished_at"] = now()
-        write_json_atomic(out / "result.json", record)
+        save()
         if tracker is not None:
             tracker.finish(record)
         log.removeHandler(handler)
@@ -117,9 +134,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return record
 
 
-def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker) -> None:
+def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker, save) -> None:
     set_seed(cfg.seed)
-    accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=mixed_precision(cfg))
+    accelerator = Accelerator(cpu=on_cpu(cfg), mixed_precision=mixed_precision(cfg))
+    world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
+    if cfg.batch_size % world:
+        raise UserError(f"batch_size={cfg.batch_size} does not divide over {world} processes: the global batch is "
+                        f"per-process batch x processes, so use a multiple of {world}")
     task = TASKS[cfg.task.kind]
     tokenizer = load_tokenizer(cfg.model)
     data = task.load(cfg, tokenizer)
@@ -139,10 +160,11 @@ def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker) -
         model = torch.compile(model)
     device = accelerator.device
     record.update(train_examples=data.train_examples, eval_examples=data.eval_examples, schedule=cfg.schedule,
-                  train_steps=steps, lr=lr, device=str(device), precision=accelerator.mixed_precision)
+                  train_steps=steps, lr=lr, device=str(device), precision=accelerator.mixed_precision,
+                  num_processes=world)
     if len(data.train) != data.train_examples:
         record["train_windows"] = len(data.train)
-    write_json_atomic(out / "result.json", record)
+    save()
     log.info("%s | %s | %s: %d trainable of %d params (%.3f%%), %d steps, lr %g, %s", cfg.task.name, cfg.method.name,
              cfg.model.name, record["trainable_params"], record["total_params"], record["trainable_percent"], steps,
              lr, device)
@@ -162,7 +184,7 @@ def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker) -
     step = loop["step"]
     running = torch.tensor(loop["running"], device=device)
     bar = tqdm(total=steps, initial=step, desc=f"{cfg.task.name}/{cfg.method.name}", dynamic_ncols=True,
-               mininterval=1.0)
+               mininterval=1.0, disable=not main)
     model.train()
     t0 = time.perf_counter() - loop["train_time_s"]
 
@@ -170,7 +192,8 @@ def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker) -
         loop.update(step=step, epoch=epoch, batch=batch, train_time_s=time.perf_counter() - t0,
                     running=running.item(), padded_tokens=meter.padded_tokens,
                     flops_per_token=meter.flops_per_token, cost=meter.peak())
-        checkpoint.save(out, accelerator.unwrap_model(model), optimizer, scheduler, loop)
+        if main:
+            checkpoint.save(out, accelerator.unwrap_model(model), optimizer, scheduler, loop)
 
     with checkpoint.StopFlag() as stop:
         epoch, skip = loop["epoch"], loop["batch"]
@@ -180,13 +203,14 @@ def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker) -
                     continue
                 if step == steps:
                     break
-                batch = tokenizer.pad(data.train[idx], return_tensors="pt")
+                mine = idx[rank::world] or idx[:1]  # this process's share of the global batch (never empty)
+                batch = tokenizer.pad(data.train[mine], return_tensors="pt")
                 batch = {k: batch[k].to(device) for k in model_inputs}
                 with meter.count(step):
                     with accelerator.autocast():
                         loss = model(**batch).loss
                     accelerator.backward(loss)
-                meter.add_step(batch["input_ids"].numel())
+                meter.add_step(batch["input_ids"].numel() * world)  # other shards counted as the same size
                 if cfg.max_grad_norm:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                 optimizer.step()
@@ -211,7 +235,7 @@ def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker) -
                              scheduler.get_last_lr()[0], rate)
                     tracker.log({"train/loss": mean, "train/lr": scheduler.get_last_lr()[0]}, step)
                 if cfg.eval_every and step % cfg.eval_every == 0 and step < steps:
-                    metrics, _, _ = evaluate(model, data, task, tokenizer, cfg, device)
+                    metrics, _, _ = evaluate(model, data, task, tokenizer, cfg, accelerator)
                     record.setdefault("history", []).append({"step": step, **metrics})
                     log.info("eval at step %d: %s", step, metrics)
                     tracker.log({f"eval/{k}": v for k, v in metrics.items()}, step)
@@ -230,11 +254,13 @@ def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker) -
                   train_samples_per_s=round(samples / train_time, 3),
                   train_tokens_per_s=round(loop["tokens"] / train_time, 1), **meter.peak())
 
-    metrics, predictions, eval_time = evaluate(model, data, task, tokenizer, cfg, device)
+    metrics, predictions, eval_time = evaluate(model, data, task, tokenizer, cfg, accelerator)
     record.update(metrics=metrics, eval_time_s=round(eval_time, 3))
     log.info("eval: %s", metrics)
     tracker.log({f"eval/{k}": v for k, v in metrics.items()}, step)
-    if hasattr(task, "write_predictions"):
-        task.write_predictions(out, data, predictions)
-    record.update(save_delta(accelerator.unwrap_model(model), out, cfg, fingerprint))
-    (out / checkpoint.FILE).unlink(missing_ok=True)  # the delta and record now hold everything
+    if main:
+        if hasattr(task, "write_predictions"):
+            task.write_predictions(out, data, predictions)
+        record.update(save_delta(accelerator.unwrap_model(model), out, cfg, fingerprint))
+        (out / checkpoint.FILE).unlink(missing_ok=True)  # the delta and record now hold everything
+    accelerator.wait_for_everyone()
