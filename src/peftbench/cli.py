@@ -21,11 +21,15 @@ The resolved defaults:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from accelerate import PartialState
+
     from .config import load_config
     from .train import train
 
     rec = train(load_config(args.overrides))
-    print(f"{rec['status']}: {rec['run']['task']} {rec['run']['method']} {rec['metrics']} -> {os.path.join(rec['config']['out'], 'result.json')}")
+    if PartialState().is_main_process:  # under `accelerate launch` the others stay quiet
+        print(f"{rec['status']}: {rec['run']['task']} {rec['run']['method']} {rec['metrics']} -> "
+              f"{os.path.join(rec['config']['out'], 'result.json')}")
     return 0
 
 
@@ -157,8 +161,13 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"peftbench: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("peftbench: interrupted", file=sys.stderr)
+    except FloatingPointError as e:  # a diverged run: its record says failed, the message says why
+        if debug:
+            traceback.print_exc()
+        print(f"peftbench: run failed: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as e:
+        print(f"peftbench: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
         return 130
 
 
