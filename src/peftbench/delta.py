@@ -96,10 +96,12 @@ def read_meta(run_dir: Path) -> dict[str, Any]:
         raise UserError(f"{run_dir} has no {missing} ({why}): train the run to completion first")
     try:
         meta = json.loads((run_dir / META_FILE).read_text())
-        for key in ("method", "model", "task", "base_fingerprint", "tensors"):
-            meta[key]  # noqa: B018 - a KeyError here means a damaged file
-    except (ValueError, KeyError, TypeError) as e:
-        raise UserError(f"{run_dir / META_FILE} is damaged ({type(e).__name__}: {e}): train the run again") from None
+    except ValueError as e:
+        raise UserError(f"{run_dir / META_FILE} is damaged (not JSON: {e}): train the run again") from None
+    keys = ("method", "model", "task", "base_fingerprint", "tensors")
+    missing = [k for k in keys if k not in meta] if isinstance(meta, dict) else list(keys)
+    if missing:
+        raise UserError(f"{run_dir / META_FILE} is damaged (no {', '.join(missing)}): train the run again")
     return meta
 
 
