@@ -94,3 +94,18 @@ def test_unwritable_output_folder_is_one_line(tmp_path, glue_dir, capsys):
         code = main(["train", "model=tiny", f"data_dir={glue_dir}", "out=/proc/peftbench-run", "tracking.mode=disabled"])
         err = capsys.readouterr().err
     assert code == 2 and "cannot write the run folder" in err and "pick another out=" in err
+
+
+@pytest.mark.parametrize("files,message", [
+    ([], "has no config.json"),
+    (["config.json"], "has no *.safetensors weights"),
+])
+def test_model_folder_without_config_or_weights_is_one_line(tmp_path, glue_dir, capsys, files, message):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name in files:
+        (folder / name).write_text("{}")
+    code = main(["train", f"model.name_or_path={folder}", "model=bert_base", f"data_dir={glue_dir}",
+                 f"out={tmp_path / 'x'}", "tracking.mode=disabled"])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and str(folder) in err and "Traceback" not in err
