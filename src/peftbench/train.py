@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import tempfile
 import time
 from collections import defaultdict
 from datetime import datetime, timezone
@@ -105,8 +106,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     main = PartialState(cpu=on_cpu(cfg)).is_main_process  # under `accelerate launch` only the main process writes
     try:
         out.mkdir(parents=True, exist_ok=True)
-        (out / ".write_test").touch()
-        (out / ".write_test").unlink()
+        if main:  # only the writer checks; other processes racing on one probe file would trip each other
+            tempfile.NamedTemporaryFile(dir=out).close()
     except OSError as e:
         raise UserError(f"cannot write the run folder {out}: {e.strerror}; pick another out=") from None
     handler = setup_logging(out) if main else logging.NullHandler()
