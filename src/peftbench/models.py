@@ -72,4 +72,5 @@ def load_model(model_cfg: DictConfig, head: str, num_labels: int = 2, random_ini
         for k, v in kwargs.items():
             setattr(config, k, v)
         return auto.from_config(config)
-    return auto.from_pretrained(resolve_path(model_cfg), **kwargs)
+    # safetensors only: a pickled .bin checkpoint can run code on load
+    return auto.from_pretrained(resolve_path(model_cfg), use_safetensors=True, **kwargs)
