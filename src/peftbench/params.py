@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import copy
+import functools
+
 from .config import group_options, load_config
 from .methods import apply_method
 from .models import load_model
 from .tasks import TASKS
 
 
+@functools.lru_cache(maxsize=2)
+def _base(overrides: tuple[str, ...]):
+    """One random-weights build per (model, task): building bert-base is most of the command's time."""
+    cfg = load_config(list(overrides))
+    head = TASKS[cfg.task.kind].HEAD
+    return load_model(cfg.model, head, num_labels=len(cfg.task.get("labels") or [0, 1]), random_init=True)
+
+
 def count(overrides: list[str]) -> dict[str, int | str]:
     """Trainable and total parameter counts for one (model, method, task), no weights downloaded."""
     cfg = load_config(overrides)
-    head = TASKS[cfg.task.kind].HEAD
-    model = load_model(cfg.model, head, num_labels=len(cfg.task.get("labels") or [0, 1]), random_init=True)
+    model = copy.deepcopy(_base(tuple(o for o in overrides if not o.startswith("method"))))
     total = sum(p.numel() for p in model.parameters())
     model = apply_method(model, cfg.method, cfg.model.name)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
