@@ -1,4 +1,5 @@
-"""One run on two CPU processes (accelerate launch, gloo): same training as one process, eval rows counted once."""
+"""One run on two CPU processes (accelerate launch, gloo) and in micro-batches: the same training as one process and
+one batch; eval rows counted once."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import torch
 from safetensors.torch import load_file
 
 from peftbench.cli import main
@@ -22,13 +24,13 @@ def test_two_processes_train_like_one_and_count_eval_once(tmp_path, glue_dir):
     assert main(["train", *ARGS, f"data_dir={glue_dir}", f"out={one}"]) == 0
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "-m", "peftbench.cli", "train", *ARGS, f"data_dir={glue_dir}", f"out={two}"]
+           "-m", "peftbench.cli", "train", *ARGS, "grad_accum=2", f"data_dir={glue_dir}", f"out={two}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[:3000]
     assert proc.stdout.count("completed:") == 1  # only the main process reports and writes
     a, b = (json.loads((d / "result.json").read_text()) for d in (one, two))
-    assert b["num_processes"] == 2 and a["num_processes"] == 1
+    assert (b["num_processes"], b["grad_accum"], a["num_processes"]) == (2, 2, 1)  # 2 x 2 micro-batches of 2 rows
     assert b["eval_examples"] == a["eval_examples"] == 24 and b["train_steps"] == a["train_steps"]
     assert a["metrics"]["accuracy"] == 100.0 and b["metrics"] == a["metrics"]
     assert load_file(two / "delta.safetensors").keys() == load_file(one / "delta.safetensors").keys()
@@ -40,3 +42,23 @@ def test_batch_that_does_not_divide_over_processes_is_refused(monkeypatch, tmp_p
     monkeypatch.setattr(Accelerator, "num_processes", property(lambda self: 3))
     code = main(["train", *ARGS, f"data_dir={glue_dir}", f"out={tmp_path / 'x'}"])
     assert code == 2 and "batch_size=8 does not divide over 3 processes" in capsys.readouterr().err
+
+
+def test_grad_accum_trains_like_the_whole_batch(tmp_path, glue_dir):
+    from peftbench.record import identity
+    from peftbench.config import load_config
+
+    base = ["train", *ARGS, "method=bitfit", "epochs=2", f"data_dir={glue_dir}"]
+    assert main([*base, f"out={tmp_path / 'whole'}"]) == 0
+    assert main([*base, "grad_accum=4", f"out={tmp_path / 'accum'}"]) == 0  # 4 micro-batches of 2 rows a step
+    a, b = (json.loads((tmp_path / d / "result.json").read_text()) for d in ("whole", "accum"))
+    assert (a["grad_accum"], b["grad_accum"]) == (1, 4) and a["train_steps"] == b["train_steps"] == 6
+    assert b["metrics"] == a["metrics"] and b["identity"] == a["identity"]  # the same experiment, run in pieces
+    da, db = (load_file(tmp_path / d / "delta.safetensors") for d in ("whole", "accum"))
+    assert all(torch.allclose(da[k], db[k], atol=1e-5) for k in da)
+    assert identity(load_config(base[1:] + ["grad_accum=2"])) == a["identity"]
+
+
+def test_batch_that_does_not_divide_into_micro_batches_is_refused(tmp_path, glue_dir, capsys):
+    code = main(["train", *ARGS, "grad_accum=3", f"data_dir={glue_dir}", f"out={tmp_path / 'x'}"])
+    assert code == 2 and "batch_size=8 does not divide over 1 processes x grad_accum=3" in capsys.readouterr().err

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.initialize import get_gh_backup, restore_gh_from_backup
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -31,6 +32,7 @@ def load_config(overrides: list[str] | None = None, name: str = "train") -> Dict
         group = key.lstrip("+~")
         if group in ("model", "method", "task") and value not in group_options(group) and "/" not in value:
             raise UserError(f"unknown {group} '{value}': pick one of {', '.join(group_options(group))}")
+    outer = get_gh_backup()  # inside a Hydra app (a launcher's job) its own Hydra state must survive this
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
@@ -42,12 +44,12 @@ def load_config(overrides: list[str] | None = None, name: str = "train") -> Dict
             first += " (unknown key: `peftbench train --help` lists them; add a new key with +key=value)"
         raise UserError(f"config: {first}") from None
     finally:
-        GlobalHydra.instance().clear()
+        restore_gh_from_backup(outer)
     validate(cfg)
     return cfg
 
 
-POSITIVE = ["batch_size", "eval_batch_size", "epochs", "max_steps", "train_size", "lr", "task.max_length",
+POSITIVE = ["batch_size", "grad_accum", "eval_batch_size", "epochs", "max_steps", "train_size", "lr", "task.max_length",
             "method.r", "method.num_virtual_tokens", "steps.min_steps", "steps.cap", "steps.epochs_equiv"]
 
 

@@ -9,6 +9,7 @@ Schema (version 1), one JSON object:
   trainable_params, total_params, trainable_percent, train_examples, eval_examples, train_windows (SQuAD)
   schedule ("epochs" | "steps"), train_steps, epochs_run
   train_time_s, train_samples_per_s, train_tokens_per_s, eval_time_s, started_at, finished_at, device, precision
+  host, pid: the machine and process that ran it
   costs: see cost.py (peak memory, static memory split, FLOPs, delta size on disk)
 """
 
@@ -85,6 +86,7 @@ def new_record(cfg: DictConfig) -> dict[str, Any]:
         "config": OmegaConf.to_container(cfg, resolve=True),
         "versions": versions(),
         "git_commit": git_commit(),
+        "host": platform.node(), "pid": os.getpid(),  # which machine and process ran it (launchers, clusters)
         "metrics": {},
         "primary_metric": cfg.task.metric,
     }

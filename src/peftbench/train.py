@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import tempfile
@@ -139,9 +140,11 @@ def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker, s
     set_seed(cfg.seed)
     accelerator = Accelerator(cpu=on_cpu(cfg), mixed_precision=mixed_precision(cfg))
     world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
-    if cfg.batch_size % world:
-        raise UserError(f"batch_size={cfg.batch_size} does not divide over {world} processes: the global batch is "
-                        f"per-process batch x processes, so use a multiple of {world}")
+    accum = cfg.grad_accum
+    if cfg.batch_size % (world * accum):
+        raise UserError(f"batch_size={cfg.batch_size} does not divide over {world} processes x grad_accum={accum}: "
+                        f"the global batch is per-process micro-batch x processes x grad_accum, so use a multiple of "
+                        f"{world * accum}")
     task = TASKS[cfg.task.kind]
     tokenizer = load_tokenizer(cfg.model)
     data = task.load(cfg, tokenizer)
@@ -164,7 +167,7 @@ def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker, s
     device = accelerator.device
     record.update(train_examples=data.train_examples, eval_examples=data.eval_examples, schedule=cfg.schedule,
                   train_steps=steps, lr=lr, device=str(device), precision=accelerator.mixed_precision,
-                  num_processes=world)
+                  num_processes=world, grad_accum=accum)
     if len(data.train) != data.train_examples:
         record["train_windows"] = len(data.train)
     save()
@@ -207,13 +210,19 @@ def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker, s
                 if step == steps:
                     break
                 mine = idx[rank::world] or idx[:1]  # this process's share of the global batch (never empty)
-                batch = tokenizer.pad(data.train[mine], return_tensors="pt")
-                batch = {k: batch[k].to(device) for k in model_inputs}
+                micro = [m.tolist() for m in np.array_split(mine, accum) if len(m)]
+                loss, padded = 0.0, 0
                 with meter.count(step):
-                    with accelerator.autocast():
-                        loss = model(**batch).loss
-                    accelerator.backward(loss)
-                meter.add_step(batch["input_ids"].numel() * world)  # other shards counted as the same size
+                    for j, rows in enumerate(micro):
+                        batch = tokenizer.pad(data.train[rows], return_tensors="pt")
+                        batch = {k: batch[k].to(device) for k in model_inputs}
+                        # DDP all-reduces gradients on the last micro-batch only
+                        with accelerator.no_sync(model) if j < len(micro) - 1 else contextlib.nullcontext():
+                            with accelerator.autocast():
+                                part = model(**batch).loss * (len(rows) / len(mine))  # the mean over `mine`
+                            accelerator.backward(part)
+                        loss, padded = loss + part.detach(), padded + batch["input_ids"].numel()
+                meter.add_step(padded * world)  # other shards counted as the same size
                 if cfg.max_grad_norm:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                 optimizer.step()
