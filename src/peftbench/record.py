@@ -27,7 +27,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 SCHEMA = 1
-NOT_IDENTITY = ("out", "tracking", "log_every", "eval_batch_size", "data_dir", "resume", "checkpoint_every")
+# how a run is executed, not what it learns (grad_accum: the same global batch in smaller pieces)
+NOT_IDENTITY = ("out", "tracking", "log_every", "eval_batch_size", "data_dir", "resume", "checkpoint_every", "grad_accum")
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:

@@ -5,6 +5,8 @@ run (overrides it gives every run); any other key=value on the command line goes
 `plan()` turns a study into a plain list of (run folder, overrides), so a launcher can take the same list.
 A run whose result.json is completed with the same `record.identity` is skipped; an unfinished one with the same
 identity and a checkpoint resumes from it; a failed run does not stop the study, which then exits 1.
+With `launcher=joblib|ray|submitit_slurm|...` the same runs go to a Hydra launcher instead (launch.py); `hydra.*`
+overrides on the command line configure it (e.g. hydra.launcher.n_jobs=4).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from .errors import UserError
 from .record import identity, read_record
 
 STUDY_KEYS = ("methods", "tasks", "seeds", "sizes", "out", "run")
+OPTIONAL_KEYS = {"launcher": None, "launch": []}  # launch: hydra.* overrides for the launcher
 PER_RUN = {"task": "tasks=[...]", "method": "methods=[...]", "seed": "seeds=[...]"}
 
 
@@ -36,12 +39,16 @@ def load_study(name: str, overrides: list[str] | None = None) -> DictConfig:
     missing = [k for k in STUDY_KEYS if k not in study]
     if missing:
         raise UserError(f"{path}: missing study key(s) {missing}")
-    passthrough = []
+    for key, default in OPTIONAL_KEYS.items():
+        study.setdefault(key, default)
+    passthrough, launch = [], [str(x) for x in study.launch]
     for o in overrides or []:
         if "=" not in o:
             raise UserError(f"argument '{o}' is not key=value: write e.g. methods=[full,bitfit] seeds=[42,43]")
         key = o.split("=", 1)[0]
-        if key in STUDY_KEYS:
+        if key.lstrip("+~").startswith(("hydra.", "hydra/")):
+            launch.append(o)
+        elif key in STUDY_KEYS or key == "launcher":
             try:
                 study.merge_with(OmegaConf.from_dotlist([o]))
             except OmegaConfBaseException as e:
@@ -51,6 +58,7 @@ def load_study(name: str, overrides: list[str] | None = None) -> DictConfig:
         else:
             passthrough.append(o)
     study.run = [str(x) for x in (study.run or [])] + passthrough
+    study.launch = launch
     _check(study)
     return study
 
@@ -77,6 +85,13 @@ def _check(study: DictConfig) -> None:
             raise UserError("train_size and sizes both given: a study with sizes sets train_size per run; drop one")
     if not study.out:
         raise UserError("out is empty: give the study folder, e.g. out=studies/glue")
+    if study.launch and not study.launcher:
+        raise UserError(f"{study.launch[0]}: hydra.* settings configure a launcher; add launcher=joblib (or ray, "
+                        "submitit_slurm, ...) or drop them")
+    if study.launcher:
+        from .launch import check_launcher
+
+        check_launcher(str(study.launcher))
 
 
 def plan(study: DictConfig, pools: dict[str, int | None] | None = None) -> list[tuple[Path, list[str]]]:
@@ -141,11 +156,40 @@ def _metric(rec: dict[str, Any]) -> str:
     return f"{key} {value:.2f}" if isinstance(value, (int, float)) else "no metric"
 
 
-def run_study(name: str, overrides: list[str] | None = None) -> int:
-    """Run every planned run that has no completed twin; print a line per run and a summary; 1 if any failed."""
+def run_one(folder: Path, cfg: DictConfig, label: str) -> str:
+    """One planned run: 'skipped' (a completed twin exists), 'ran', or 'failed' (its traceback.txt says why)."""
     from .checkpoint import FILE as CHECKPOINT
     from .train import train
 
+    old = read_record(folder / "result.json") or {}
+    same = old.get("identity") == identity(cfg)
+    if old.get("status") == "completed":
+        if same:
+            print(f"{label}: skipped, completed ({_metric(old)})", flush=True)
+            return "skipped"
+        print(f"{label}: its config changed since it completed; running it again", flush=True)
+    elif same and (folder / CHECKPOINT).is_file() and "resume" in cfg:
+        cfg.resume = True  # an interrupted run of this very config: go on from its checkpoint
+        print(f"{label}: resuming from {folder / CHECKPOINT}", flush=True)
+    t0 = time.perf_counter()
+    try:
+        rec = train(cfg)
+        print(f"{label}: {_metric(rec)} ({time.perf_counter() - t0:.0f} s)", flush=True)
+        return "ran"
+    except Exception as e:  # one broken run must not stop the others; its record says failed
+        try:
+            (folder / "traceback.txt").write_text(traceback.format_exc())
+        except OSError:
+            pass
+        print(f"{label}: FAILED after {time.perf_counter() - t0:.0f} s: {type(e).__name__}: "
+              f"{str(e).splitlines()[0] if str(e) else ''} (traceback in {folder / 'traceback.txt'})", flush=True)
+        return "failed"
+    finally:
+        gc.collect()
+
+
+def run_study(name: str, overrides: list[str] | None = None) -> int:
+    """Run every planned run that has no completed twin; print a line per run and a summary; 1 if any failed."""
     study = load_study(name, overrides)
     runs = plan(study, pool_sizes(study))
     # Compose every config first: a bad key fails here, in one line, before hours of training.
@@ -153,36 +197,14 @@ def run_study(name: str, overrides: list[str] | None = None) -> int:
     out = Path(study.out)
     out.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(study, out / f"study-{Path(name).stem}.yaml")
+    if study.launcher:
+        from .launch import launch_study
+
+        return launch_study(study, name, configs, [over for _, over in runs])
     counts: Counter[str] = Counter()
     t_study = time.perf_counter()
     for i, (folder, cfg) in enumerate(configs, 1):
-        label = f"[{i}/{len(configs)}] {folder.relative_to(out)}"
-        old = read_record(folder / "result.json") or {}
-        same = old.get("identity") == identity(cfg)
-        if old.get("status") == "completed":
-            if same:
-                print(f"{label}: skipped, completed ({_metric(old)})", flush=True)
-                counts["skipped"] += 1
-                continue
-            print(f"{label}: its config changed since it completed; running it again", flush=True)
-        elif same and (folder / CHECKPOINT).is_file() and "resume" in cfg:
-            cfg.resume = True  # an interrupted run of this very config: go on from its checkpoint
-            print(f"{label}: resuming from {folder / CHECKPOINT}", flush=True)
-        t0 = time.perf_counter()
-        try:
-            rec = train(cfg)
-            print(f"{label}: {_metric(rec)} ({time.perf_counter() - t0:.0f} s)", flush=True)
-            counts["ran"] += 1
-        except Exception as e:  # one broken run must not stop the others; its record says failed
-            try:
-                (folder / "traceback.txt").write_text(traceback.format_exc())
-            except OSError:
-                pass
-            print(f"{label}: FAILED after {time.perf_counter() - t0:.0f} s: {type(e).__name__}: "
-                  f"{str(e).splitlines()[0] if str(e) else ''} (traceback in {folder / 'traceback.txt'})", flush=True)
-            counts["failed"] += 1
-        finally:
-            gc.collect()
+        counts[run_one(folder, cfg, f"[{i}/{len(configs)}] {folder.relative_to(out)}")] += 1
     print(f"study {Path(name).stem}: {counts['ran']} ran, {counts['skipped']} skipped, {counts['failed']} failed "
           f"in {time.perf_counter() - t_study:.0f} s -> {out}")
     return 1 if counts["failed"] else 0

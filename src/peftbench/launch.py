@@ -1,0 +1,111 @@
+"""Studies on Hydra launchers: joblib (local processes), Ray (a cluster), submitit (SLURM), or any other.
+
+`peftbench study NAME launcher=L hydra.launcher.KEY=V ...` plans the runs as usual, writes OUT/plan.json (every
+run's folder and overrides) and hands the runs still to do to Hydra:
+
+    python -m peftbench.launch --multirun hydra/launcher=L plan=OUT/plan.json job=3,4,7 hydra.sweep.dir=...
+
+This module is that Hydra app: each job trains one run of the plan through `study.run_one`, so a launched run is
+the same as a sequential one (same folder, skip and resume rules, result.json) and `peftbench report` reads it
+unchanged. Hydra's own per-job log and config go to OUT/launches/<time>/<job>/.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from .config import CONFIG_DIR, load_config
+from .errors import UserError
+from .record import identity, read_record
+
+# launcher name -> the Hydra plugin it needs (`pip install "peftbench[launchers]"` brings all three)
+PLUGINS = {"basic": None, "joblib": "hydra_plugins.hydra_joblib_launcher",
+           "ray": "hydra_plugins.hydra_ray_launcher",
+           "submitit_local": "hydra_plugins.hydra_submitit_launcher",
+           "submitit_slurm": "hydra_plugins.hydra_submitit_launcher"}
+# our presets (configs/hydra/launcher/) -> the launcher each extends
+PRESETS = {p.stem: str(OmegaConf.load(p).defaults[0]) for p in (CONFIG_DIR / "hydra" / "launcher").glob("*.yaml")}
+
+
+def check_launcher(name: str) -> None:
+    """One line if `name` is not a launcher we know, or its plugin is not installed."""
+    if name not in PLUGINS and name not in PRESETS:
+        raise UserError(f"unknown launcher '{name}': pick one of {', '.join([*PLUGINS, *PRESETS])}")
+    plugin = PLUGINS[PRESETS.get(name, name)]
+    if plugin and importlib.util.find_spec(plugin) is None:
+        package = plugin.split(".")[1].replace("_", "-")
+        raise UserError(f"launcher '{name}' needs the {package} plugin: pip install \"peftbench[launchers]\"")
+
+
+def write_plan(out: Path, name: str, configs: list[tuple[Path, DictConfig]], overrides: list[list[str]]) -> Path:
+    """OUT/plan.json: where the study was started (runs resolve relative paths from there) and every run."""
+    path = out / "plan.json"
+    runs = [{"out": str(folder), "overrides": over} for (folder, _), over in zip(configs, overrides)]
+    path.write_text(json.dumps({"study": name, "cwd": os.getcwd(), "runs": runs}, indent=1))
+    return path.resolve()
+
+
+def launch_study(study: DictConfig, name: str, configs: list[tuple[Path, DictConfig]],
+                 overrides: list[list[str]]) -> int:
+    """Send the runs without a completed twin to the study's launcher, wait, and sum up from their result.json."""
+    out = Path(study.out)
+    todo = []
+    for i, (folder, cfg) in enumerate(configs):
+        old = read_record(folder / "result.json") or {}
+        if old.get("status") == "completed" and old.get("identity") == identity(cfg):
+            print(f"[{i + 1}/{len(configs)}] {folder.relative_to(out)}: skipped, completed", flush=True)
+        else:
+            todo.append(i)
+    if not todo:
+        print(f"study {Path(name).stem}: all {len(configs)} runs completed; nothing to launch -> {out}")
+        return 0
+    plan = write_plan(out, name, configs, overrides)
+    sweep_dir = (out / "launches" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")).resolve()
+    cmd = [sys.executable, "-m", "peftbench.launch", "--multirun", f"hydra/launcher={study.launcher}",
+           f"plan={plan}", f"job={','.join(map(str, todo))}", f"hydra.sweep.dir={sweep_dir}", *study.launch]
+    print(f"launching {len(todo)} of {len(configs)} runs on {study.launcher}:\n  {shlex.join(cmd)}", flush=True)
+    t0 = time.perf_counter()
+    code = subprocess.run(cmd).returncode
+    status = {i: (read_record(configs[i][0] / "result.json") or {}).get("status", "missing") for i in todo}
+    ran = sum(s == "completed" for s in status.values())
+    missing = [str(configs[i][0]) for i, s in status.items() if s != "completed"]
+    print(f"study {Path(name).stem}: {ran} ran, {len(configs) - len(todo)} skipped, {len(missing)} failed or "
+          f"missing in {time.perf_counter() - t0:.0f} s -> {out} (Hydra logs: {sweep_dir})")
+    if missing:
+        print("not completed: " + ", ".join(missing))
+    if code and not missing:
+        print(f"the launcher exited with {code}: see {sweep_dir}")
+    return 1 if missing or code else 0
+
+
+@hydra.main(config_path="configs", config_name="launch", version_base=None)
+def main(cfg: DictConfig) -> str:
+    """One Hydra job: run number `cfg.job` of the plan; returns 'ran', 'skipped' or 'failed'."""
+    from .study import run_one
+
+    plan = json.loads(Path(cfg.plan).read_text())
+    os.chdir(plan["cwd"])  # relative paths in the overrides (data_dir=..., out=...) mean what they meant there
+    run = plan["runs"][cfg.job]
+    folder = Path(run["out"])
+    label = f"[{cfg.job + 1}/{len(plan['runs'])}] {folder}"
+    try:
+        run_cfg = load_config(run["overrides"])
+    except UserError as e:  # the plan was checked when written; this is a changed package or data folder
+        print(f"{label}: FAILED: {e}", flush=True)
+        return "failed"
+    return run_one(folder, run_cfg, label)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Studies on Hydra launchers: joblib (two runs at once), Ray (a local instance on loopback), submitit (local
+executor, and the SLURM preset's config), all landing where `peftbench study` puts runs, equal to sequential runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from peftbench.cli import main
+from peftbench.errors import UserError
+from peftbench.study import load_study
+
+TINY = ["model=tiny", "max_steps=3", "train_size=12", "tracking.mode=disabled", "eval_batch_size=32"]
+
+
+def study_args(out, glue_dir, *extra):
+    return ["study", "glue", "methods=[bitfit,lora]", "tasks=[rte]", f"data_dir={glue_dir}", f"out={out}", *TINY,
+            *extra]
+
+
+def record(folder):
+    return json.loads((folder / "result.json").read_text())
+
+
+def assert_same_as_sequential(tmp_path, glue_dir, launched, methods=("bitfit", "lora")):
+    """The launched runs equal a plain sequential study: same metrics, same trained tensors (threads may differ)."""
+    seq = tmp_path / "sequential"
+    assert main(study_args(seq, glue_dir, f"methods=[{','.join(methods)}]")) == 0
+    for m in methods:
+        a, b = launched / "rte" / m / "seed42", seq / "rte" / m / "seed42"
+        assert record(a)["status"] == "completed" and record(a)["metrics"] == record(b)["metrics"]
+        da, db = load_file(a / "delta.safetensors"), load_file(b / "delta.safetensors")
+        assert da.keys() == db.keys() and all(torch.allclose(da[k], db[k], atol=1e-6) for k in da)
+
+
+def test_joblib_runs_two_at_once_and_skips_them_after(tmp_path, glue_dir, capsys):
+    out = tmp_path / "s"
+    assert main(study_args(out, glue_dir, "launcher=joblib", "hydra.launcher.n_jobs=2")) == 0
+    text = capsys.readouterr().out
+    assert "launching 2 of 2 runs on joblib" in text and "2 ran, 0 skipped, 0 failed or missing" in text
+    pids = {record(out / "rte" / m / "seed42")["pid"] for m in ("bitfit", "lora")}
+    assert len(pids) == 2 and os.getpid() not in pids  # two worker processes, not this one
+    assert json.loads((out / "plan.json").read_text())["runs"][1]["out"] == str(out / "rte" / "lora" / "seed42")
+    assert list(out.glob("launches/*/0/.hydra/overrides.yaml"))  # Hydra's own record of each job
+    assert_same_as_sequential(tmp_path, glue_dir, out)
+    assert main(study_args(out, glue_dir, "launcher=joblib")) == 0
+    assert "all 2 runs completed; nothing to launch" in capsys.readouterr().out
+    assert main(["report", str(out), "--out", str(tmp_path / "r")]) == 0  # the report reads launched runs unchanged
+    assert "| bitfit |" in (tmp_path / "r" / "report.md").read_text()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ray_on_a_local_instance(tmp_path, glue_dir, monkeypatch, capsys):
+    # Ray binds the machine's address unless told this is a single-node (loopback) setup
+    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    ray = [sys.executable, "-m", "ray.scripts.scripts"]
+    port = free_port()
+    subprocess.run([*ray, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+                    "--disable-usage-stats"], check=True, capture_output=True, timeout=180)
+    try:
+        out = tmp_path / "s"
+        assert main(study_args(out, glue_dir, "launcher=ray_cluster", f"hydra.launcher.ray.init.address=127.0.0.1:{port}",
+                               "hydra.launcher.ray.remote.num_gpus=0")) == 0
+        assert "2 ran, 0 skipped, 0 failed or missing" in capsys.readouterr().out
+    finally:
+        subprocess.run([*ray, "stop", "--force"], capture_output=True, timeout=120)
+    assert_same_as_sequential(tmp_path, glue_dir, out)
+
+
+def test_submitit_local_run_and_the_slurm_preset(tmp_path, glue_dir, capsys):
+    out = tmp_path / "s"
+    assert main(study_args(out, glue_dir, "methods=[bitfit]", "launcher=submitit_local",
+                           "hydra.launcher.timeout_min=10")) == 0
+    assert "1 ran, 0 skipped" in capsys.readouterr().out
+    assert list(out.glob("launches/*/.submitit/*/*_log.out"))  # submitit ran it as its own job
+    assert_same_as_sequential(tmp_path, glue_dir, out, methods=("bitfit",))
+    # SLURM itself is not here: check what the preset would submit
+    shown = subprocess.run([sys.executable, "-m", "peftbench.launch", "--cfg", "hydra", "hydra/launcher=slurm_gpu",
+                            "plan=p.json", "job=0", "hydra.launcher.partition=gpu"],
+                           capture_output=True, text=True, check=True).stdout
+    for line in ["_target_: hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",
+                 "partition: gpu", "gpus_per_node: 1", "max_num_timeout: 3", "name: peftbench"]:
+        assert line in shown
+
+
+@pytest.mark.parametrize("args,message", [
+    (["launcher=nope"], "unknown launcher 'nope': pick one of basic, joblib, ray,"),
+    (["hydra.launcher.n_jobs=2"], "hydra.launcher.n_jobs=2: hydra.* settings configure a launcher"),
+])
+def test_bad_launcher_input(args, message):
+    with pytest.raises(UserError, match=message.replace("*", r"\*")):
+        load_study("glue", args)
+
+
+def test_a_missing_plugin_is_one_line(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name.startswith("hydra_plugins") else real(name, *a))
+    with pytest.raises(UserError, match=r'launcher \'slurm_gpu\' needs the hydra-submitit-launcher plugin: pip'):
+        load_study("glue", ["launcher=slurm_gpu"])
+
+
+def test_a_failed_launched_run_is_reported(tmp_path, glue_dir, capsys):
+    dev = glue_dir / "glue" / "RTE" / "dev.tsv"
+    dev.write_text(dev.read_text(encoding="utf-8").replace("\tentailment\n", "\tmaybe\n", 1), encoding="utf-8")
+    out = tmp_path / "s"
+    assert main(study_args(out, glue_dir, "methods=[bitfit]", "launcher=basic")) == 1
+    text = capsys.readouterr().out
+    assert "0 ran, 0 skipped, 1 failed or missing" in text and f"not completed: {out}/rte/bitfit/seed42" in text
+    assert record(out / "rte" / "bitfit" / "seed42")["status"] == "failed"
