@@ -154,3 +154,14 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, glue_dir, caps
     assert main(args) == 1
     out = capsys.readouterr().out
     assert "resuming from" in out and "checkpoint" in out.split("FAILED")[1] and "1 failed" in out
+
+
+def test_dry_run_lists_the_runs_and_writes_nothing(tmp_path, glue_dir, capsys):
+    assert main(["study", "glue", "--dry-run", "seeds=[1,2]", "model=tiny", f"out={tmp_path}/s"]) == 0
+    out = capsys.readouterr().out
+    assert "[30/30] rte/prompt/seed2: to run" in out and "30 runs, 30 to run, 0 completed" in out
+    assert not (tmp_path / "s").exists()
+    args = ["study", "glue", "methods=[bitfit]", "tasks=[rte]", f"data_dir={glue_dir}", f"out={tmp_path}/s", *TINY]
+    assert main(args) == 0 and main([*args, "--dry-run", "seeds=[42,43]"]) == 0
+    out = capsys.readouterr().out
+    assert "rte/bitfit/seed42: completed" in out and "2 runs, 1 to run, 1 completed" in out

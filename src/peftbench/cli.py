@@ -43,7 +43,7 @@ def _params(args: argparse.Namespace) -> int:
 def _study(args: argparse.Namespace) -> int:
     from .study import run_study
 
-    return run_study(args.name, args.overrides)
+    return run_study(args.name, args.overrides, dry_run=args.dry_run)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -104,9 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run a study (glue | scaling | FILE.yaml): methods x tasks x sizes x seeds, one "
                        "run after another. Study keys: methods=[..] tasks=[..] seeds=[..] sizes=[..] out=DIR; any "
                        "other key=value goes to every run. Completed runs with the same config are skipped, so "
-                       "running the same command again resumes a killed study.")
+                       "running the same command again resumes a killed study. launcher=joblib|ray|ray_cluster|"
+                       "submitit_slurm|slurm_gpu|submitit_local sends the runs to a Hydra launcher instead; hydra.* "
+                       "key=value settings configure it (e.g. hydra.launcher.n_jobs=4, hydra.launcher.partition=gpu).")
     p.add_argument("name", metavar="NAME")
     p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and which are left to do; run nothing")
     p.set_defaults(fn=_study)
     p = sub.add_parser("report", help="tables and figures from result.json files: OUT/report.md + PNGs",
                        description="Read every result.json under DIR... (recursively) and write OUT/report.md "
@@ -149,7 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["train"] and any(a in ("-h", "--help") for a in argv[1:]):
         print(_train_help())
         return 0
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # key=value after a flag (`study glue --dry-run seeds=[1,2]`) are still overrides
+        if not hasattr(args, "overrides") or any(a.startswith("-") for a in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides += extra
     if args.command is None:
         parser.print_help()
         return 0

@@ -188,13 +188,27 @@ def run_one(folder: Path, cfg: DictConfig, label: str) -> str:
         gc.collect()
 
 
-def run_study(name: str, overrides: list[str] | None = None) -> int:
+def print_plan(configs: list[tuple[Path, DictConfig]], out: Path) -> None:
+    """Every planned run and what a real invocation would do with it; nothing is written."""
+    todo = 0
+    for i, (folder, cfg) in enumerate(configs, 1):
+        old = read_record(folder / "result.json") or {}
+        done = old.get("status") == "completed" and old.get("identity") == identity(cfg)
+        todo += not done
+        print(f"[{i}/{len(configs)}] {folder.relative_to(out)}: {'completed' if done else 'to run'}")
+    print(f"{len(configs)} runs, {todo} to run, {len(configs) - todo} completed -> {out}")
+
+
+def run_study(name: str, overrides: list[str] | None = None, dry_run: bool = False) -> int:
     """Run every planned run that has no completed twin; print a line per run and a summary; 1 if any failed."""
     study = load_study(name, overrides)
     runs = plan(study, pool_sizes(study))
     # Compose every config first: a bad key fails here, in one line, before hours of training.
     configs = [(folder, load_config(over)) for folder, over in runs]
     out = Path(study.out)
+    if dry_run:
+        print_plan(configs, out)
+        return 0
     out.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(study, out / f"study-{Path(name).stem}.yaml")
     if study.launcher:
