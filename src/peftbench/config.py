@@ -22,6 +22,25 @@ def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
 
 
+def compose_config(name: str, overrides: list[str], hint: str, hydra_node: bool = False) -> DictConfig:
+    """configs/NAME.yaml composed with `overrides`; Hydra's errors become one UserError line (+ `hint` for a bad key)."""
+    outer = get_gh_backup()  # inside a Hydra app (a launcher's job) its own Hydra state must survive this
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+            cfg = compose(config_name=name, overrides=overrides, return_hydra_config=hydra_node)
+        if not hydra_node:  # the hydra node holds ${hydra:...} values only a running app can resolve
+            OmegaConf.resolve(cfg)
+    except (HydraException, OmegaConfBaseException) as e:
+        first = str(e).strip().splitlines()[0]
+        if "not in struct" in str(e) or "Could not override" in str(e):
+            first += f" ({hint})"
+        raise UserError(f"config: {first}") from None
+    finally:
+        restore_gh_from_backup(outer)
+    return cfg
+
+
 def load_config(overrides: list[str] | None = None, name: str = "train") -> DictConfig:
     """The resolved config for `overrides`; every error becomes one UserError line naming the key."""
     overrides = list(overrides or [])
@@ -32,19 +51,8 @@ def load_config(overrides: list[str] | None = None, name: str = "train") -> Dict
         group = key.lstrip("+~")
         if group in ("model", "method", "task") and value not in group_options(group) and "/" not in value:
             raise UserError(f"unknown {group} '{value}': pick one of {', '.join(group_options(group))}")
-    outer = get_gh_backup()  # inside a Hydra app (a launcher's job) its own Hydra state must survive this
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-            cfg = compose(config_name=name, overrides=overrides)
-        OmegaConf.resolve(cfg)
-    except (HydraException, OmegaConfBaseException) as e:
-        first = str(e).strip().splitlines()[0]
-        if "not in struct" in str(e) or "Could not override" in str(e):
-            first += " (unknown key: `peftbench train --help` lists them; add a new key with +key=value)"
-        raise UserError(f"config: {first}") from None
-    finally:
-        restore_gh_from_backup(outer)
+    cfg = compose_config(name, overrides,
+                         "unknown key: `peftbench train --help` lists them; add a new key with +key=value")
     validate(cfg)
     return cfg
 

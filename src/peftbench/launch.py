@@ -25,7 +25,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from .config import CONFIG_DIR, load_config
+from .config import CONFIG_DIR, compose_config, load_config
 from .errors import UserError
 from .record import identity, read_record
 
@@ -38,14 +38,17 @@ PLUGINS = {"basic": None, "joblib": "hydra_plugins.hydra_joblib_launcher",
 PRESETS = {p.stem: str(OmegaConf.load(p).defaults[0]) for p in (CONFIG_DIR / "hydra" / "launcher").glob("*.yaml")}
 
 
-def check_launcher(name: str) -> None:
-    """One line if `name` is not a launcher we know, or its plugin is not installed."""
+def check_launcher(name: str, settings: list[str]) -> None:
+    """One line if `name` is not a launcher we know, its plugin is not installed, or a hydra.* setting is wrong."""
     if name not in PLUGINS and name not in PRESETS:
         raise UserError(f"unknown launcher '{name}': pick one of {', '.join([*PLUGINS, *PRESETS])}")
     plugin = PLUGINS[PRESETS.get(name, name)]
     if plugin and importlib.util.find_spec(plugin) is None:
         package = plugin.split(".")[1].replace("_", "-")
         raise UserError(f"launcher '{name}' needs the {package} plugin: pip install \"peftbench[launchers]\"")
+    compose_config("launch", ["plan=x", "job=0", f"hydra/launcher={name}", *settings],
+                   f"`python -m peftbench.launch --cfg hydra hydra/launcher={name} plan=x job=0` lists the keys; "
+                   "add a new one with +hydra.KEY=VALUE", hydra_node=True)
 
 
 def write_plan(out: Path, name: str, configs: list[tuple[Path, DictConfig]], overrides: list[list[str]]) -> Path:

@@ -91,7 +91,7 @@ def _check(study: DictConfig) -> None:
     if study.launcher:
         from .launch import check_launcher
 
-        check_launcher(str(study.launcher))
+        check_launcher(str(study.launcher), list(study.launch))
 
 
 def plan(study: DictConfig, pools: dict[str, int | None] | None = None) -> list[tuple[Path, list[str]]]:
