@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .config import CONFIG_DIR, compose_config, load_config
 from .errors import UserError
-from .record import identity, read_record
+from .study import completed, run_one
 
 # launcher name -> the Hydra plugin it needs (`pip install "peftbench[launchers]"` brings all three)
 PLUGINS = {"basic": None, "joblib": "hydra_plugins.hydra_joblib_launcher",
@@ -65,8 +65,7 @@ def launch_study(study: DictConfig, name: str, configs: list[tuple[Path, DictCon
     out = Path(study.out)
     todo = []
     for i, (folder, cfg) in enumerate(configs):
-        old = read_record(folder / "result.json") or {}
-        if old.get("status") == "completed" and old.get("identity") == identity(cfg):
+        if completed(folder, cfg):
             print(f"[{i + 1}/{len(configs)}] {folder.relative_to(out)}: skipped, completed", flush=True)
         else:
             todo.append(i)
@@ -80,23 +79,20 @@ def launch_study(study: DictConfig, name: str, configs: list[tuple[Path, DictCon
     print(f"launching {len(todo)} of {len(configs)} runs on {study.launcher}:\n  {shlex.join(cmd)}", flush=True)
     t0 = time.perf_counter()
     code = subprocess.run(cmd).returncode
-    status = {i: (read_record(configs[i][0] / "result.json") or {}).get("status", "missing") for i in todo}
-    ran = sum(s == "completed" for s in status.values())
-    missing = [str(configs[i][0]) for i, s in status.items() if s != "completed"]
-    print(f"study {Path(name).stem}: {ran} ran, {len(configs) - len(todo)} skipped, {len(missing)} failed or "
+    done = [i for i in todo if completed(*configs[i])]
+    missing = [str(configs[i][0]) for i in todo if i not in done]
+    print(f"study {Path(name).stem}: {len(done)} ran, {len(configs) - len(todo)} skipped, {len(missing)} failed or "
           f"missing in {time.perf_counter() - t0:.0f} s -> {out} (Hydra logs: {sweep_dir})")
     if missing:
         print("not completed: " + ", ".join(missing))
-    if code and not missing:
-        print(f"the launcher exited with {code}: see {sweep_dir}")
+    if code:
+        print(f"the launcher exited with {code}: its error is above; job logs are in {sweep_dir}")
     return 1 if missing or code else 0
 
 
 @hydra.main(config_path="configs", config_name="launch", version_base=None)
 def main(cfg: DictConfig) -> str:
     """One Hydra job: run number `cfg.job` of the plan; returns 'ran', 'skipped' or 'failed'."""
-    from .study import run_one
-
     plan = json.loads(Path(cfg.plan).read_text())
     os.chdir(plan["cwd"])  # relative paths in the overrides (data_dir=..., out=...) mean what they meant there
     run = plan["runs"][cfg.job]

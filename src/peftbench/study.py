@@ -188,12 +188,17 @@ def run_one(folder: Path, cfg: DictConfig, label: str) -> str:
         gc.collect()
 
 
+def completed(folder: Path, cfg: DictConfig) -> bool:
+    """Whether `folder` holds a completed run of this very config."""
+    old = read_record(folder / "result.json") or {}
+    return old.get("status") == "completed" and old.get("identity") == identity(cfg)
+
+
 def print_plan(configs: list[tuple[Path, DictConfig]], out: Path) -> None:
     """Every planned run and what a real invocation would do with it; nothing is written."""
     todo = 0
     for i, (folder, cfg) in enumerate(configs, 1):
-        old = read_record(folder / "result.json") or {}
-        done = old.get("status") == "completed" and old.get("identity") == identity(cfg)
+        done = completed(folder, cfg)
         todo += not done
         print(f"[{i}/{len(configs)}] {folder.relative_to(out)}: {'completed' if done else 'to run'}")
     print(f"{len(configs)} runs, {todo} to run, {len(configs) - todo} completed -> {out}")
