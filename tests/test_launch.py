@@ -107,6 +107,15 @@ def test_bad_launcher_input(args, message):
         load_study("glue", args)
 
 
+def test_a_launcher_preset_of_ones_own(tmp_path):
+    (tmp_path / "hydra" / "launcher").mkdir(parents=True)
+    (tmp_path / "hydra" / "launcher" / "mine.yaml").write_text("defaults:\n  - joblib\n\nn_jobs: 3\n")
+    study = load_study("glue", ["launcher=mine", f"hydra.searchpath=[file://{tmp_path}]"])
+    assert study.launcher == "mine" and study.launch == [f"hydra.searchpath=[file://{tmp_path}]"]
+    with pytest.raises(UserError, match="Could not find 'hydra/launcher/other'"):
+        load_study("glue", ["launcher=other", f"hydra.searchpath=[file://{tmp_path}]"])
+
+
 def test_a_missing_plugin_is_one_line(monkeypatch):
     import importlib.util
 

@@ -40,9 +40,11 @@ PRESETS = {p.stem: str(OmegaConf.load(p).defaults[0]) for p in (CONFIG_DIR / "hy
 
 def check_launcher(name: str, settings: list[str]) -> None:
     """One line if `name` is not a launcher we know, its plugin is not installed, or a hydra.* setting is wrong."""
-    if name not in PLUGINS and name not in PRESETS:
-        raise UserError(f"unknown launcher '{name}': pick one of {', '.join([*PLUGINS, *PRESETS])}")
-    plugin = PLUGINS[PRESETS.get(name, name)]
+    own = any(o.lstrip("+").startswith("hydra.searchpath=") for o in settings)  # a user's hydra/launcher/NAME.yaml
+    if name not in PLUGINS and name not in PRESETS and not own:
+        raise UserError(f"unknown launcher '{name}': pick one of {', '.join([*PLUGINS, *PRESETS])}, or add "
+                        "hydra.searchpath=[file:///DIR] where DIR/hydra/launcher/NAME.yaml is yours")
+    plugin = PLUGINS.get(PRESETS.get(name, name))
     if plugin and importlib.util.find_spec(plugin) is None:
         package = plugin.split(".")[1].replace("_", "-")
         raise UserError(f"launcher '{name}' needs the {package} plugin: pip install \"peftbench[launchers]\"")
