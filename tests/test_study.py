@@ -19,14 +19,14 @@ def test_plan_defaults_and_layout(tmp_path):
     assert len(glue) == 15
     folder, over = glue[0]
     assert folder == tmp_path / "sst2" / "full" / "seed42"
-    assert over == ["model=tiny", "task=sst2", "method=full", "seed=42", f"out={folder}"]
+    assert over == [f"tracking.group={tmp_path.name}", "model=tiny", "task=sst2", "method=full", "seed=42", f"out={folder}"]
     assert [f.relative_to(tmp_path).parts[:2] for f, _ in glue[:5]] == [
         ("sst2", m) for m in ["full", "bitfit", "bitfit_subset", "lora", "prompt"]]
     scaling = load_study("scaling", ["out=s", "seeds=[1,2]", "sizes=[500,all]", "max_steps=5"])
     runs = plan(scaling)
     assert [str(f) for f, _ in runs[:4]] == ["s/squad/full/500/seed1", "s/squad/full/500/seed2",
                                              "s/squad/full/all/seed1", "s/squad/full/all/seed2"]
-    assert runs[0][1] == ["schedule=steps", "max_steps=5", "task=squad", "method=full", "seed=1", "train_size=500",
+    assert runs[0][1] == ["tracking.group=s", "schedule=steps", "max_steps=5", "task=squad", "method=full", "seed=1", "train_size=500",
                           "out=s/squad/full/500/seed1"]
     assert runs[2][1][-2] == "train_size=null"
     # Sizes above a task's pool are left out; 'all' stays.

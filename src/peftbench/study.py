@@ -110,7 +110,8 @@ def plan(study: DictConfig, pools: dict[str, int | None] | None = None) -> list[
             for size in sizes:
                 for seed in _as_list(study, "seeds"):
                     folder = out / task / method
-                    over = list(study.run) + [f"task={task}", f"method={method}", f"seed={seed}"]
+                    # the W&B group first, so a tracking.group= of the user's wins
+                    over = [f"tracking.group={out.name}", *study.run, f"task={task}", f"method={method}", f"seed={seed}"]
                     if size is not None:
                         folder = folder / str(size)
                         over.append(f"train_size={'null' if size == 'all' else size}")

@@ -17,8 +17,10 @@ class Tracker:
         import wandb
 
         os.environ.setdefault("WANDB_SILENT", "true")
-        self.run = wandb.init(project=cfg.tracking.project, mode=cfg.tracking.mode, dir=str(out),
-                              name=out.name, config=OmegaConf.to_container(cfg, resolve=True), reinit="finish_previous")
+        size = f"-n{cfg.train_size}" if cfg.train_size else ""
+        self.run = wandb.init(project=cfg.tracking.project, group=cfg.tracking.get("group"), mode=cfg.tracking.mode,
+                              dir=str(out), name=f"{cfg.task.name}-{cfg.method.name}{size}-s{cfg.seed}",
+                              config=OmegaConf.to_container(cfg, resolve=True), reinit="finish_previous")
 
     def log(self, values: dict[str, Any], step: int) -> None:
         if self.run is not None:
