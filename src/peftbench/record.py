@@ -7,7 +7,7 @@ Schema (version 1), one JSON object:
   config: the resolved config; versions: {python, torch, transformers, peft, peftbench}; git_commit
   metrics: {accuracy, f1} (GLUE) or {exact_match, f1} (SQuAD), in percent; primary_metric
   trainable_params, total_params, trainable_percent, train_examples, eval_examples, train_windows (SQuAD)
-  schedule ("epochs" | "steps"), train_steps, epochs_run
+  schedule ("epochs" | "steps"), train_steps, epochs_run, num_processes, grad_accum
   train_time_s, train_samples_per_s, train_tokens_per_s, eval_time_s, started_at, finished_at, device, precision
   host, pid: the machine and process that ran it
   costs: see cost.py (peak memory, static memory split, FLOPs, delta size on disk)
