@@ -53,16 +53,16 @@ def check_launcher(name: str, settings: list[str]) -> None:
                    "add a new one with +hydra.KEY=VALUE", hydra_node=True)
 
 
-def write_plan(out: Path, name: str, configs: list[tuple[Path, DictConfig]], overrides: list[list[str]]) -> Path:
+def write_plan(out: Path, name: str, runs: list[tuple[Path, list[str]]]) -> Path:
     """OUT/plan.json: where the study was started (runs resolve relative paths from there) and every run."""
     path = out / "plan.json"
-    runs = [{"out": str(folder), "overrides": over} for (folder, _), over in zip(configs, overrides)]
-    path.write_text(json.dumps({"study": name, "cwd": os.getcwd(), "runs": runs}, indent=1))
+    entries = [{"out": str(folder), "overrides": over} for folder, over in runs]
+    path.write_text(json.dumps({"study": name, "cwd": os.getcwd(), "runs": entries}, indent=1))
     return path.resolve()
 
 
 def launch_study(study: DictConfig, name: str, configs: list[tuple[Path, DictConfig]],
-                 overrides: list[list[str]]) -> int:
+                 runs: list[tuple[Path, list[str]]]) -> int:
     """Send the runs without a completed twin to the study's launcher, wait, and sum up from their result.json."""
     out = Path(study.out)
     todo = []
@@ -74,7 +74,7 @@ def launch_study(study: DictConfig, name: str, configs: list[tuple[Path, DictCon
     if not todo:
         print(f"study {Path(name).stem}: all {len(configs)} runs completed; nothing to launch -> {out}")
         return 0
-    plan = write_plan(out, name, configs, overrides)
+    plan = write_plan(out, name, runs)
     sweep_dir = (out / "launches" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")).resolve()
     cmd = [sys.executable, "-m", "peftbench.launch", "--multirun", f"hydra/launcher={study.launcher}",
            f"plan={plan}", f"job={','.join(map(str, todo))}", f"hydra.sweep.dir={sweep_dir}", *study.launch]

@@ -220,7 +220,7 @@ def run_study(name: str, overrides: list[str] | None = None, dry_run: bool = Fal
     if study.launcher:
         from .launch import launch_study
 
-        return launch_study(study, name, configs, [over for _, over in runs])
+        return launch_study(study, name, configs, runs)
     counts: Counter[str] = Counter()
     t_study = time.perf_counter()
     for i, (folder, cfg) in enumerate(configs, 1):
