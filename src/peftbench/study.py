@@ -26,7 +26,7 @@ from .errors import UserError
 from .record import identity, read_record
 
 STUDY_KEYS = ("methods", "tasks", "seeds", "sizes", "out", "run")
-OPTIONAL_KEYS = {"launcher": None, "launch": []}  # launch: hydra.* overrides for the launcher
+OPTIONAL_KEYS = {"launcher": None, "launch": [], "parallel": 1}  # launch: hydra.* overrides for the launcher
 PER_RUN = {"task": "tasks=[...]", "method": "methods=[...]", "seed": "seeds=[...]"}
 
 
@@ -48,7 +48,7 @@ def load_study(name: str, overrides: list[str] | None = None) -> DictConfig:
         key = o.split("=", 1)[0]
         if key.lstrip("+~").startswith(("hydra.", "hydra/")):
             launch.append(o)
-        elif key in STUDY_KEYS or key == "launcher":
+        elif key in STUDY_KEYS or key in ("launcher", "parallel"):
             try:
                 study.merge_with(OmegaConf.from_dotlist([o]))
             except OmegaConfBaseException as e:
@@ -85,6 +85,11 @@ def _check(study: DictConfig) -> None:
             raise UserError("train_size and sizes both given: a study with sizes sets train_size per run; drop one")
     if not study.out:
         raise UserError("out is empty: give the study folder, e.g. out=studies/glue")
+    if isinstance(study.parallel, bool) or not isinstance(study.parallel, int) or study.parallel < 1:
+        raise UserError(f"parallel={study.parallel!r}: give the number of runs to train at once, e.g. parallel=2")
+    if study.parallel > 1 and study.launcher:
+        raise UserError(f"parallel={study.parallel} and launcher={study.launcher} both given: the launcher decides how "
+                        "many runs go at once (e.g. hydra.launcher.n_jobs); drop one")
     if study.launch and not study.launcher:
         raise UserError(f"{study.launch[0]}: hydra.* settings configure a launcher; add launcher=joblib (or ray, "
                         "submitit_slurm, ...) or drop them")
@@ -217,7 +222,7 @@ def run_study(name: str, overrides: list[str] | None = None, dry_run: bool = Fal
         return 0
     out.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(study, out / f"study-{Path(name).stem}.yaml")
-    if study.launcher:
+    if study.launcher or study.parallel > 1:
         from .launch import launch_study
 
         return launch_study(study, name, configs, runs)
