@@ -73,11 +73,11 @@ def test_report_numbers_from_fixture_records(studies, tmp_path):
                               "78.67 ± 0.94 (n=2)", "0.095%"]
     assert glue["lora"] == ["_**92.00 ± 1.41 (n=2)**_", "_86.50 ± 0.71 (n=2)_", "59.00 ± 1.41 (n=2)",
                             "_79.17 ± 0.24 (n=2)_", "0.27%"]
-    assert glue["prompt"] == ["88.00", "81.50 ⚠", "57.00", "75.50", "0.015%"]
+    assert glue["prompt"] == ["88.00 (n=1)", "81.50 (n=1) ⚠", "57.00 (n=1)", "75.50 (n=1)", "0.015%"]
     assert re.search(r"`.*mrpc/prompt/all/seed42`: f1 81.50 vs baseline 81.22", md)
     # SQuAD: Δ = bitfit − full, winner with the one-seed tie rule (|Δ| < 1), EM columns.
     table = {r[0]: r[1:] for s in ("500", "1,000", "2,000", "3,000", "all (7,793)") for r in rows(md, s) if len(r) == 7}
-    assert table["500"] == ["45.50", "55.30", "+9.80", "**bitfit**", "35.50", "45.30"]
+    assert table["500"] == ["45.50 (n=1)", "55.30 (n=1)", "+9.80", "**bitfit**", "35.50 (n=1)", "45.30 (n=1)"]
     assert table["2,000"][2:4] == ["-0.70", "tie"]
     assert table["3,000"][2:4] == ["-4.60", "**full**"]
     assert table["all (7,793)"][2:4] == ["-10.00", "**full**"]
