@@ -17,7 +17,7 @@ for both implementations (head init and data order, each in its own way), so the
 its mean gets a 95% t-interval (df = n - 1). Target: the interval of (peftbench - Trainer) narrower than +-1 point
 and containing 0 or lying above it.
 
-    python bench/parity.py                                   # SST-2 2,000 rows, seeds 1-20, 3 runners, 3 methods
+    python bench/parity.py                                   # SST-2 2,000 rows, seeds 1-25, 3 runners, 3 methods
     python bench/parity.py --seeds 3 --rows 200 --out /tmp/p # a smoke run
     python bench/parity.py --task rte --rows 0 --epochs 3    # all of RTE's training rows, the seed's 3 epochs
 
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--task", default="sst2", choices=["sst2", "mrpc", "rte"])
     p.add_argument("--rows", type=int, default=2000, help="first N training rows; 0 = all (default 2000)")
     p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--seeds", type=int, default=20, help="seeds 1..N (default 20); raise it later to add seeds")
+    p.add_argument("--seeds", type=int, default=25, help="seeds 1..N (default 25); raise it later to add seeds")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=METHODS)
     p.add_argument("--runners", nargs="+", choices=RUNNERS, default=DEFAULT_RUNNERS)
     p.add_argument("--lr", nargs="+", default=[], metavar="METHOD=RATE", help="e.g. bitfit=1e-3 (default: LRS)")
