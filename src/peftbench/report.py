@@ -420,7 +420,8 @@ def write_report(dirs: list[str | Path], out: str | Path) -> Path:
               "constant prediction on their eval set (majority-class accuracy; F1 of predicting the positive class "
               "everywhere; SQuAD: the context's first sentence as the answer).", ""]
     lines += [f"- `{r['_path']}`: {r['primary_metric']} {r['metrics'][r['primary_metric']]:.2f} vs baseline "
-              f"{baseline(r):.2f}" for r in flagged] or ["None."]
+              f"{baseline(r):.2f}" + (f" (lr {rate(r['lr'])})" if r.get("lr") is not None else "")
+              for r in flagged] or ["None."]
     lines += ["", "## Failed and unfinished runs", ""]
     lines += [f"- `{r['_path']}`: {r['status']}" + (f" — {r['error']}" if r.get("error") else "") for r in other] or ["None."]
     path = out / "report.md"
