@@ -5,31 +5,23 @@ method at its best rate per task, the whole grid, and the seed's rate beside the
 FT per task with a paired 95% interval, costs, SQuAD scaling (full vs bitfit per training size, tie rule,
 crossover on log(size), data regimes and a decision rule derived from the measured winners), runs that learned
 nothing (not ≥ CLEAR points above the majority-class baseline), failed and unfinished runs. Every number comes
-from a record; nothing is typed in by hand.
+from a record; nothing is typed in by hand. The GLUE and scaling sections are report_glue.py and report_scaling.py;
+the pieces they share (cells, flags, the learning-rate choice) are cells.py.
 """
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from . import figures
 from .baselines import baseline
+from .cells import CLEAR, TASK_ORDER, learned_nothing, order, rate
 from .errors import UserError
-from .record import NOT_IDENTITY, read_record
 from .figures import ORDER, family
-from .stats import TIE_ONE_SEED, bootstrap_crossing, compare, crossings, mean_std, paired
-
-TASK_ORDER = ["sst2", "mrpc", "rte", "squad"]
-PAIR = ("full", "bitfit")     # the scaling study's comparison: Δ = bitfit − full
-CLEAR = 1.0                   # points a run must beat the majority-class baseline by to count as having learned
-FLAG = "⚠"
-
-
-def order(names, ranking=ORDER) -> list[str]:
-    return sorted(set(names), key=lambda n: (ranking.index(n) if n in ranking else len(ranking), n))
+from .record import read_record
+from .report_glue import glue_section
+from .report_scaling import scaling_section
 
 
 def collect(dirs: list[str | Path]) -> list[dict[str, Any]]:
@@ -51,71 +43,6 @@ def collect(dirs: list[str | Path]) -> list[dict[str, Any]]:
     return list(latest.values()) + [r for r in records if r["status"] != "completed"]
 
 
-def size_of(rec: dict[str, Any]) -> int:
-    return rec["run"]["train_size"] or rec.get("train_examples") or 0
-
-
-def learned_nothing(rec: dict[str, Any]) -> bool:
-    b = baseline(rec)
-    return b is not None and rec["metrics"][rec["primary_metric"]] < b + CLEAR
-
-
-def cell(values: list[float], flagged: bool = False) -> str:
-    if not values:
-        return "—"
-    m, s, n = mean_std(values)
-    text = f"{m:.2f} (n=1)" if s is None else f"{m:.2f} ± {s:.2f} (n={n})"
-    return text + (f" {FLAG}" if flagged else "")
-
-
-def by_rate(recs: list[dict]) -> dict[float | None, list[dict]]:
-    """Runs grouped by their learning rate (None for records that predate the `lr` field)."""
-    out: dict = defaultdict(list)
-    for r in recs:
-        out[r.get("lr")].append(r)
-    return dict(out)
-
-
-def best_rate(rates: dict[float | None, list[dict]], metric: str) -> float | None:
-    """The rate with the highest mean dev score over seeds; a tie goes to the rate with more runs, then the lower one."""
-    def key(lr):
-        vals = [r["metrics"][metric] for r in rates[lr]]
-        return (round(sum(vals) / len(vals), 9), len(vals), -(lr or 0.0))
-    return max(rates, key=key)
-
-
-def rate(lr: float | None) -> str:
-    return "—" if lr is None else f"{lr:g}"
-
-
-def seed_rate(recs: list[dict]) -> float | None:
-    """The method's own rate (configs/method/NAME.yaml `lr`), as recorded in the runs' configs."""
-    return next((float(r["config"]["method"]["lr"]) for r in recs if r["config"]["method"].get("lr") is not None), None)
-
-
-def by_seed(recs: list[dict], metric: str) -> dict[int, float]:
-    return {r["run"]["seed"]: r["metrics"][metric] for r in recs}
-
-
-def pct(values) -> str:
-    vals = sorted(set(values))
-    return "—" if not vals else " / ".join(f"{v:.3g}%" for v in vals)
-
-
-def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": str(v)})
-    return out
-
-
-def mixed_keys(recs: list[dict]) -> list[str]:
-    """Config keys (besides seed and output paths) that differ between runs pooled into one table cell."""
-    flats = [_flat({k: v for k, v in r["config"].items() if k not in NOT_IDENTITY + ("seed",)}) for r in recs]
-    keys = set().union(*flats)
-    return sorted(k for k in keys if k != "task.data_dir" and len({f.get(k) for f in flats}) > 1)
-
-
 def methods_section(recs: list[dict]) -> list[str]:
     rows = defaultdict(list)
     for r in recs:
@@ -130,261 +57,6 @@ def methods_section(recs: list[dict]) -> list[str]:
         lines.append(f"| {model} | {method} | {family(method)} | {trainable:,} | {100 * trainable / total:.3g}% | "
                      f"{rs[0]['config']['method'].get('trains', '')} | {tasks} |")
     return lines + [""]
-
-
-def glue_section(recs: list[dict], out: Path, tag: str) -> list[str]:
-    every = defaultdict(lambda: defaultdict(list))
-    for r in recs:
-        every[r["run"]["method"]][r["run"]["task"]].append(r)
-    methods = order(every)
-    tasks = order({t for m in every.values() for t in m}, TASK_ORDER)
-    metric = {t: next(r["primary_metric"] for m in every.values() for r in m.get(t, [])) for t in tasks}
-    grid = {m: {t: by_rate(every[m][t]) for t in every[m]} for m in methods}
-    tuned = any(len(rates) > 1 for g in grid.values() for rates in g.values())
-    best = {m: {t: best_rate(rates, metric[t]) for t, rates in grid[m].items()} for m in methods}
-    by = {m: {t: grid[m][t][best[m][t]] for t in grid[m]} for m in methods}  # each method at its best rate
-    cols = tasks + ["avg"]
-    means: dict[str, dict[str, float]] = defaultdict(dict)
-    texts: dict[str, dict[str, str]] = defaultdict(dict)
-    notes = []
-    for m in methods:
-        for t in tasks:
-            rs = by[m].get(t, [])
-            vals = [r["metrics"][metric[t]] for r in rs]
-            texts[m][t] = cell(vals, any(learned_nothing(r) for r in rs))
-            if tuned and vals and best[m][t] is not None:
-                texts[m][t] += f" @ {rate(best[m][t])}"
-            if vals:
-                means[m][t] = sum(vals) / len(vals)
-            if len(rs) > 1 and (keys := mixed_keys(rs)):
-                notes.append(f"- {t}/{m} pools runs whose configs differ in {', '.join(keys)}")
-        if all(t in means[m] for t in tasks):
-            means[m]["avg"] = sum(means[m][t] for t in tasks) / len(tasks)
-            per_seed = defaultdict(dict)
-            for t in tasks:
-                for r in by[m][t]:
-                    per_seed[r["run"]["seed"]][t] = r["metrics"][metric[t]]
-            full_seeds = [sum(v.values()) / len(tasks) for v in per_seed.values() if len(v) == len(tasks)]
-            m_, s_, n_ = mean_std(full_seeds) if full_seeds else (None, None, 0)
-            texts[m]["avg"] = f"{means[m]['avg']:.2f}" + (f" ± {s_:.2f} (n={n_})" if s_ is not None else f" (n={n_})")
-        else:
-            texts[m]["avg"] = "—"
-    for c in cols:  # best overall in bold, best PEFT (any method but full) in italics
-        have = [m for m in methods if c in means[m]]
-        for pool, mark in ((have, "**"), ([m for m in have if m != "full"], "_")):
-            if pool:
-                best_m = max(pool, key=lambda m: means[m][c])
-                texts[best_m][c] = f"{mark}{texts[best_m][c]}{mark}"
-    lines = ["| method | " + " | ".join(f"{t} ({metric[t]})" for t in tasks) + " | avg | trainable % |",
-             "|---|" + "---:|" * (len(cols) + 1)]
-    for m in methods:
-        trainable = pct(r["trainable_percent"] for t in tasks for r in by[m].get(t, []))
-        lines.append(f"| {m} | " + " | ".join(texts[m][c] for c in cols) + f" | {trainable} |")
-    lines += ["", f"Each cell: the task's primary metric on the dev set in %, mean ± sample std over seeds (n runs). "
-              f"**Bold**: best overall; _italics_: best PEFT method (not full); {FLAG}: a run in the cell did "
-              f"not beat the majority-class baseline by {CLEAR:g} point (see *Learned nothing*)."]
-    if tuned:
-        lines[-1] += (" `@ rate`: the learning rate picked for that method and task — the rate with the highest mean "
-                      "dev score over seeds (a tie goes to the rate with more runs, then the lower rate). GLUE "
-                      "reports dev, and the same dev set picks the rate, so tuned numbers lean optimistic; "
-                      "the whole grid and the seed's rate are below.")
-    lines += ["", *notes] if notes else []
-    lines.append("")
-    if tuned:
-        lines += grid_tables(grid, best, methods, tasks, metric)
-    lines += versus_full(by, methods, tasks, metric, tuned)
-    baselines = {t: next((b for m in methods for r in by[m].get(t, []) if (b := baseline(r)) is not None), None)
-                 for t in tasks}
-    figures.parameter_efficiency(by, methods, tasks, metric, means, out / f"parameter_efficiency{tag}.png")
-    figures.part1_results(by, methods, tasks, metric, out / f"part1_results{tag}.png", baselines)
-    figures.flops_comparison(by, methods, tasks, out / f"flops_comparison{tag}.png")
-    lines += ["", f"![parameter efficiency](parameter_efficiency{tag}.png)", "",
-              f"![GLUE results](part1_results{tag}.png)", ""]
-    lines += ["### Costs", "", "| method | task | peak memory (MiB) | grads + optimizer (MiB) | train FLOPs | "
-              "train time (s) | delta on disk (KiB) |", "|---|---|---:|---:|---:|---:|---:|"]
-    for m in methods:
-        for t in tasks:
-            rs = by[m].get(t, [])
-            if rs:
-                avg = lambda k: (sum(r[k] for r in rs if k in r) / n) if (n := sum(k in r for r in rs)) else math.nan
-                mark = f" {FLAG}" if any(learned_nothing(r) for r in rs) else ""
-                lines.append(f"| {m} | {t}{mark} | {avg('peak_memory_bytes') / 2**20:,.0f} | "
-                             f"{(avg('memory_gradients_bytes') + avg('memory_optimizer_bytes')) / 2**20:,.1f} | "
-                             f"{avg('train_flops'):.3g} | {avg('train_time_s'):,.1f} | {avg('delta_bytes') / 1024:,.0f} |")
-    devices = sorted({r.get("device", "?") for m in by.values() for rs in m.values() for r in rs})
-    lines += ["", f"Means over seeds{' at each best rate' if tuned else ''}. Device: {', '.join(devices)} (on CPU, peak memory is the process's peak resident "
-              "set while training). FLOPs: forward + backward, counted on the first step, times the tokens seen.",
-              "", f"![costs](flops_comparison{tag}.png)", ""]
-    return lines
-
-
-def grid_tables(grid, best, methods, tasks, metric) -> list[str]:
-    """The whole learning-rate grid (a row per method and rate), then the seed's rate beside the tuned one."""
-    lines = ["### Learning-rate grid", "", "| method | lr | " + " | ".join(f"{t} ({metric[t]})" for t in tasks) + " |",
-             "|---|---:|" + "---:|" * len(tasks)]
-    for m in methods:
-        own = seed_rate([r for rates in grid[m].values() for rs in rates.values() for r in rs])
-        for lr in sorted({lr for rates in grid[m].values() for lr in rates}, key=lambda x: x or 0.0):
-            cells = []
-            for t in tasks:
-                rs = grid[m].get(t, {}).get(lr, [])
-                text = cell([r["metrics"][metric[t]] for r in rs], any(learned_nothing(r) for r in rs))
-                cells.append(f"**{text}**" if rs and best[m][t] == lr else text)
-            mark = " (seed)" if own is not None and lr is not None and math.isclose(lr, own) else ""
-            lines.append(f"| {m} | {rate(lr)}{mark} | " + " | ".join(cells) + " |")
-    lines += ["", "**Bold**: the rate picked for that method and task. (seed): the method's own rate, the seed "
-              "protocol's.", "", "### Tuned vs the seed's rate", "",
-              "| method | task | seed rate | at the seed rate | best rate | at the best rate |",
-              "|---|---|---:|---:|---:|---:|"]
-    for m in methods:
-        for t in tasks:
-            rates = grid[m].get(t)
-            if not rates:
-                continue
-            own = seed_rate([r for rs in rates.values() for r in rs])
-            at_own = next((rs for lr, rs in rates.items() if lr is not None and own is not None
-                           and math.isclose(lr, own)), None)
-            own_text = cell([r["metrics"][metric[t]] for r in at_own], any(map(learned_nothing, at_own))) \
-                if at_own else "not run"
-            rs = rates[best[m][t]]
-            lines.append(f"| {m} | {t} | {rate(own)} | {own_text} | {rate(best[m][t])} | "
-                         f"{cell([r['metrics'][metric[t]] for r in rs], any(map(learned_nothing, rs)))} |")
-    return lines + [""]
-
-
-def versus_full(by, methods, tasks, metric, tuned: bool) -> list[str]:
-    """Each method minus full FT per task, paired by seed, with its 95% t-interval, and the verdict in words."""
-    if "full" not in methods or len(methods) < 2:
-        return []
-    others = [m for m in methods if m != "full"]
-    lines = ["### vs full fine-tuning", "", "| method | " + " | ".join(f"{t}: Δ {metric[t]} [95% interval]"
-                                                                     for t in tasks) + " |",
-             "|---|" + "---:|" * len(tasks)]
-    verdicts: dict[str, dict[str, list[str]]] = {t: defaultdict(list) for t in tasks}
-    for m in others:
-        cells = []
-        for t in tasks:
-            p = paired(by_seed(by["full"].get(t, []), metric[t]), by_seed(by[m].get(t, []), metric[t]))
-            if p is None:
-                cells.append("no shared seeds" if by[m].get(t) and by["full"].get(t) else "—")
-                continue
-            if p["half"] is None:
-                cells.append(f"{p['delta']:+.2f} (n=1: no interval)")
-                verdicts[t]["one seed: no interval"].append(f"{m} ({p['delta']:+.2f})")
-                continue
-            cells.append(f"{p['delta']:+.2f} [{p['low']:+.2f}, {p['high']:+.2f}] (n={p['n']})")
-            word = {"not distinguishable": "not distinguishable from full FT (the interval covers 0)",
-                    "higher": "above full FT", "lower": "below full FT"}[p["verdict"]]
-            verdicts[t][word].append(f"{m} ({p['delta']:+.2f} [{p['low']:+.2f}, {p['high']:+.2f}])")
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    at = "each at its best rate, " if tuned else ""
-    lines += ["", f"Δ = method − full FT, {at}paired by seed (the seeds both ran): the mean difference and its 95% "
-              "t-interval (df = n − 1). A difference whose interval covers 0 is not distinguishable from noise at "
-              "this many seeds.", "", "#### Decision rule (from the intervals)", ""]
-    for t in tasks:
-        parts = [f"{word}: {', '.join(ms)}" for word, ms in verdicts[t].items()]
-        lines.append(f"- **{t}**: " + ("; ".join(parts) if parts else "no paired runs") + ".")
-    return lines + [""]
-
-
-def scaling_section(recs: list[dict], out: Path, tag: str) -> list[str]:
-    every = defaultdict(lambda: defaultdict(list))
-    for r in recs:
-        every[r["run"]["method"]][size_of(r)].append(r)
-    rates = {m: {s: by_rate(rs) for s, rs in v.items()} for m, v in every.items()}
-    tuned = any(len(g) > 1 for v in rates.values() for g in v.values())
-    by = {m: {s: g[best_rate(g, "f1")] for s, g in v.items()} for m, v in rates.items()}  # each at its best rate
-    methods = order(by)
-    sizes = sorted({s for m in by.values() for s in m})
-    full_pool = {s for m in by.values() for s, rs in m.items() if any(r["run"]["train_size"] is None for r in rs)}
-    label = {s: (f"all ({s:,})" if s in full_pool else f"{s:,}") for s in sizes}
-    val = lambda m, s, k: [r["metrics"][k] for r in by[m].get(s, [])]
-    a, b = PAIR
-    lines = ["| train size | " + " | ".join(f"{m} F1" for m in methods) + f" | Δ F1 ({b} − {a}) | winner | "
-             + " | ".join(f"{m} EM" for m in methods) + " |", "|---:|" + "---:|" * (2 * len(methods) + 2)]
-    compared = []
-    for s in sizes:
-        row = [cell(val(m, s, "f1"), any(learned_nothing(r) for r in by[m].get(s, []))) for m in methods]
-        if val(a, s, "f1") and val(b, s, "f1"):
-            p = paired(by_seed(by[a][s], "f1"), by_seed(by[b][s], "f1"))
-            if p is not None and p["n"] >= 2:  # the same seeds on both sides: the paired interval
-                c = {"delta": p["delta"], "half": p["half"], "winner": {"not distinguishable": "tie", "higher": "other",
-                                                                         "lower": "base"}[p["verdict"]]}
-            else:
-                c = compare(val(a, s, "f1"), val(b, s, "f1"))
-            winner = {"tie": "tie", "base": a, "other": b}[c["winner"]]
-            band = f" (±{c['half']:.2f})" if c["half"] is not None else ""
-            row += [f"{c['delta']:+.2f}{band}", f"**{winner}**" if winner != "tie" else "tie"]
-            compared.append((s, c["delta"], winner))
-        else:
-            row += ["—", "—"]
-        lines.append(f"| {label[s]} | " + " | ".join(row + [cell(val(m, s, "exact_match")) for m in methods]) + " |")
-    notes = [f"- {m} at {label[s]} pools runs whose configs differ in {', '.join(k)}" for m in methods for s in sizes
-             if len(by[m].get(s, [])) > 1 and (k := mixed_keys(by[m][s]))]
-    lines += ["", f"F1 and exact match (EM) in %, mean ± sample std over seeds (n runs). Tie (not distinguishable): the "
-              f"95% interval of Δ (shown as ±) covers 0 — paired by seed when both methods ran ≥ 2 of the same "
-              f"seeds, else Welch's with ≥ 2 seeds per method — or |Δ| < {TIE_ONE_SEED:g} F1 with one seed. {FLAG}: a "
-              f"run not {CLEAR:g} F1 above the first-sentence baseline. Figure bands: ±1 std over seeds.", "", *notes]
-    if tuned:
-        lines += ["Each method and size at its best learning rate: the highest mean F1 over seeds on the eval set "
-                  "(a tie goes to the rate with more runs, then the lower rate): "
-                  + "; ".join(f"{m} " + ", ".join(f"{label[s]} @ {rate(best_rate(rates[m][s], 'f1'))}"
-                                                   for s in sizes if s in rates[m]) for m in methods) + ".", ""]
-    if compared:
-        xs = [s for s, _, _ in compared]
-        cross = crossings(xs, [d for _, d, _ in compared])
-        lines += ["### Crossover", ""]
-        if not cross:
-            lead = a if compared[0][1] < 0 else b
-            lines.append(f"No crossover in range ({label[xs[0]]}–{label[xs[-1]]}): {lead} has the higher F1 "
-                         "at every measured size.")
-        else:
-            text = f"The {a} and {b} F1 curves cross at **{cross[0]:,.0f}** training examples"
-            boot = bootstrap_crossing(xs, [val(a, s, "f1") for s in xs], [val(b, s, "f1") for s in xs])
-            if boot:
-                text += (f" (95% bootstrap interval over seeds {boot[0]:,.0f}–{boot[1]:,.0f}; {100 * boot[2]:.0f}% of "
-                         "resamples cross)" if boot[2] else " (no resample crosses)")
-            text += " — linear interpolation of Δ F1 on log(size) between the two measured sizes around the sign change."
-            if len(cross) > 1:
-                text += " They cross again at " + ", ".join(f"{c:,.0f}" for c in cross[1:]) + "."
-            lines.append(text)
-        lines += ["", *regimes(compared, label), ""]
-    figures.part2_results(by, methods, sizes, cross if compared else [], out / f"part2_results{tag}.png")
-    return lines + [f"![SQuAD scaling](part2_results{tag}.png)", ""]
-
-
-def regimes(compared: list[tuple[int, float, str]], label: dict[int, str]) -> list[str]:
-    """Consecutive sizes with the same winner become one regime; the table and the rule are written from them."""
-    groups: list[list[tuple[int, float, str]]] = []
-    for item in compared:
-        if groups and groups[-1][-1][2] == item[2]:
-            groups[-1].append(item)
-        else:
-            groups.append([item])
-    lines = ["### Data regimes", "", "| data size | winner | Δ F1 range | sizes measured |", "|---|---|---:|---|"]
-    rule = ["### Decision rule (from the measured winners)", ""]
-    for i, g in enumerate(groups):
-        lo, hi = g[0][0], g[-1][0]
-        if len(groups) == 1:
-            span = f"{label[lo]}–{label[hi]}"
-        elif i == 0:
-            span = f"≤ {hi:,}"
-        elif i == len(groups) - 1:
-            span = f"≥ {lo:,}"
-        else:
-            span = f"{lo:,}–{hi:,}" if lo != hi else f"{lo:,}"
-        ds = [d for _, d, _ in g]
-        rng = f"{min(ds):+.1f}" if len(ds) == 1 else f"{min(ds):+.1f} to {max(ds):+.1f}"
-        lines.append(f"| {span} | {g[0][2]} | {rng} | {', '.join(label[s] for s, _, _ in g)} |")
-        if g[0][2] == "tie":
-            rule.append(f"- {span} examples: not distinguishable (Δ F1 {rng}, within the tie rule: noise): try both.")
-        else:
-            loser = PAIR[0] if g[0][2] == PAIR[1] else PAIR[1]
-            by = sorted(abs(d) for d in ds)
-            margin = f"{by[0]:.1f}" if len(by) == 1 else f"{by[0]:.1f} to {by[-1]:.1f}"
-            rule.append(f"- {span} examples: use **{g[0][2]}**; it beat {loser} at every measured size here, "
-                        f"by {margin} F1.")
-    return lines + [""] + rule
 
 
 def write_report(dirs: list[str | Path], out: str | Path) -> Path:
