@@ -201,3 +201,16 @@ def test_best_rate_per_task_ties_and_the_seed_rate(tmp_path, monkeypatch):
             f"covers 0): lora (-1.00 [{-1 - h:+.2f}, {-1 + h:+.2f}]).") in md
     # The figure gets the majority baseline: MRPC dev's all-positive F1, 2 * 279/408 / (1 + 279/408) = 81.22.
     assert seen["baselines"] == {"mrpc": pytest.approx(100 * 558 / 687)}
+
+
+def test_scaling_pairs_by_seed_when_both_methods_ran_the_same_seeds(tmp_path):
+    # Seeds 1-3 at one size: F1 varies a lot by seed (50, 60, 70) but bitfit is 2-2.5 above full at every seed.
+    # Paired: d = 2, 2, 2.5, mean 2.17, sd 0.289, half 4.303 * 0.289 / sqrt(3) = 0.717: bitfit wins.
+    # Welch (unpaired) would call it a tie: both sds are ~10, half-width ~23.
+    for seed, (f, b) in enumerate([(50, 52), (60, 62), (70, 72.5)], 1):
+        record(tmp_path, "squad", "full", seed, {"f1": f, "exact_match": f}, size=500)
+        record(tmp_path, "squad", "bitfit", seed, {"f1": b, "exact_match": b}, size=500)
+    md = write_report([tmp_path], tmp_path / "rep").read_text()
+    half = 4.303 * math.sqrt(((2 - 13 / 6) ** 2 * 2 + (2.5 - 13 / 6) ** 2) / 2) / math.sqrt(3)
+    assert rows(md, "500")[0][3:5] == [f"+2.17 (±{half:.2f})", "**bitfit**"] and f"{half:.2f}" == "0.72"
+    assert compare([50, 60, 70], [52, 62, 72.5])["winner"] == "tie"
