@@ -47,11 +47,17 @@ def by_rate(recs: list[dict]) -> dict[float | None, list[dict]]:
 
 
 def best_rate(rates: dict[float | None, list[dict]], metric: str) -> float | None:
-    """The rate with the highest mean dev score over seeds; a tie goes to the rate with more runs, then the lower one."""
+    """The rate with the highest mean score over seeds, among the rates with the most runs; a tie: the lower rate.
+
+    Only the rates with the most runs compete, so a rate whose other seeds have not run yet (a study in stages) or
+    failed cannot win on one lucky seed.
+    """
+    most = max(len(rs) for rs in rates.values())
+
     def key(lr):
         vals = [r["metrics"][metric] for r in rates[lr]]
-        return (round(sum(vals) / len(vals), 9), len(vals), -(lr or 0.0))
-    return max(rates, key=key)
+        return (round(sum(vals) / len(vals), 9), -(lr or 0.0))
+    return max((lr for lr, rs in rates.items() if len(rs) == most), key=key)
 
 
 def rate(lr: float | None) -> str:

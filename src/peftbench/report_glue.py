@@ -68,7 +68,7 @@ def glue_section(recs: list[dict], out: Path, tag: str) -> list[str]:
               f"not beat the majority-class baseline by {CLEAR:g} point (see *Learned nothing*)."]
     if tuned:
         lines[-1] += (" `@ rate`: the learning rate picked for that method and task — the rate with the highest mean "
-                      "dev score over seeds (a tie goes to the rate with more runs, then the lower rate). GLUE "
+                      "dev score over seeds among the rates with the most runs (a tie goes to the lower rate). GLUE "
                       "reports dev, and the same dev set picks the rate, so tuned numbers lean optimistic; "
                       "the whole grid and the seed's rate are below.")
     lines += ["", *notes] if notes else []

@@ -54,7 +54,7 @@ def scaling_section(recs: list[dict], out: Path, tag: str) -> list[str]:
               f"run not {CLEAR:g} F1 above the first-sentence baseline. Figure bands: ±1 std over seeds.", "", *notes]
     if tuned:
         lines += ["Each method and size at its best learning rate: the highest mean F1 over seeds on the eval set "
-                  "(a tie goes to the rate with more runs, then the lower rate): "
+                  "among the rates with the most runs (a tie goes to the lower rate): "
                   + "; ".join(f"{m} " + ", ".join(f"{label[s]} @ {rate(best_rate(rates[m][s], 'f1'))}"
                                                    for s in sizes if s in rates[m]) for m in methods) + ".", ""]
     if compared:
