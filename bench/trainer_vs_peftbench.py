@@ -174,7 +174,7 @@ def make_tiny2(root: Path, source: str) -> Path:
 
 def make_data_dir(rows: int, root: Path, source: Path = SHARED_DATA) -> Path:
     """A data_dir whose SST-2 train.tsv holds the first `rows` rows; dev.tsv is the real one (a link)."""
-    src = source / "glue/SST-2"
+    src = Path(source).resolve() / "glue/SST-2"
     lines = (src / "train.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
     if rows > len(lines) - 1:
         sys.exit(f"--rows {rows} is above the {len(lines) - 1} SST-2 training rows")
