@@ -11,19 +11,16 @@ overrides on the command line configure it (e.g. hydra.launcher.n_jobs=4).
 
 from __future__ import annotations
 
-import gc
 import time
-import traceback
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .config import CONFIG_DIR, group_options, load_config
 from .errors import UserError
-from .record import identity, read_record
+from .rundir import completed, run_one  # noqa: F401  (the run loop; launch.py's jobs use it too)
 
 STUDY_KEYS = ("methods", "tasks", "seeds", "sizes", "out", "run")
 OPTIONAL_KEYS = {"launcher": None, "launch": []}  # launch: hydra.* overrides for the launcher
@@ -149,50 +146,6 @@ def pool_sizes(study: DictConfig) -> dict[str, int | None]:
         if above:
             print(f"note: {task} has {pools[task]:,} training examples; sizes {above} dropped ('all' = {pools[task]:,})")
     return pools
-
-
-def _metric(rec: dict[str, Any]) -> str:
-    key = rec.get("primary_metric")
-    value = rec.get("metrics", {}).get(key)
-    return f"{key} {value:.2f}" if isinstance(value, (int, float)) else "no metric"
-
-
-def run_one(folder: Path, cfg: DictConfig, label: str) -> str:
-    """One planned run: 'skipped' (a completed twin exists), 'ran', or 'failed' (its traceback.txt says why)."""
-    from .checkpoint import FILE as CHECKPOINT
-    from .train import train
-
-    old = read_record(folder / "result.json") or {}
-    same = old.get("identity") == identity(cfg)
-    if old.get("status") == "completed":
-        if same:
-            print(f"{label}: skipped, completed ({_metric(old)})", flush=True)
-            return "skipped"
-        print(f"{label}: its config changed since it completed; running it again", flush=True)
-    elif same and (folder / CHECKPOINT).is_file() and "resume" in cfg:
-        cfg.resume = True  # an interrupted run of this very config: go on from its checkpoint
-        print(f"{label}: resuming from {folder / CHECKPOINT}", flush=True)
-    t0 = time.perf_counter()
-    try:
-        rec = train(cfg)
-        print(f"{label}: {_metric(rec)} ({time.perf_counter() - t0:.0f} s)", flush=True)
-        return "ran"
-    except Exception as e:  # one broken run must not stop the others; its record says failed
-        try:
-            (folder / "traceback.txt").write_text(traceback.format_exc())
-        except OSError:
-            pass
-        print(f"{label}: FAILED after {time.perf_counter() - t0:.0f} s: {type(e).__name__}: "
-              f"{str(e).splitlines()[0] if str(e) else ''} (traceback in {folder / 'traceback.txt'})", flush=True)
-        return "failed"
-    finally:
-        gc.collect()
-
-
-def completed(folder: Path, cfg: DictConfig) -> bool:
-    """Whether `folder` holds a completed run of this very config."""
-    old = read_record(folder / "result.json") or {}
-    return old.get("status") == "completed" and old.get("identity") == identity(cfg)
 
 
 def print_plan(configs: list[tuple[Path, DictConfig]], out: Path) -> None:
