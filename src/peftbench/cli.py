@@ -166,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         if debug:
             traceback.print_exc()
-        print(f"peftbench: error: {e}", file=sys.stderr)
+        for line in str(e).splitlines() or [""]:  # a preflight lists several problems, one line each
+            print(f"peftbench: error: {line}", file=sys.stderr)
         return 2
     except FloatingPointError as e:  # a diverged run: its record says failed, the message says why
         if debug:

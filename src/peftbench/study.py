@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .config import CONFIG_DIR, group_options, load_config
+from . import preflight
 from .errors import UserError
 from .rundir import completed, run_one  # noqa: F401  (the run loop; launch.py's jobs use it too)
 
@@ -161,10 +162,15 @@ def print_plan(configs: list[tuple[Path, DictConfig]], out: Path) -> None:
 def run_study(name: str, overrides: list[str] | None = None, dry_run: bool = False) -> int:
     """Run every planned run that has no completed twin; print a line per run and a summary; 1 if any failed."""
     study = load_study(name, overrides)
-    runs = plan(study, pool_sizes(study))
+    try:
+        pools = pool_sizes(study)
+    except UserError:
+        pools = {}  # unreadable data: the preflight below names it, with every other problem
+    runs = plan(study, pools)
     # Compose every config first: a bad key fails here, in one line, before hours of training.
     configs = [(folder, load_config(over)) for folder, over in runs]
     out = Path(study.out)
+    preflight.check([cfg for _, cfg in configs], out)  # models, data, folder: every problem at once, before run 1
     if dry_run:
         print_plan(configs, out)
         return 0
