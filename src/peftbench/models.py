@@ -37,15 +37,19 @@ def resolve_path(model_cfg: DictConfig) -> str:
     path = model_cfg.name_or_path
     if path is None:
         raise UserError(f"model '{model_cfg.name}' has no name_or_path: set model.name_or_path=DIR_OR_HUB_ID")
-    if os.path.sep in str(path) or str(path).startswith("."):
-        p = Path(path)
+    text = str(path)
+    # a hub id is "name" or "org/name"; anything else, or anything that exists here, is a local folder
+    local = Path(text).exists() or text.startswith((".", "/", "~")) or text.count("/") > 1 or "\\" in text
+    if local:
+        p = Path(path).expanduser()
         if not p.is_dir():
             raise UserError(f"model folder {p} does not exist: set model.name_or_path to a folder holding config.json")
         if not (p / "config.json").is_file():
             raise UserError(f"model folder {p} has no config.json: it is not a Hugging Face model folder")
         if not any(p.glob("*.safetensors")):
             raise UserError(f"model folder {p} has no *.safetensors weights: save the model with safetensors")
-    return str(path)
+        return str(p)
+    return text
 
 
 @contextmanager

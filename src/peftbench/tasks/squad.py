@@ -88,9 +88,9 @@ def read_squad(path: Path) -> tuple[list[Example], list[str]]:
 
 def read_hub(repo: str, split: str) -> tuple[list[Example], list[str]]:
     """The same examples from the hub's SQuAD parquet (id, title, context, question, answers{text, answer_start})."""
-    from datasets import load_dataset
+    from .hub import load_split
 
-    ds = load_dataset(repo, split="validation" if split == "dev" else "train")
+    ds = load_split(repo, split)
     examples, bad = [], []
     for r in ds:
         texts, starts = list(r["answers"]["text"]), list(r["answers"]["answer_start"])
