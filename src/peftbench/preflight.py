@@ -137,6 +137,7 @@ def problems(configs: list[DictConfig], out: Path | None = None) -> list[str]:
 def check(configs: list[DictConfig], out: Path | None = None) -> None:
     """Raise one UserError listing every problem (one per line), or return when there is none."""
     lines = problems(configs, out)
+    if len(lines) > 1:
+        lines.append(f"{len(lines)} problems found before the first run; nothing ran")
     if lines:
-        lines.append(f"{len(lines)} problem(s) found before the first run; nothing ran")
         raise UserError("\n".join(lines))
