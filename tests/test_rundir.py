@@ -137,3 +137,17 @@ def test_two_runs_into_one_folder_at_once(tmp_path, glue_dir, capsys):
     rec = json.loads((out / "result.json").read_text())
     assert rec["pid"] == first.pid and rec["status"] == "failed" and "resume=true" in rec["error"]
     assert not (out / LOCK).exists()
+
+
+def test_a_study_leaves_a_folder_in_use_alone_and_goes_on(tmp_path, glue_dir, capsys):
+    out = tmp_path / "s"
+    busy = out / "rte/bitfit/seed42"
+    busy.mkdir(parents=True)
+    (busy / LOCK).write_text(json.dumps({"host": platform.node(), "pid": os.getpid(), "started_at": "now"}))
+    args = ["study", "glue", "methods=[bitfit,lora]", "tasks=[rte]", f"data_dir={glue_dir}", f"out={out}", *ARGS[3:],
+            "model=tiny"]
+    assert main(args) == 1
+    printed = capsys.readouterr().out
+    assert "rte/bitfit/seed42: FAILED" in printed and "in use by a running run" in printed
+    assert "1 ran, 0 skipped, 1 failed" in printed
+    assert sorted(p.name for p in busy.iterdir()) == [LOCK]  # no traceback.txt, no record: not this study's folder
