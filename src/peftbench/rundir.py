@@ -141,8 +141,9 @@ def _check(out: Path, cfg: DictConfig) -> None:
         if rec is None or "config" not in rec:
             raise UserError(f"{out / CHECKPOINT} has no readable result.json beside it, so its run's config is unknown: "
                             "overwrite=true to start over")
-        diff = [d for d in differing_keys(rec["config"], cfg) if d.split(":")[0] not in RESUME_MAY_CHANGE]
-        if rec.get("identity") != identity(cfg) and (diff or len(differing_keys(rec["config"], cfg)) == 0):
+        every = differing_keys(rec["config"], cfg)
+        diff = [d for d in every if d.split(":")[0] not in RESUME_MAY_CHANGE]
+        if rec.get("identity") != identity(cfg) and (diff or not every):  # not every: hashed by another version
             raise UserError(f"resume=true, but the checkpoint in {out} is of another config: "
                             f"{'; '.join(diff) if diff else 'identity ' + str(rec.get('identity'))} (only keys outside "
                             "the run's identity, like grad_accum or eval_every, may change): run without those "
