@@ -59,7 +59,7 @@ def compose(task: str, method: str):
 
 def time_train_steps(model: torch.nn.Module, data, tokenizer, cfg, warmup: int, steps: int) -> dict:
     """Seconds per optimizer step (train.py's step, fp32 on CPU) over `steps` batches after `warmup` untimed ones."""
-    lengths = np.array([len(x) for x in data.train["input_ids"]])
+    lengths = data.train.lengths
     epoch = train_batches(lengths, cfg.batch_size, cfg.seed, 0, cfg.group_by_length)
     batches = (epoch * (1 + (warmup + steps) // len(epoch)))[: warmup + steps]
     lr = cfg.lr if cfg.lr is not None else cfg.method.lr
@@ -67,8 +67,7 @@ def time_train_steps(model: torch.nn.Module, data, tokenizer, cfg, warmup: int, 
     model.train()
     times = []
     for i, idx in enumerate(batches):
-        batch = tokenizer.pad(data.train[idx], return_tensors="pt")  # collation (~ms) is left out of the timing
-        batch = {k: batch[k] for k in data.train.column_names}
+        batch = data.train.batch(idx)  # collation is left out of the timing
         t0 = time.perf_counter()
         loss = model(**batch).loss
         loss.backward()
@@ -88,7 +87,7 @@ def time_train_steps(model: torch.nn.Module, data, tokenizer, cfg, warmup: int, 
 def time_eval(model: torch.nn.Module, data, tokenizer, cfg, rows: int) -> tuple[float, int]:
     """Seconds of `predict` over the first `rows` eval rows, and how many rows that was."""
     m, t0 = min(rows, len(data.eval)), time.perf_counter()
-    predict(model, data.eval.select(range(m)), tokenizer, cfg.eval_batch_size, torch.device("cpu"))
+    predict(model, data.eval.select(range(m)), cfg.eval_batch_size, torch.device("cpu"))
     return time.perf_counter() - t0, m
 
 

@@ -63,9 +63,8 @@ def first_batches(glue_dir, method: str):
     cfg = load_config([*ARGS, f"method={method}", f"data_dir={glue_dir}"])
     tokenizer = load_tokenizer(cfg.model)
     data = TASKS[cfg.task.kind].load(cfg, tokenizer)
-    lengths = torch.tensor([len(x) for x in data.train["input_ids"]]).numpy()
-    order = train_batches(lengths, cfg.batch_size, cfg.seed, 0, cfg.group_by_length)[: cfg.max_steps]
-    batches = [tokenizer.pad(data.train[idx], return_tensors="pt") for idx in order]
+    order = train_batches(data.train.lengths, cfg.batch_size, cfg.seed, 0, cfg.group_by_length)[: cfg.max_steps]
+    batches = [data.train.batch(idx) for idx in order]
     model = apply_method(load_model(cfg.model, "seq_cls", data.num_labels), cfg.method, "tiny")
     return model, batches
 

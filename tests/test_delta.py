@@ -55,7 +55,7 @@ def dev_outputs(model, cfg, device="cpu"):
     task = TASKS[cfg.task.kind]
     tokenizer = load_tokenizer(cfg.model)
     data = task.load(cfg, tokenizer)
-    return np.stack(train_module.predict(model, data.eval, tokenizer, 64, torch.device(device))["logits"])
+    return np.stack(train_module.predict(model, data.eval, 64, torch.device(device))["logits"])
 
 
 @pytest.mark.parametrize("method", list(RUNS))

@@ -63,6 +63,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def test_parallel_runs_two_processes_at_once_equal_to_sequential(tmp_path, glue_dir, capsys):
+    out = tmp_path / "p"
+    assert main(study_args(out, glue_dir, "parallel=2")) == 0
+    text = capsys.readouterr().out
+    assert "running 2 runs, 2 at a time" in text and "2 ran, 0 skipped, 0 failed or missing" in text
+    assert re.search(r"\[\d/2\] .*rte/bitfit/seed42: accuracy", text)  # each run's own summary line comes through
+    pids = {record(out / "rte" / m / "seed42")["pid"] for m in ("bitfit", "lora")}
+    assert len(pids) == 2 and os.getpid() not in pids
+    assert_same_as_sequential(tmp_path, glue_dir, out)
+    assert main(study_args(out, glue_dir, "parallel=2")) == 0  # again: nothing left to run
+    assert "all 2 runs completed; nothing to launch" in capsys.readouterr().out
+
+
 def test_ray_on_a_local_instance(tmp_path, glue_dir, monkeypatch, capsys):
     # Ray binds the machine's address unless told this is a single-node (loopback) setup
     monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")

@@ -11,7 +11,7 @@ import pytest
 from peftbench.cli import main
 from peftbench.record import write_json_atomic
 from peftbench.report import baseline, collect, write_report
-from peftbench.stats import bootstrap_crossing, compare, crossings
+from peftbench.stats import bootstrap_crossing, compare, crossings, paired
 
 TASK = {"sst2": ("accuracy", "glue/SST-2", 872), "mrpc": ("f1", "glue/MRPC", 408), "rte": ("accuracy", "glue/RTE", 277)}
 PERCENT = {"full": 100.0, "bitfit": 0.095, "lora": 0.27, "prompt": 0.015}
@@ -73,11 +73,11 @@ def test_report_numbers_from_fixture_records(studies, tmp_path):
                               "78.67 ± 0.94 (n=2)", "0.095%"]
     assert glue["lora"] == ["_**92.00 ± 1.41 (n=2)**_", "_86.50 ± 0.71 (n=2)_", "59.00 ± 1.41 (n=2)",
                             "_79.17 ± 0.24 (n=2)_", "0.27%"]
-    assert glue["prompt"] == ["88.00", "81.50 ⚠", "57.00", "75.50", "0.015%"]
+    assert glue["prompt"] == ["88.00 (n=1)", "81.50 (n=1) ⚠", "57.00 (n=1)", "75.50 (n=1)", "0.015%"]
     assert re.search(r"`.*mrpc/prompt/all/seed42`: f1 81.50 vs baseline 81.22", md)
     # SQuAD: Δ = bitfit − full, winner with the one-seed tie rule (|Δ| < 1), EM columns.
     table = {r[0]: r[1:] for s in ("500", "1,000", "2,000", "3,000", "all (7,793)") for r in rows(md, s) if len(r) == 7}
-    assert table["500"] == ["45.50", "55.30", "+9.80", "**bitfit**", "35.50", "45.30"]
+    assert table["500"] == ["45.50 (n=1)", "55.30 (n=1)", "+9.80", "**bitfit**", "35.50 (n=1)", "45.30 (n=1)"]
     assert table["2,000"][2:4] == ["-0.70", "tie"]
     assert table["3,000"][2:4] == ["-4.60", "**full**"]
     assert table["all (7,793)"][2:4] == ["-10.00", "**full**"]
@@ -147,3 +147,70 @@ def test_report_errors_are_one_line(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(e.startswith("peftbench: error: report:") for e in err)
+
+
+def test_paired_interval_by_hand():
+    # Seeds 1-4 shared (seed 5 only on one side): d = 1, 3, 0, 2; mean 1.5; sample variance
+    # (0.25 + 2.25 + 2.25 + 0.25) / 3 = 5/3; se = sqrt(5/3) / 2 = 0.6455; t(0.975, df 3) = 3.182 -> half 2.0540.
+    p = paired({1: 80, 2: 82, 3: 79, 4: 85}, {1: 81, 2: 85, 3: 79, 4: 87, 5: 90})
+    assert p["n"] == 4 and p["delta"] == pytest.approx(1.5)
+    assert p["half"] == pytest.approx(3.182 * math.sqrt(5 / 3) / 2) and p["half"] == pytest.approx(2.0540, abs=1e-4)
+    assert (p["low"], p["high"]) == (pytest.approx(-0.5540, abs=1e-4), pytest.approx(3.5540, abs=1e-4))
+    assert p["verdict"] == "not distinguishable"  # the interval covers 0
+    # d = 2, 3, 2.5: mean 2.5, sd 0.5, se 0.2887, t(df 2) = 4.303 -> half 1.2422: [1.258, 3.742], above 0.
+    p = paired({1: 60, 2: 60, 3: 60}, {1: 62, 2: 63, 3: 62.5})
+    assert p["half"] == pytest.approx(4.303 * 0.5 / math.sqrt(3)) and p["verdict"] == "higher"
+    assert paired({1: 60, 2: 61}, {1: 55, 2: 55.5})["verdict"] == "lower"  # d = -5, -5.5: half 12.706*0.25 = 3.18
+    one = paired({1: 60}, {1: 70})
+    assert one["half"] is None and one["verdict"] == "not distinguishable"  # one pair: no interval, no claim
+    assert paired({1: 60}, {2: 60}) is None
+
+
+def test_best_rate_per_task_incomplete_rates_ties_and_the_seed_rate(tmp_path, monkeypatch):
+    # (method, lr) -> MRPC F1 per seed 1, 2, 3; full's own rate is 2e-5, bitfit's 5e-4 (as in their configs).
+    grid = {("full", 2e-5): [84, 86, 85], ("full", 1e-4): [88, 90, 89],
+            ("bitfit", 5e-4): [81.22, 81.22, 81.22],  # the all-positive baseline: learned nothing
+            ("bitfit", 1e-3): [86, 88, 87],   # mean 87 ...
+            ("bitfit", 5e-3): [88, 87],       # ... mean 87.5, but 2 runs (seed 3 not run): only 3-run rates compete
+            ("lora", 1e-4): [88, 86, 90],     # mean 88 ...
+            ("lora", 1e-3): [87, 89, 88]}     # ... mean 88, 3 runs each: the tie goes to the lower rate 1e-4
+    own = {"full": 2e-5, "bitfit": 5e-4, "lora": 2e-4}
+    for (method, lr), values in grid.items():
+        for seed, v in enumerate(values, 1):
+            record(tmp_path / f"lr{lr:g}", "mrpc", method, seed, {"f1": v}, lr=lr, identity=f"{method}-{lr}-{seed}",
+                   config={"task": {"name": "mrpc", "kind": "glue", "dir": "glue/MRPC"}, "data_dir": "none",
+                           "method": {"name": method, "trains": "x", "lr": own[method]}, "seed": seed})
+    seen = {}
+    monkeypatch.setattr("peftbench.figures.part1_results", lambda *a, **k: seen.update(baselines=a[5]))
+    md = write_report([tmp_path], tmp_path / "rep").read_text()
+    glue = {r[0]: r[1] for m in own for r in rows(md, m) if len(r) == 4}
+    assert glue == {"full": "**89.00 ± 1.00 (n=3) @ 0.0001**", "bitfit": "87.00 ± 1.00 (n=3) @ 0.001",
+                    "lora": "_88.00 ± 2.00 (n=3) @ 0.0001_"}
+    # The whole grid, the picked rate in bold, the seed's rate marked.
+    assert "| full | 2e-05 (seed) | 85.00 ± 1.00 (n=3) |" in md and "| full | 0.0001 | **89.00 ± 1.00 (n=3)** |" in md
+    assert "| bitfit | 0.005 | 87.50 ± 0.71 (n=2) |" in md and "| lora | 0.001 | 88.00 ± 1.00 (n=3) |" in md
+    # Beside the tuned result, the seed rate's: bitfit at 5e-4 learned nothing; lora's own 2e-4 was not in the grid.
+    assert "| bitfit | mrpc | 0.0005 | 81.22 ± 0.00 (n=3) ⚠ | 0.001 | 87.00 ± 1.00 (n=3) |" in md
+    assert "| lora | mrpc | 0.0002 | not run | 0.0001 | 88.00 ± 2.00 (n=3) |" in md
+    # vs full FT, paired by seed at the best rates: bitfit d = -2, -2, -2 (sd 0): [-2, -2], below;
+    # lora d = 0, -4, +1: mean -1, sd sqrt(7), half 4.303 * sqrt(7/3) = 6.573: not distinguishable.
+    assert "| bitfit | -2.00 [-2.00, -2.00] (n=3) |" in md
+    h = 4.303 * math.sqrt(7 / 3)
+    assert f"| lora | -1.00 [{-1 - h:+.2f}, {-1 + h:+.2f}] (n=3) |" in md
+    assert (f"- **mrpc**: below full FT: bitfit (-2.00 [-2.00, -2.00]); not distinguishable from full FT (the interval "
+            f"covers 0): lora (-1.00 [{-1 - h:+.2f}, {-1 + h:+.2f}]).") in md
+    # The figure gets the majority baseline: MRPC dev's all-positive F1, 2 * 279/408 / (1 + 279/408) = 81.22.
+    assert seen["baselines"] == {"mrpc": pytest.approx(100 * 558 / 687)}
+
+
+def test_scaling_pairs_by_seed_when_both_methods_ran_the_same_seeds(tmp_path):
+    # Seeds 1-3 at one size: F1 varies a lot by seed (50, 60, 70) but bitfit is 2-2.5 above full at every seed.
+    # Paired: d = 2, 2, 2.5, mean 2.17, sd 0.289, half 4.303 * 0.289 / sqrt(3) = 0.717: bitfit wins.
+    # Welch (unpaired) would call it a tie: both sds are ~10, half-width ~23.
+    for seed, (f, b) in enumerate([(50, 52), (60, 62), (70, 72.5)], 1):
+        record(tmp_path, "squad", "full", seed, {"f1": f, "exact_match": f}, size=500)
+        record(tmp_path, "squad", "bitfit", seed, {"f1": b, "exact_match": b}, size=500)
+    md = write_report([tmp_path], tmp_path / "rep").read_text()
+    half = 4.303 * math.sqrt(((2 - 13 / 6) ** 2 * 2 + (2.5 - 13 / 6) ** 2) / 2) / math.sqrt(3)
+    assert rows(md, "500")[0][3:5] == [f"+2.17 (±{half:.2f})", "**bitfit**"] and f"{half:.2f}" == "0.72"
+    assert compare([50, 60, 70], [52, 62, 72.5])["winner"] == "tie"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,47 @@ def test_dry_run_lists_the_runs_and_writes_nothing(tmp_path, glue_dir, capsys):
     assert main(args) == 0 and main([*args, "--dry-run", "seeds=[42,43]"]) == 0
     out = capsys.readouterr().out
     assert "rte/bitfit/seed42: completed" in out and "2 runs, 1 to run, 1 completed" in out
+
+
+def test_lr_grid_times_seeds_plans_one_run_each(tmp_path):
+    preset = tmp_path / "grid.yaml"
+    preset.write_text("methods: [full, bitfit, lora]\ntasks: [rte]\nseeds: [1, 2]\nsizes: null\nout: g\nrun: []\n"
+                      "lrs: {full: [1e-4, 2e-5, 1e-4], bitfit: [5e-3, 1e-3]}\n")  # lora: no grid -> its own 2e-4
+    runs = plan(load_study(str(preset), ["model=tiny"]))
+    assert [str(f) for f, _ in runs] == [
+        "g/rte/full/lr2e-05/seed1", "g/rte/full/lr2e-05/seed2", "g/rte/full/lr0.0001/seed1", "g/rte/full/lr0.0001/seed2",
+        "g/rte/bitfit/lr0.001/seed1", "g/rte/bitfit/lr0.001/seed2", "g/rte/bitfit/lr0.005/seed1",
+        "g/rte/bitfit/lr0.005/seed2", "g/rte/lora/lr0.0002/seed1", "g/rte/lora/lr0.0002/seed2"]
+    assert runs[0][1] == ["tracking.group=g", "model=tiny", "task=rte", "method=full", "seed=1", "lr=2e-05",
+                          "out=g/rte/full/lr2e-05/seed1"]
+    # One list on the command line replaces the preset's grids for every method; lrs.METHOD changes one grid.
+    assert len(plan(load_study(str(preset), ["lrs=[1e-3,1e-2,3e-3]"]))) == 3 * 3 * 2
+    runs = plan(load_study(str(preset), ["lrs.lora=[1e-3]", "seeds=[7]"]))
+    assert [str(f) for f, _ in runs][-1] == "g/rte/lora/lr0.001/seed7" and len(runs) == 2 + 2 + 1
+    # Sizes and rates together: <size>/lr<rate>/seed<seed>.
+    runs = plan(load_study("scaling", ["out=s", "sizes=[500]", "lrs=[1e-3]", "seeds=[1]"]))
+    assert [str(f) for f, _ in runs] == ["s/squad/full/500/lr0.001/seed1", "s/squad/bitfit/500/lr0.001/seed1"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["lrs=[x]"], "is not a list of positive rates"),
+    (["lrs=[0]"], "is not a list of positive rates"),
+    (["lrs.nope=[1e-3]"], "lrs: unknown method ['nope']"),
+    (["lrs=[1e-3]", "lr=1e-3"], "lr and lrs both given"),
+    (["lrs=[1e-3]", "lrs.lora=[1e-3]"], "lrs=[...] already gave every method one grid"),
+])
+def test_bad_lr_grids(args, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        load_study("glue", args)
+
+
+def test_tiny_lr_study_records_the_rate_and_the_report_picks_one(tmp_path, glue_dir, capsys):
+    args = ["study", "glue", "methods=[bitfit]", "tasks=[rte]", "lrs=[1e-3,1e-2]", f"data_dir={glue_dir}",
+            f"out={tmp_path}/s", *TINY]
+    assert main(args) == 0 and "2 ran, 0 skipped, 0 failed" in capsys.readouterr().out
+    recs = {p.parent.parent.name: json.loads(p.read_text()) for p in tmp_path.glob("s/rte/bitfit/*/seed42/result.json")}
+    assert {k: r["lr"] for k, r in recs.items()} == {"lr0.001": 1e-3, "lr0.01": 1e-2}
+    assert main(["report", f"{tmp_path}/s", "--out", f"{tmp_path}/r"]) == 0
+    md = (tmp_path / "r/report.md").read_text()
+    assert "### Learning-rate grid" in md and "| bitfit | 0.001 |" in md and "| bitfit | 0.01 |" in md
+    assert "| bitfit | rte | 0.0005 | not run |" in md  # bitfit's own rate was not in this grid

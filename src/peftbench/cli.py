@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(fn=fn)
     p = sub.add_parser("study", help="run a grid of runs from configs/study/NAME.yaml; finished runs are skipped",
                        description="Run a study (glue | scaling | FILE.yaml): methods x tasks x sizes x seeds, one "
-                       "run after another. Study keys: methods=[..] tasks=[..] seeds=[..] sizes=[..] out=DIR; any "
+                       "run after another. Study keys: methods=[..] tasks=[..] seeds=[..] sizes=[..] out=DIR "
+                       "lrs=[..] (learning rates, every method; lrs.METHOD=[..] for one); any "
                        "other key=value goes to every run. Completed runs with the same config are skipped, so "
                        "running the same command again resumes a killed study. launcher=joblib|ray|ray_cluster|"
                        "submitit_slurm|slurm_gpu|submitit_local sends the runs to a Hydra launcher instead; hydra.* "

@@ -1,7 +1,8 @@
 """The report's figures (matplotlib, Agg, PNG): parameter efficiency, GLUE bars, costs, SQuAD scaling curves.
 
 Inputs are the report's groupings: `by[method][task or size] -> [record, ...]`. A method keeps one colour in
-every figure, and its label is its registry name.
+every figure, and its label is its registry name. Methods are ordered by family (FAMILIES), so a dozen of them
+stay readable: the GLUE figure has one panel per task with a horizontal bar per method.
 """
 
 from __future__ import annotations
@@ -16,12 +17,24 @@ import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import NullLocator  # noqa: E402
 
-ORDER = ["full", "bitfit", "bitfit_subset", "lora", "prompt"]
+# Families order the rows of every table and figure; a method not listed here goes last, under "other".
+FAMILIES = {"full": ["full"], "bias/norm": ["bitfit", "bitfit_subset", "ln_tuning"],
+            "low-rank": ["lora", "lora_all", "dora", "vera"], "scaling": ["ia3"],
+            "adapters": ["adapter_houlsby", "adapter_pfeiffer"], "prompts": ["prompt", "prefix"]}
+ORDER = [m for ms in FAMILIES.values() for m in ms]
 MARKERS = ["o", "s", "^", "D", "v", "P"]
+# 13 well-separated colours (tab10, then dark shades from tab20b): one per known method, in ORDER
+PALETTE = [*(f"C{i}" for i in range(10)), "#393b79", "#637939", "#8c6d31"]
+
+
+def family(method: str) -> str:
+    return next((f for f, ms in FAMILIES.items() if method in ms), "other")
 
 
 def color(method: str) -> str:
-    return f"C{ORDER.index(method)}" if method in ORDER else f"C{5 + sum(map(ord, method)) % 5}"
+    if method in ORDER:
+        return PALETTE[ORDER.index(method) % len(PALETTE)]
+    return plt.get_cmap("tab20b")(sum(map(ord, method)) % 20)
 
 
 def _stats(values: list[float]) -> tuple[float, float]:
@@ -55,28 +68,31 @@ def parameter_efficiency(by, methods, tasks, metric, means, path: Path) -> None:
     handles += [Line2D([], [], color="grey", marker=MARKERS[i % len(MARKERS)], linestyle="", label=f"{t} ({metric[t]})")
                 for i, t in enumerate(tasks)]
     handles.append(Line2D([], [], color="grey", marker="*", markersize=13, linestyle="", label="average over tasks"))
-    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, frameon=False)
+    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, frameon=False,
+              ncol=1 if len(handles) <= 16 else 2)
     _save(fig, path)
 
 
-def part1_results(by, methods, tasks, metric, path: Path) -> None:
-    """Grouped bars: a group per GLUE task, a bar per method, error bars = std over seeds."""
-    fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(tasks) + 3), 4.8))
-    width = 0.8 / max(1, len(methods))
-    for j, m in enumerate(methods):
-        for i, t in enumerate(tasks):
+def part1_results(by, methods, tasks, metric, path: Path, baselines: dict | None = None) -> None:
+    """A panel per GLUE task, a horizontal bar per method (error bar: std over seeds), the majority baseline dashed."""
+    baselines = baselines or {}
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks) + 1.6, 0.34 * len(methods) + 1.8),
+                             sharey=True, squeeze=False)
+    ys = np.arange(len(methods))[::-1]  # the first method on top
+    for ax, t in zip(axes[0], tasks):
+        for y, m in zip(ys, methods):
             vals = [r["metrics"][metric[t]] for r in by[m].get(t, [])]
             if vals:
                 mean, std = _stats(vals)
-                ax.bar(i + (j - (len(methods) - 1) / 2) * width, mean, width, color=color(m),
-                       yerr=std if len(vals) > 1 else None, capsize=3)
-    ax.set_xticks(range(len(tasks)), [f"{t} ({metric[t]})" for t in tasks])
-    ax.set_ylabel("dev score (%)")
-    ax.set_ylim(0, 100)
-    ax.grid(True, axis="y", alpha=0.3)
-    ax.set_title("GLUE dev results per task (error bars: std over seeds)")
-    ax.legend([plt.Rectangle((0, 0), 1, 1, color=color(m)) for m in methods], methods, loc="upper center",
-              bbox_to_anchor=(0.5, -0.1), ncol=len(methods), frameon=False)
+                ax.barh(y, mean, 0.7, color=color(m), xerr=std if len(vals) > 1 else None, capsize=2)
+        if baselines.get(t) is not None:
+            ax.axvline(baselines[t], color="black", linestyle="--", linewidth=1, label="majority baseline")
+            ax.legend(loc="lower right", fontsize=8, frameon=True)
+        ax.set_xlim(0, 100)
+        ax.set_xlabel(f"{t} dev {metric[t]} (%)")
+        ax.grid(True, axis="x", alpha=0.3)
+    axes[0][0].set_yticks(ys, methods)
+    fig.suptitle("GLUE dev results (error bars: std over seeds; dashed: the best constant prediction)")
     _save(fig, path)
 
 
@@ -95,7 +111,10 @@ def flops_comparison(by, methods, tasks, path: Path) -> None:
     scale, unit = _unit(flops)
     panels = [("peak memory (MiB)", field("peak_memory_bytes", 2**20)), (f"training compute ({unit})",
               field("train_flops", scale)), ("training time (s)", field("train_time_s"))]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
+    many = len(methods) > 6  # a dozen methods: the three panels stacked, each as wide as its bars need
+    fig, axes = plt.subplots(3 if many else 1, 1 if many else 3, squeeze=False,
+                             figsize=(max(10, 0.3 * len(methods) * len(tasks) + 2), 13) if many else (15, 4.8))
+    axes = axes.ravel()
     for ax, (ylabel, get) in zip(axes, panels):
         width = 0.8 / max(1, len(tasks))
         for j, t in enumerate(tasks):
@@ -105,7 +124,7 @@ def flops_comparison(by, methods, tasks, path: Path) -> None:
                     mean, std = _stats(vals)
                     ax.bar(i + (j - (len(tasks) - 1) / 2) * width, mean, width, color=f"C{j}", alpha=0.85,
                            yerr=std if len(vals) > 1 else None, capsize=2)
-        ax.set_xticks(range(len(methods)), methods, rotation=20)
+        ax.set_xticks(range(len(methods)), methods, rotation=20 if len(methods) <= 6 else 60, ha="right")
         ax.set_ylabel(ylabel)
         ax.grid(True, axis="y", alpha=0.3)
     axes[0].set_title("Peak memory while training")
@@ -113,7 +132,7 @@ def flops_comparison(by, methods, tasks, path: Path) -> None:
     axes[2].set_title("Training wall time")
     fig.legend([plt.Rectangle((0, 0), 1, 1, color=f"C{j}", alpha=0.85) for j in range(len(tasks))], tasks,
                loc="lower center", ncol=len(tasks), frameon=False, title="task")
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.tight_layout(rect=(0, 0.04 if many else 0.1, 1, 1))
     fig.savefig(path, dpi=130)
     plt.close(fig)
 

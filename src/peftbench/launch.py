@@ -8,6 +8,9 @@ run's folder and overrides) and hands the runs still to do to Hydra:
 This module is that Hydra app: each job trains one run of the plan through `rundir.run_one`, so a launched run is
 the same as a sequential one (same folder, skip and resume rules, result.json) and `peftbench report` reads it
 unchanged. Hydra's own per-job log and config go to OUT/launches/<time>/<job>/.
+
+`parallel=N` (no launcher) runs the same app as N processes at a time on this machine: several runs share one GPU
+(small models leave most of it idle) or the CPU cores, each run in a process of its own with its own memory figures.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import shlex
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
@@ -76,11 +80,14 @@ def launch_study(study: DictConfig, name: str, configs: list[tuple[Path, DictCon
         return 0
     plan = write_plan(out, name, runs)
     sweep_dir = (out / "launches" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")).resolve()
-    cmd = [sys.executable, "-m", "peftbench.launch", "--multirun", f"hydra/launcher={study.launcher}",
-           f"plan={plan}", f"job={','.join(map(str, todo))}", f"hydra.sweep.dir={sweep_dir}", *study.launch]
-    print(f"launching {len(todo)} of {len(configs)} runs on {study.launcher}:\n  {shlex.join(cmd)}", flush=True)
     t0 = time.perf_counter()
-    code = subprocess.run(cmd).returncode
+    if study.launcher:
+        cmd = [sys.executable, "-m", "peftbench.launch", "--multirun", f"hydra/launcher={study.launcher}",
+               f"plan={plan}", f"job={','.join(map(str, todo))}", f"hydra.sweep.dir={sweep_dir}", *study.launch]
+        print(f"launching {len(todo)} of {len(configs)} runs on {study.launcher}:\n  {shlex.join(cmd)}", flush=True)
+        code = subprocess.run(cmd).returncode
+    else:
+        code = run_parallel(plan, todo, int(study.parallel), sweep_dir)
     done = [i for i in todo if completed(*configs[i])]
     missing = [str(configs[i][0]) for i in todo if i not in done]
     print(f"study {Path(name).stem}: {len(done)} ran, {len(configs) - len(todo)} skipped, {len(missing)} failed or "
@@ -90,6 +97,32 @@ def launch_study(study: DictConfig, name: str, configs: list[tuple[Path, DictCon
     if code:
         print(f"the launcher exited with {code}: its error is above; job logs are in {sweep_dir}")
     return 1 if missing or code else 0
+
+
+def run_parallel(plan: Path, todo: list[int], n: int, sweep_dir: Path) -> int:
+    """Plan entries `todo`, n processes at a time on this machine; each prints its one summary line when done.
+
+    Every process gets cores/n CPU threads (unless OMP_NUM_THREADS is set), so n runs do not oversubscribe the CPU.
+    """
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
+    print(f"running {len(todo)} runs, {n} at a time (OMP_NUM_THREADS={env['OMP_NUM_THREADS']}); logs in {sweep_dir}",
+          flush=True)
+
+    def one(job: int) -> int:
+        log = sweep_dir / f"{job}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "peftbench.launch", f"plan={plan}", f"job={job}",
+               f"hydra.run.dir={sweep_dir / str(job)}"]
+        with open(log, "w") as f:
+            code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env={**env, "TQDM_DISABLE": "1"}).returncode
+        lines = [x for x in log.read_text(errors="replace").splitlines() if x.startswith("[")]
+        print(lines[-1] if lines else f"[job {job}] exited with {code}: see {log}", flush=True)
+        return code
+
+    with ThreadPoolExecutor(n) as pool:
+        codes = list(pool.map(one, todo))
+    return max(codes, default=0)
 
 
 @hydra.main(config_path="configs", config_name="launch", version_base=None)

@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 SCHEMA = 1
 # how a run is executed, not what it learns (grad_accum: the same global batch in smaller pieces)
 NOT_IDENTITY = ("out", "tracking", "log_every", "eval_batch_size", "data_dir", "resume", "checkpoint_every", "grad_accum",
+                "pad_multiple", "compile", "compile_mode",  # how fast, not what is trained
                 "overwrite")
 
 

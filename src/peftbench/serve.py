@@ -17,12 +17,12 @@ from typing import Any, Union
 
 import numpy as np
 import yaml
-from datasets import Dataset
 from omegaconf import OmegaConf
 
 from .delta import Run, load_run
 from .errors import UserError
 from .record import read_record
+from .data import Packed
 from .train import predict as model_outputs
 
 Input = Union[str, tuple[str, str]]
@@ -60,8 +60,8 @@ def predict(run: Run, inputs: list[Input], batch_size: int = 64) -> list[dict[st
 
 def classify(run: Run, columns: list[list[str]], batch_size: int) -> list[dict[str, Any]]:
     enc = run.tokenizer(*columns, truncation=True, max_length=run.meta["task"].get("max_length", 512))
-    ds = Dataset.from_dict({k: v for k, v in enc.items() if k in MODEL_INPUTS})
-    logits = np.stack(model_outputs(run.model, ds, run.tokenizer, batch_size, run.device)["logits"])
+    rows = Packed.from_lists({k: v for k, v in enc.items() if k in MODEL_INPUTS}, run.tokenizer.pad_token_id)
+    logits = np.stack(model_outputs(run.model, rows, batch_size, run.device)["logits"])
     probs = np.exp(logits - logits.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
     names = run.meta.get("label_names") or [str(x) for x in run.meta["task"].get("labels", [])]
@@ -85,8 +85,8 @@ def answer(run: Run, columns: list[list[str]], batch_size: int) -> list[dict[str
     except Exception as e:  # a question longer than a window leaves no room for the context
         raise UserError(f"cannot split the inputs into windows ({str(e).splitlines()[0]}): "
                         "shorten the question") from None
-    ds = Dataset.from_dict({k: v for k, v in enc.items() if k in MODEL_INPUTS})
-    outputs = model_outputs(run.model, ds, run.tokenizer, batch_size, run.device)
+    rows = Packed.from_lists({k: v for k, v in enc.items() if k in MODEL_INPUTS}, run.tokenizer.pad_token_id)
+    outputs = model_outputs(run.model, rows, batch_size, run.device)
     best: list[dict[str, Any]] = [{"answer": "", "score": float("-inf"), "start": -1} for _ in questions]
     for f, ex in enumerate(enc["overflow_to_sample_mapping"]):
         off = np.array(enc["offset_mapping"][f]).reshape(-1, 2)
@@ -192,7 +192,7 @@ def evaluate_run(run_dir: Path, overrides: list[str]) -> dict[str, Any]:
     task = TASKS[cfg.task.kind]
     data = task.load(cfg, run.tokenizer)
     t0 = time.perf_counter()  # training's evaluate on one process: the same predict and score
-    metrics, _ = task.score(data, model_outputs(run.model, data.eval, run.tokenizer, cfg.eval_batch_size, run.device))
+    metrics, _ = task.score(data, model_outputs(run.model, data.eval, cfg.eval_batch_size, run.device))
     seconds = time.perf_counter() - t0
     return {"run": rec["run"], "metrics": metrics, "recorded": rec.get("metrics") or {},
             "eval_examples": data.eval_examples, "eval_time_s": round(seconds, 3)}

@@ -1,4 +1,4 @@
-"""Small statistics for the report: mean ± std over seeds, the tie rule, the crossover of two curves on log(size).
+"""Small statistics for the report: mean ± std over seeds, paired and Welch 95% intervals, the crossover on log(size).
 
 Kept apart from report.py so the rules the report states in words are short functions the tests pin down.
 """
@@ -26,6 +26,24 @@ def mean_std(values: list[float]) -> tuple[float, float | None, int]:
     """Mean, sample standard deviation (None for one value) and n."""
     a = np.asarray(values, dtype=float)
     return float(a.mean()), (float(a.std(ddof=1)) if len(a) > 1 else None), len(a)
+
+
+def paired(base: dict, other: dict) -> dict | None:
+    """Δ = other − base paired by key (seed): mean Δ over the shared keys and its 95% t-interval (df = n − 1).
+
+    Returns {delta, half, low, high, n, verdict}; half/low/high are None with one pair; None when no key is shared.
+    verdict: 'not distinguishable' when the interval covers 0 (or n = 1: no interval), else 'higher' / 'lower'.
+    """
+    keys = sorted(set(base) & set(other))
+    if not keys:
+        return None
+    d = [other[k] - base[k] for k in keys]
+    mean, sd, n = mean_std(d)
+    half = t95(n - 1) * sd / math.sqrt(n) if sd is not None else None
+    low, high = (mean - half, mean + half) if half is not None else (None, None)
+    covers = half is None or low <= 0 <= high
+    verdict = "not distinguishable" if covers else ("higher" if mean > 0 else "lower")
+    return {"delta": mean, "half": half, "low": low, "high": high, "n": n, "verdict": verdict}
 
 
 def compare(base: list[float], other: list[float]) -> dict:

@@ -1,7 +1,9 @@
 """`peftbench study NAME key=value ...`: a grid of runs (methods x tasks x sizes x seeds), run in order, resumable.
 
 A study is a config in configs/study/ (or a .yaml path). Its own keys are methods, tasks, seeds, sizes, out and
-run (overrides it gives every run); any other key=value on the command line goes to every run as it is.
+run (overrides it gives every run), and optionally lrs: learning-rate grids, one list for every method
+(`lrs=[1e-4,1e-3]`) or one per method (`lrs: {full: [...], lora: [...]}`, `lrs.lora=[...]`); a method without a
+grid runs at its own rate. Any other key=value on the command line goes to every run as it is.
 `plan()` turns a study into a plain list of (run folder, overrides), so a launcher can take the same list.
 A run whose result.json is completed with the same `record.identity` is skipped; an unfinished one with the same
 identity and a checkpoint resumes from it; a failed run does not stop the study, which then exits 1.
@@ -24,7 +26,7 @@ from .errors import UserError
 from .rundir import completed, run_one  # noqa: F401  (the run loop; launch.py's jobs use it too)
 
 STUDY_KEYS = ("methods", "tasks", "seeds", "sizes", "out", "run")
-OPTIONAL_KEYS = {"launcher": None, "launch": []}  # launch: hydra.* overrides for the launcher
+OPTIONAL_KEYS = {"launcher": None, "launch": [], "lrs": None, "parallel": 1}  # launch: hydra.* overrides for the launcher
 PER_RUN = {"task": "tasks=[...]", "method": "methods=[...]", "seed": "seeds=[...]"}
 
 
@@ -46,11 +48,17 @@ def load_study(name: str, overrides: list[str] | None = None) -> DictConfig:
         key = o.split("=", 1)[0]
         if key.lstrip("+~").startswith(("hydra.", "hydra/")):
             launch.append(o)
-        elif key in STUDY_KEYS or key == "launcher":
+        elif key.split(".")[0] in (*STUDY_KEYS, "launcher", "lrs", "parallel"):
             try:
-                study.merge_with(OmegaConf.from_dotlist([o]))
+                value = OmegaConf.from_dotlist([o])
+                if key == "lrs":  # a whole grid replaces the preset's (a list for all methods, or null)
+                    study.lrs = value.lrs
+                else:
+                    study.merge_with(value)
             except OmegaConfBaseException as e:
-                raise UserError(f"study: cannot parse '{o}': {str(e).splitlines()[0]}") from None
+                hint = "; lrs=[...] already gave every method one grid: drop it, or " \
+                    "put per-method grids in the study file" if key.startswith("lrs.") else ""
+                raise UserError(f"study: cannot parse '{o}': {str(e).splitlines()[0]}{hint}") from None
         elif key.lstrip("+~") in PER_RUN:
             raise UserError(f"'{o}': a study sets {key} per run; write {PER_RUN[key.lstrip('+~')]} instead")
         else:
@@ -81,8 +89,14 @@ def _check(study: DictConfig) -> None:
                 raise UserError(f"sizes: {s!r} is not a positive integer or 'all'; write e.g. sizes=[500,1000,all]")
         if any(o.split("=", 1)[0].lstrip("+~") == "train_size" for o in study.run):
             raise UserError("train_size and sizes both given: a study with sizes sets train_size per run; drop one")
+    _check_lrs(study)
     if not study.out:
         raise UserError("out is empty: give the study folder, e.g. out=studies/glue")
+    if isinstance(study.parallel, bool) or not isinstance(study.parallel, int) or study.parallel < 1:
+        raise UserError(f"parallel={study.parallel!r}: give the number of runs to train at once, e.g. parallel=2")
+    if study.parallel > 1 and study.launcher:
+        raise UserError(f"parallel={study.parallel} and launcher={study.launcher} both given: the launcher decides how "
+                        "many runs go at once (e.g. hydra.launcher.n_jobs); drop one")
     if study.launch and not study.launcher:
         raise UserError(f"{study.launch[0]}: hydra.* settings configure a launcher; add launcher=joblib (or ray, "
                         "submitit_slurm, ...) or drop them")
@@ -92,8 +106,45 @@ def _check(study: DictConfig) -> None:
         check_launcher(str(study.launcher), list(study.launch))
 
 
+def _check_lrs(study: DictConfig) -> None:
+    if study.lrs is None:
+        return
+    if any(o.split("=", 1)[0].lstrip("+~") == "lr" for o in study.run):
+        raise UserError("lr and lrs both given: a study with lrs sets lr per run; drop one (lrs=[X] for one rate)")
+    grids = dict(study.lrs) if OmegaConf.is_dict(study.lrs) else {None: study.lrs}
+    unknown = [str(m) for m in grids if m is not None and str(m) not in group_options("method")]
+    if unknown:
+        raise UserError(f"lrs: unknown method {unknown}; give grids for {', '.join(group_options('method'))}")
+    for method, grid in grids.items():
+        values = list(grid) if OmegaConf.is_list(grid) else [grid]
+        bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0]
+        if bad or not values:
+            where = f"lrs.{method}" if method is not None else "lrs"
+            raise UserError(f"{where}: {bad or values} is not a list of positive rates; write e.g. lrs=[1e-4,3e-4,1e-3]")
+
+
+def lr_grid(study: DictConfig, method: str) -> list[float] | None:
+    """The method's learning rates in the study, ascending; its own rate when `lrs` has no grid for it; None: no axis."""
+    if study.lrs is None:
+        return None
+    if OmegaConf.is_dict(study.lrs):
+        grid = study.lrs.get(method)
+        if grid is None:
+            grid = OmegaConf.load(CONFIG_DIR / "method" / f"{method}.yaml").lr
+    else:
+        grid = study.lrs
+    values = list(grid) if OmegaConf.is_list(grid) else [grid]
+    return sorted({float(v) for v in values})
+
+
+def lr_folder(lr: float) -> str:
+    return f"lr{lr:g}"
+
+
 def plan(study: DictConfig, pools: dict[str, int | None] | None = None) -> list[tuple[Path, list[str]]]:
-    """Every run of the study as (run folder, overrides for `load_config`), tasks outermost, seeds innermost.
+    """Every run of the study as (run folder, overrides for `load_config`): tasks, methods, sizes, rates, seeds.
+
+    Folders are <out>/<task>/<method>[/<size>][/lr<rate>]/seed<seed>.
 
     `pools` maps a task to its number of training examples; sizes above it are left out (and 'all' kept).
     """
@@ -106,15 +157,20 @@ def plan(study: DictConfig, pools: dict[str, int | None] | None = None) -> list[
         sizes = [s for s in sizes if s in (None, "all") or pool is None or s <= pool]
         for method in _as_list(study, "methods"):
             for size in sizes:
-                for seed in _as_list(study, "seeds"):
-                    folder = out / task / method
-                    # the W&B group first, so a tracking.group= of the user's wins
-                    over = [f"tracking.group={out.name}", *study.run, f"task={task}", f"method={method}", f"seed={seed}"]
-                    if size is not None:
-                        folder = folder / str(size)
-                        over.append(f"train_size={'null' if size == 'all' else size}")
-                    folder = folder / f"seed{seed}"
-                    runs.append((folder, over + [f"out={folder}"]))
+                for lr in lr_grid(study, method) or [None]:
+                    for seed in _as_list(study, "seeds"):
+                        folder = out / task / method
+                        # the W&B group first, so a tracking.group= of the user's wins
+                        over = [f"tracking.group={out.name}", *study.run, f"task={task}", f"method={method}",
+                                f"seed={seed}"]
+                        if size is not None:
+                            folder = folder / str(size)
+                            over.append(f"train_size={'null' if size == 'all' else size}")
+                        if lr is not None:
+                            folder = folder / lr_folder(lr)
+                            over.append(f"lr={lr!r}")
+                        folder = folder / f"seed{seed}"
+                        runs.append((folder, over + [f"out={folder}"]))
     return runs
 
 
@@ -176,7 +232,7 @@ def run_study(name: str, overrides: list[str] | None = None, dry_run: bool = Fal
         return 0
     out.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(study, out / f"study-{Path(name).stem}.yaml")
-    if study.launcher:
+    if study.launcher or study.parallel > 1:
         from .launch import launch_study
 
         return launch_study(study, name, configs, runs)

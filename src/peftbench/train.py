@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from . import checkpoint, cost
-from .data import total_steps, train_batches
+from .data import SEQUENCE_COLUMNS, Packed, pad_multiple, total_steps, train_batches
 from .delta import base_fingerprint, save_delta
 from .errors import UserError
 from .methods import apply_method
@@ -58,34 +58,36 @@ def mixed_precision(cfg: DictConfig) -> str:
 
 
 @torch.inference_mode()
-def predict(model: torch.nn.Module, dataset, tokenizer, batch_size: int, device,
-            shard: tuple[int, int] = (0, 1)) -> dict[str, list[np.ndarray]]:
-    """The model's outputs (every tensor but the loss) over `dataset`: one array per row, in dataset order.
+def predict(model: torch.nn.Module, rows: Packed, batch_size: int, device: torch.device,
+            shard: tuple[int, int] = (0, 1), pad_multiple: int = 1) -> dict[str, list[np.ndarray]]:
+    """The model's outputs (every tensor but the loss) over `rows`: one array per row, in their order.
 
     Rows are batched by length (less padding); a row's array keeps its batch's padding on sequence outputs.
+    Outputs stay on the device until the last batch, so the host queues every batch without waiting for one.
     With shard=(rank, world) this process does every world-th row of that order and leaves the others None.
     """
     model.eval()
-    inputs = [c for c in dataset.column_names if c in ("input_ids", "attention_mask", "token_type_ids")]
-    order = np.argsort([len(x) for x in dataset["input_ids"]], kind="stable")[shard[0] :: shard[1]]
-    rows: dict[str, list] = defaultdict(lambda: [None] * len(dataset))
+    inputs = [c for c in rows.column_names if c in SEQUENCE_COLUMNS]
+    order = np.argsort(rows.lengths, kind="stable")[shard[0] :: shard[1]]
+    pending = []
     for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size].tolist()
-        batch = tokenizer.pad(dataset[idx], return_tensors="pt")
-        out = model(**{k: batch[k].to(device) for k in inputs})
+        idx = order[start : start + batch_size]
+        out = model(**rows.batch(idx, device, pad_multiple, inputs))
+        pending.append((idx, {k: v for k, v in out.items() if torch.is_tensor(v) and k != "loss"}))
+    outputs: dict[str, list] = defaultdict(lambda: [None] * len(rows))
+    for idx, out in pending:
         for key, value in out.items():
-            if torch.is_tensor(value) and key != "loss":
-                for i, row in zip(idx, value.float().cpu().numpy()):
-                    rows[key][i] = row
-    return dict(rows)
+            for i, row in zip(idx.tolist(), value.float().cpu().numpy()):
+                outputs[key][i] = row
+    return dict(outputs)
 
 
-def evaluate(model, data, task, tokenizer, cfg: DictConfig, accelerator: Accelerator) -> tuple[dict[str, float], Any, float]:
+def evaluate(model, data, task, cfg: DictConfig, accelerator: Accelerator) -> tuple[dict[str, float], Any, float]:
     """Dev metrics; with several processes each predicts a shard and the rows are gathered, each exactly once."""
     t0 = time.perf_counter()
     world = accelerator.num_processes
-    outputs = predict(accelerator.unwrap_model(model), data.eval, tokenizer, cfg.eval_batch_size, accelerator.device,
-                      shard=(accelerator.process_index, world))
+    outputs = predict(accelerator.unwrap_model(model), data.eval, cfg.eval_batch_size, accelerator.device,
+                      shard=(accelerator.process_index, world), pad_multiple=pad_multiple(cfg, accelerator.device))
     if world > 1:
         shards = gather_object([outputs])
         outputs = {key: [next(s[key][i] for s in shards if s[key][i] is not None) for i in range(len(data.eval))]
@@ -160,14 +162,19 @@ def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker, s
     record.update(cost.param_counts(model, base_total))
     lr = cfg.lr if cfg.lr is not None else cfg.method.lr
     steps = total_steps(cfg, len(data.train))
-    # the fused kernel: on full FT its step is ~6x cheaper than foreach on CPU (bench/README.md)
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=lr,
-                                  fused=accelerator.device.type in ("cpu", "cuda"))
-    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * steps), steps)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    if cfg.compile:
-        model = torch.compile(model)
+    # Only the model goes through accelerate (device, DDP). The step is the plain torch AMP recipe: accelerate's
+    # optimizer and scheduler wrappers cost ~1 ms of host time per step (package lookups on every call), and its
+    # scheduler steps once per process per step, which assumes a sharded data loader; our batch is global.
+    model = accelerator.prepare(model)
     device = accelerator.device
+    # the fused kernel: on full FT its step is ~6x cheaper than foreach on CPU (bench/README.md)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=lr, fused=device.type in ("cpu", "cuda"))
+    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * steps), steps)
+    scaler = torch.amp.GradScaler(device.type, enabled=accelerator.mixed_precision == "fp16")  # bf16 needs none
+    if cfg.compile:
+        # padding to pad_multiple leaves a handful of shapes; each compiles once (dynamic=False: static kernels)
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        model = torch.compile(model, mode=cfg.compile_mode, dynamic=False)
     record.update(train_examples=data.train_examples, eval_examples=data.eval_examples, schedule=cfg.schedule,
                   train_steps=steps, lr=lr, device=str(device), precision=accelerator.mixed_precision,
                   num_processes=world, grad_accum=accum)
@@ -178,8 +185,9 @@ def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker, s
              cfg.model.name, record["trainable_params"], record["total_params"], record["trainable_percent"], steps,
              lr, device)
 
-    lengths = np.array([len(x) for x in data.train["input_ids"]])
-    model_inputs = data.train.column_names
+    lengths = data.train.lengths
+    trainable = [p for p in model.parameters() if p.requires_grad]  # once, not a walk over every module per step
+    multiple = pad_multiple(cfg, device)
     meter = cost.Meter(device)
     loop = {"step": 0, "epoch": 0, "batch": 0, "samples": 0, "tokens": 0, "train_time_s": 0.0, "running": 0.0,
             "padded_tokens": 0, "flops_per_token": None, "cost": {}}
@@ -217,18 +225,19 @@ def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker, s
                 loss, padded = 0.0, 0
                 with meter.count(step):
                     for j, rows in enumerate(micro):
-                        batch = tokenizer.pad(data.train[rows], return_tensors="pt")
-                        batch = {k: batch[k].to(device) for k in model_inputs}
+                        batch = data.train.batch(rows, device, multiple)
                         # DDP all-reduces gradients on the last micro-batch only
                         with accelerator.no_sync(model) if j < len(micro) - 1 else contextlib.nullcontext():
                             with accelerator.autocast():
                                 part = model(**batch).loss * (len(rows) / len(mine))  # the mean over `mine`
-                            accelerator.backward(part)
+                            scaler.scale(part).backward()
                         loss, padded = loss + part.detach(), padded + batch["input_ids"].numel()
                 meter.add_step(padded * world)  # other shards counted as the same size
+                scaler.unscale_(optimizer)
                 if cfg.max_grad_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                optimizer.step()
+                    torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
+                scaler.step(optimizer)  # fused AdamW skips an overflowed step on the device: no host sync
+                scaler.update()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 running += loss.detach()
@@ -250,7 +259,7 @@ def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker, s
                              scheduler.get_last_lr()[0], rate)
                     tracker.log({"train/loss": mean, "train/lr": scheduler.get_last_lr()[0]}, step)
                 if cfg.eval_every and step % cfg.eval_every == 0 and step < steps:
-                    metrics, _, _ = evaluate(model, data, task, tokenizer, cfg, accelerator)
+                    metrics, _, _ = evaluate(model, data, task, cfg, accelerator)
                     record.setdefault("history", []).append({"step": step, **metrics})
                     log.info("eval at step %d: %s", step, metrics)
                     tracker.log({f"eval/{k}": v for k, v in metrics.items()}, step)
@@ -269,7 +278,7 @@ def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker, s
                   train_samples_per_s=round(samples / train_time, 3),
                   train_tokens_per_s=round(loop["tokens"] / train_time, 1), **meter.peak())
 
-    metrics, predictions, eval_time = evaluate(model, data, task, tokenizer, cfg, accelerator)
+    metrics, predictions, eval_time = evaluate(model, data, task, cfg, accelerator)
     record.update(metrics=metrics, eval_time_s=round(eval_time, 3))
     log.info("eval: %s", metrics)
     tracker.log({f"eval/{k}": v for k, v in metrics.items()}, step)

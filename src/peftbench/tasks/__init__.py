@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from datasets import Dataset
+from ..data import Packed
 
 from . import glue, squad
 
@@ -21,8 +21,8 @@ TASKS = {"glue": glue, "squad": squad}
 
 @dataclass
 class TaskData:
-    train: Dataset                 # model inputs + labels, tokenized once
-    eval: Dataset                  # model inputs (+ labels), in eval order
+    train: Packed                  # model inputs + labels, tokenized once
+    eval: Packed                   # model inputs (+ labels), in eval order
     num_labels: int = 2
     train_examples: int = 0        # rows / questions (SQuAD windows can be more)
     eval_examples: int = 0

@@ -65,8 +65,7 @@ def read_split(cfg: DictConfig, split: str) -> tuple[list[list[str]], list[int]]
 
 
 def load(cfg: DictConfig, tokenizer):
-    from datasets import Dataset
-
+    from ..data import Packed
     from . import TaskData, subset_indices
 
     train_texts, train_labels = read_split(cfg, "train")
@@ -77,9 +76,9 @@ def load(cfg: DictConfig, tokenizer):
     train_labels = [train_labels[i] for i in keep]
     eval_texts, eval_labels = read_split(cfg, "dev")
 
-    def encode(texts: list[list[str]], labels: list[int]) -> Dataset:
+    def encode(texts: list[list[str]], labels: list[int]) -> Packed:
         enc = tokenizer(*texts, truncation=True, max_length=cfg.task.max_length)
-        return Dataset.from_dict({**enc, "labels": labels})
+        return Packed.from_lists({**enc, "labels": labels}, tokenizer.pad_token_id)
 
     return TaskData(train=encode(train_texts, train_labels), eval=encode(eval_texts, eval_labels),
                     num_labels=len(cfg.task.labels), train_examples=len(train_labels),

@@ -169,8 +169,7 @@ def train_windows(examples: list[Example], tokenizer, task: DictConfig) -> tuple
 
 
 def load(cfg: DictConfig, tokenizer):
-    from datasets import Dataset
-
+    from ..data import Packed
     from . import TaskData, subset_indices
 
     task = cfg.task
@@ -211,7 +210,8 @@ def load(cfg: DictConfig, tokenizer):
     meta = {"ids": [e["id"] for e in dev], "contexts": [e["context"] for e in dev],
             "golds": {e["id"]: e["answers"] for e in dev}, "owner": owner, "offsets": offsets,
             "n_best": task.n_best, "max_answer_length": task.max_answer_length}
-    return TaskData(train=Dataset.from_dict(train_inputs), eval=Dataset.from_dict(eval_inputs), num_labels=2,
+    return TaskData(train=Packed.from_lists(train_inputs, tokenizer.pad_token_id),
+                    eval=Packed.from_lists(eval_inputs, tokenizer.pad_token_id), num_labels=2,
                     train_examples=len(pool), eval_examples=len(dev), meta=meta, notes=notes)
 
 

@@ -1,0 +1,249 @@
+"""Accuracy parity: peftbench (length-grouped and plain batch order) against HF Trainer (+ peft for LoRA), over seeds.
+
+The same job for every runner: MiniLM-L6 on the first N training rows of a GLUE task (default SST-2, 2,000 rows),
+one epoch, batch 16, AdamW (weight decay 0.01, none on biases/LayerNorm), linear schedule with ceil(0.1 x steps)
+warmup steps, grad-norm clip 1, fp32 on CPU; learning rates full 1e-4, bitfit 5e-3, lora 2e-3 (the rates at
+which MiniLM learns SST-2; bench/README.md). Runners:
+
+- `pb_grouped`: peftbench's defaults (`group_by_length=true`: length-sorted buckets of 50 batches, shuffled).
+- `pb_plain`: peftbench with `group_by_length=false` (a plain shuffle).
+- `trainer_grouped`: Trainer with dynamic padding (DataCollatorWithPadding) and
+  `train_sampling_strategy="group_by_length"` (transformers 5.x's name for the old `group_by_length=True`).
+- `trainer`: Trainer with dynamic padding and its default random sampler (optional).
+
+Every (seed, method, runner) job runs in its own process and writes OUT/jobs/NAME.json; a job whose file exists is
+not run again, so a killed bench resumes and `--seeds` can grow later. A seed is one pairing unit: the same seed
+for both implementations (head init and data order, each in its own way), so the difference is paired by seed and
+its mean gets a 95% t-interval (df = n - 1). Target: the interval of (peftbench - Trainer) narrower than +-1 point
+and containing 0 or lying above it.
+
+    python bench/parity.py                                   # SST-2 2,000 rows, seeds 1-25, 3 runners, 3 methods
+    python bench/parity.py --seeds 3 --rows 200 --out /tmp/p # a smoke run
+    python bench/parity.py --task rte --rows 0 --epochs 3    # all of RTE's training rows, the seed's 3 epochs
+
+Writes OUT/results.json (setup, every job, every comparison) and OUT/results.md (the tables).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+SHARED_DATA = Path(os.environ.get("PEFTBENCH_SHARED", REPO.parent / "shared")) / "data"
+METHODS = ["full", "bitfit", "lora"]
+RUNNERS = ["pb_grouped", "pb_plain", "trainer_grouped", "trainer"]
+DEFAULT_RUNNERS = ["pb_grouped", "pb_plain", "trainer_grouped"]
+LRS = {"full": 1e-4, "bitfit": 5e-3, "lora": 2e-3}
+LORA = {"r": 8, "alpha": 16, "dropout": 0.1, "target_modules": ["query", "value"]}  # = configs/method/lora.yaml
+BATCH, EVAL_BATCH, WARMUP, WEIGHT_DECAY = 16, 64, 0.1, 0.01
+
+
+def task_cfg(task: str, data_dir: Path):
+    from peftbench.config import load_config
+
+    return load_config(["model=minilm_l6", f"task={task}", f"data_dir={data_dir}", "tracking.mode=disabled"])
+
+
+# ---- one job (inside its own subprocess) ----
+
+def run_peftbench(spec: dict) -> dict:
+    from peftbench.config import load_config
+    from peftbench.train import train
+
+    m = spec["method"]
+    cfg = load_config(["model=minilm_l6", f"task={spec['task']}", f"method={m}", f"data_dir={spec['data_dir']}",
+                       f"lr={spec['lr']}", f"epochs={spec['epochs']}", f"batch_size={BATCH}",
+                       f"eval_batch_size={EVAL_BATCH}", f"seed={spec['seed']}", f"weight_decay={WEIGHT_DECAY}",
+                       f"warmup_ratio={WARMUP}", f"group_by_length={spec['runner'] == 'pb_grouped'}",
+                       f"out={spec['out']}", "tracking.mode=disabled", "checkpoint_every=null"])
+    rec = train(cfg)
+    for f in Path(spec["out"]).glob("delta.*"):  # full FT's delta is the whole model (~90 MB) x seeds x orders
+        f.unlink()
+    return {"accuracy": rec["metrics"]["accuracy"], "f1": rec["metrics"]["f1"], "train_time_s": rec["train_time_s"],
+            "steps": rec["train_steps"]}
+
+
+def run_trainer(spec: dict) -> dict:
+    import numpy as np
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig, get_peft_model
+    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
+                              TrainingArguments, set_seed)
+
+    from peftbench.models import resolve_path
+    from peftbench.tasks.glue import read_split
+
+    cfg = task_cfg(spec["task"], Path(spec["data_dir"]))
+    path = resolve_path(cfg.model)  # the installed MiniLM package's folder, as peftbench loads it
+    tok = AutoTokenizer.from_pretrained(path)
+
+    def encode(split: str) -> Dataset:  # as peftbench's tasks/glue.py: truncate to max_length, no padding
+        texts, labels = read_split(cfg, split)
+        return Dataset.from_dict({**tok(*texts, truncation=True, max_length=cfg.task.max_length), "labels": labels})
+
+    train_ds, dev_ds = encode("train"), encode("dev")
+    set_seed(spec["seed"])  # the head's init
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(cfg.task.labels))
+    if spec["method"] == "bitfit":  # every bias + the classifier head, as methods/bitfit.py with biases: all
+        for name, p in model.named_parameters():
+            p.requires_grad = name.endswith(".bias") or name.startswith("classifier.")
+    elif spec["method"] == "lora":
+        model = get_peft_model(model, LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
+                                                 target_modules=LORA["target_modules"], bias="none",
+                                                 modules_to_save=["classifier"]))
+    steps = spec["epochs"] * math.ceil(len(train_ds) / BATCH)
+    args = TrainingArguments(
+        output_dir=spec["out"], per_device_train_batch_size=BATCH, per_device_eval_batch_size=EVAL_BATCH,
+        learning_rate=spec["lr"], num_train_epochs=spec["epochs"], weight_decay=WEIGHT_DECAY,
+        lr_scheduler_type="linear", warmup_steps=math.ceil(WARMUP * steps), max_grad_norm=1.0, seed=spec["seed"],
+        train_sampling_strategy="group_by_length" if spec["runner"] == "trainer_grouped" else "random",
+        report_to="none", disable_tqdm=True, eval_strategy="no", save_strategy="no", logging_strategy="no",
+        dataloader_num_workers=0, use_cpu=True)
+    trainer = Trainer(model=model, args=args, train_dataset=train_ds, data_collator=DataCollatorWithPadding(tok),
+                      processing_class=tok)
+    metrics = trainer.train().metrics
+    preds = np.asarray(trainer.predict(dev_ds).predictions).argmax(-1)
+    labels = np.array(dev_ds["labels"])
+    from torchmetrics.functional.classification import binary_f1_score
+
+    f1 = binary_f1_score(torch.from_numpy(preds), torch.from_numpy(labels)).item() if len(cfg.task.labels) == 2 else 0
+    return {"accuracy": round(100 * float((preds == labels).mean()), 4), "f1": round(100 * f1, 4),
+            "train_time_s": metrics["train_runtime"], "steps": steps}
+
+
+# ---- the driver ----
+
+def make_data_dir(task: str, rows: int, root: Path) -> Path:
+    """A data_dir whose task train.tsv holds the first `rows` rows (0: all); dev.tsv is the real one (a link)."""
+    src = SHARED_DATA / task_cfg(task, SHARED_DATA).task.dir
+    lines = (src / "train.tsv").read_text(encoding="utf-8-sig").splitlines(keepends=True)
+    if rows > len(lines) - 1:
+        sys.exit(f"--rows {rows} is above the {len(lines) - 1} {task} training rows")
+    dst = root / src.relative_to(SHARED_DATA)
+    dst.mkdir(parents=True, exist_ok=True)
+    (dst / "train.tsv").write_text("".join(lines[: rows + 1] if rows else lines), encoding="utf-8")
+    if not (dst / "dev.tsv").exists():
+        (dst / "dev.tsv").symlink_to(src / "dev.tsv")
+    return root
+
+
+def spawn(spec: dict, log: Path) -> dict:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "TQDM_DISABLE": "1",
+           "PYTHONPATH": str(REPO / "src")}
+    with open(log, "w") as f:
+        proc = subprocess.run([sys.executable, __file__, "--job", json.dumps(spec)], stdout=f, stderr=subprocess.STDOUT,
+                              env=env)
+    if proc.returncode != 0:
+        sys.exit(f"job {log.stem} failed (exit {proc.returncode}): see {log}")
+    return json.loads(Path(spec["result"]).read_text())
+
+
+def comparisons(jobs: list[dict], runners: list[str], methods: list[str]) -> list[dict]:
+    """Every peftbench runner minus every Trainer runner, and grouped minus plain within each, paired by seed."""
+    from peftbench.stats import paired
+
+    acc = {(j["runner"], j["method"]): {} for j in jobs}
+    for j in jobs:
+        acc[j["runner"], j["method"]][j["seed"]] = j["accuracy"]
+    pb, tr = [r for r in runners if r.startswith("pb_")], [r for r in runners if r.startswith("trainer")]
+    pairs = [(a, b) for a in pb for b in tr] + [(a, b) for a, b in [("pb_grouped", "pb_plain"),
+                                                                     ("trainer_grouped", "trainer")]
+                                                if a in runners and b in runners]
+    out = []
+    for m in methods:
+        for a, b in pairs:
+            p = paired(acc.get((b, m), {}), acc.get((a, m), {}))
+            if p is None:
+                continue
+            ok = p["half"] is not None and p["half"] < 1 and p["high"] >= 0
+            out.append({"method": m, "a": a, "b": b, **p, "meets_target": ok})
+    return out
+
+
+def tables(jobs: list[dict], comps: list[dict], runners: list[str], methods: list[str]) -> str:
+    from peftbench.stats import mean_std
+
+    lines = ["| method | " + " | ".join(f"{r} accuracy" for r in runners) + " |", "|---|" + "---:|" * len(runners)]
+    for m in methods:
+        cells = []
+        for r in runners:
+            vals = [j["accuracy"] for j in jobs if j["runner"] == r and j["method"] == m]
+            mean, sd, n = mean_std(vals) if vals else (math.nan, None, 0)
+            cells.append(f"{mean:.2f} ± {sd:.2f} (n={n})" if sd is not None else f"{mean:.2f} (n={n})")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += ["", "| method | difference (A − B) | mean | 95% interval | half-width | n | verdict | target met |",
+              "|---|---|---:|---:|---:|---:|---|---|"]
+    for c in comps:
+        ci = f"[{c['low']:+.2f}, {c['high']:+.2f}]" if c["half"] is not None else "—"
+        half = f"±{c['half']:.2f}" if c["half"] is not None else "—"
+        lines.append(f"| {c['method']} | {c['a']} − {c['b']} | {c['delta']:+.2f} | {ci} | {half} | {c['n']} | "
+                     f"{c['verdict']} | {'yes' if c['meets_target'] else 'no'} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--task", default="sst2", choices=["sst2", "mrpc", "rte"])
+    p.add_argument("--rows", type=int, default=2000, help="first N training rows; 0 = all (default 2000)")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--seeds", type=int, default=25, help="seeds 1..N (default 25); raise it later to add seeds")
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=METHODS)
+    p.add_argument("--runners", nargs="+", choices=RUNNERS, default=DEFAULT_RUNNERS)
+    p.add_argument("--lr", nargs="+", default=[], metavar="METHOD=RATE", help="e.g. bitfit=1e-3 (default: LRS)")
+    p.add_argument("--threads", type=int, help="torch threads per job (default: torch's own)")
+    p.add_argument("--out", type=Path, default=REPO / "runs/bench/parity")
+    p.add_argument("--job", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.job:
+        spec = json.loads(args.job)
+        if spec.get("threads"):
+            import torch
+
+            torch.set_num_threads(spec["threads"])
+        res = run_peftbench(spec) if spec["runner"].startswith("pb_") else run_trainer(spec)
+        Path(spec["result"]).write_text(json.dumps(res))
+        return None
+    lrs = {**LRS, **{k: float(v) for k, v in (x.split("=", 1) for x in args.lr)}}
+    jobs_dir = args.out / "jobs"
+    jobs_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = make_data_dir(args.task, args.rows, args.out / "data")
+    jobs, t_all = [], time.perf_counter()
+    for seed in range(1, args.seeds + 1):  # seed outermost, runners alternating: machine noise hits all alike
+        for m in args.methods:
+            for r in args.runners:
+                name = f"{args.task}-{m}-{r}-s{seed}"
+                spec = {"runner": r, "method": m, "task": args.task, "seed": seed, "lr": lrs[m], "epochs": args.epochs,
+                        "data_dir": str(data_dir), "out": str(args.out / "runs" / name),
+                        "result": str(jobs_dir / f"{name}.json"), "threads": args.threads}
+                if Path(spec["result"]).is_file():
+                    res = json.loads(Path(spec["result"]).read_text())
+                else:
+                    t0 = time.perf_counter()
+                    res = spawn(spec, jobs_dir / f"{name}.log")
+                    print(f"[{time.perf_counter() - t0:6.1f}s] {name}: accuracy {res['accuracy']:.2f}", flush=True)
+                jobs.append({"runner": r, "method": m, "seed": seed, **res})
+    comps = comparisons(jobs, args.runners, args.methods)
+    md = tables(jobs, comps, args.runners, args.methods)
+    setup = {"task": args.task, "rows": args.rows, "epochs": args.epochs, "seeds": args.seeds, "lrs": lrs,
+             "batch_size": BATCH, "runners": args.runners, "threads": args.threads,
+             "command": " ".join([Path(sys.executable).name, *sys.argv]), "wall_s": round(time.perf_counter() - t_all)}
+    (args.out / "results.json").write_text(json.dumps({"setup": setup, "jobs": jobs, "comparisons": comps}, indent=2))
+    head = (f"`{setup['command']}`: MiniLM, {args.task} first {args.rows or 'all'} training rows, {args.epochs} "
+            f"epoch(s), dev accuracy (%), seeds 1-{args.seeds}; differences paired by seed, 95% t-interval.")
+    (args.out / "results.md").write_text(f"{head}\n\n{md}\n")
+    print(md)
+    print(f"wrote {args.out / 'results.json'} and {args.out / 'results.md'}")
+    return None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""The report's shared pieces: table order, cell text (mean ± std (n)), learned-nothing flags, pooled-config notes,
+and the learning-rate choice (each method's best rate by the mean over seeds; the tie rule).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from .baselines import baseline
+from .figures import ORDER
+from .record import NOT_IDENTITY
+from .stats import mean_std
+
+TASK_ORDER = ["sst2", "mrpc", "rte", "squad"]
+CLEAR = 1.0                   # points a run must beat the majority-class baseline by to count as having learned
+FLAG = "⚠"
+
+
+def order(names, ranking=ORDER) -> list[str]:
+    return sorted(set(names), key=lambda n: (ranking.index(n) if n in ranking else len(ranking), n))
+
+
+def size_of(rec: dict[str, Any]) -> int:
+    return rec["run"]["train_size"] or rec.get("train_examples") or 0
+
+
+def learned_nothing(rec: dict[str, Any]) -> bool:
+    b = baseline(rec)
+    return b is not None and rec["metrics"][rec["primary_metric"]] < b + CLEAR
+
+
+def cell(values: list[float], flagged: bool = False) -> str:
+    if not values:
+        return "—"
+    m, s, n = mean_std(values)
+    text = f"{m:.2f} (n=1)" if s is None else f"{m:.2f} ± {s:.2f} (n={n})"
+    return text + (f" {FLAG}" if flagged else "")
+
+
+def by_rate(recs: list[dict]) -> dict[float | None, list[dict]]:
+    """Runs grouped by their learning rate (None for records that predate the `lr` field)."""
+    out: dict = defaultdict(list)
+    for r in recs:
+        out[r.get("lr")].append(r)
+    return dict(out)
+
+
+def best_rate(rates: dict[float | None, list[dict]], metric: str) -> float | None:
+    """The rate with the highest mean score over seeds, among the rates with the most runs; a tie: the lower rate.
+
+    Only the rates with the most runs compete, so a rate whose other seeds have not run yet (a study in stages) or
+    failed cannot win on one lucky seed.
+    """
+    most = max(len(rs) for rs in rates.values())
+
+    def key(lr):
+        vals = [r["metrics"][metric] for r in rates[lr]]
+        return (round(sum(vals) / len(vals), 9), -(lr or 0.0))
+    return max((lr for lr, rs in rates.items() if len(rs) == most), key=key)
+
+
+def rate(lr: float | None) -> str:
+    return "—" if lr is None else f"{lr:g}"
+
+
+def seed_rate(recs: list[dict]) -> float | None:
+    """The method's own rate (configs/method/NAME.yaml `lr`), as recorded in the runs' configs."""
+    return next((float(r["config"]["method"]["lr"]) for r in recs if r["config"]["method"].get("lr") is not None), None)
+
+
+def by_seed(recs: list[dict], metric: str) -> dict[int, float]:
+    return {r["run"]["seed"]: r["metrics"][metric] for r in recs}
+
+
+def pct(values) -> str:
+    vals = sorted(set(values))
+    return "—" if not vals else " / ".join(f"{v:.3g}%" for v in vals)
+
+
+def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": str(v)})
+    return out
+
+
+def mixed_keys(recs: list[dict]) -> list[str]:
+    """Config keys (besides seed and output paths) that differ between runs pooled into one table cell."""
+    flats = [_flat({k: v for k, v in r["config"].items() if k not in NOT_IDENTITY + ("seed",)}) for r in recs]
+    keys = set().union(*flats)
+    return sorted(k for k in keys if k != "task.data_dir" and len({f.get(k) for f in flats}) > 1)

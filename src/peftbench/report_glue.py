@@ -1,0 +1,170 @@
+"""The report's GLUE section: each method at its best learning rate per task, the whole grid, the seed's rate beside
+the tuned one, every method vs full FT paired by seed with a 95% interval and the decision rule, costs, figures.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+
+from . import figures
+from .baselines import baseline
+from .cells import (CLEAR, FLAG, TASK_ORDER, best_rate, by_rate, by_seed, cell, learned_nothing, mixed_keys, order,
+                    pct, rate, seed_rate)
+from .stats import mean_std, paired
+
+
+def glue_section(recs: list[dict], out: Path, tag: str) -> list[str]:
+    every = defaultdict(lambda: defaultdict(list))
+    for r in recs:
+        every[r["run"]["method"]][r["run"]["task"]].append(r)
+    methods = order(every)
+    tasks = order({t for m in every.values() for t in m}, TASK_ORDER)
+    metric = {t: next(r["primary_metric"] for m in every.values() for r in m.get(t, [])) for t in tasks}
+    grid = {m: {t: by_rate(every[m][t]) for t in every[m]} for m in methods}
+    tuned = any(len(rates) > 1 for g in grid.values() for rates in g.values())
+    best = {m: {t: best_rate(rates, metric[t]) for t, rates in grid[m].items()} for m in methods}
+    by = {m: {t: grid[m][t][best[m][t]] for t in grid[m]} for m in methods}  # each method at its best rate
+    cols = tasks + ["avg"]
+    means: dict[str, dict[str, float]] = defaultdict(dict)
+    texts: dict[str, dict[str, str]] = defaultdict(dict)
+    notes = []
+    for m in methods:
+        for t in tasks:
+            rs = by[m].get(t, [])
+            vals = [r["metrics"][metric[t]] for r in rs]
+            texts[m][t] = cell(vals, any(learned_nothing(r) for r in rs))
+            if tuned and vals and best[m][t] is not None:
+                texts[m][t] += f" @ {rate(best[m][t])}"
+            if vals:
+                means[m][t] = sum(vals) / len(vals)
+            if len(rs) > 1 and (keys := mixed_keys(rs)):
+                notes.append(f"- {t}/{m} pools runs whose configs differ in {', '.join(keys)}")
+        if all(t in means[m] for t in tasks):
+            means[m]["avg"] = sum(means[m][t] for t in tasks) / len(tasks)
+            per_seed = defaultdict(dict)
+            for t in tasks:
+                for r in by[m][t]:
+                    per_seed[r["run"]["seed"]][t] = r["metrics"][metric[t]]
+            full_seeds = [sum(v.values()) / len(tasks) for v in per_seed.values() if len(v) == len(tasks)]
+            m_, s_, n_ = mean_std(full_seeds) if full_seeds else (None, None, 0)
+            texts[m]["avg"] = f"{means[m]['avg']:.2f}" + (f" ± {s_:.2f} (n={n_})" if s_ is not None else f" (n={n_})")
+        else:
+            texts[m]["avg"] = "—"
+    for c in cols:  # best overall in bold, best PEFT (any method but full) in italics
+        have = [m for m in methods if c in means[m]]
+        for pool, mark in ((have, "**"), ([m for m in have if m != "full"], "_")):
+            if pool:
+                best_m = max(pool, key=lambda m: means[m][c])
+                texts[best_m][c] = f"{mark}{texts[best_m][c]}{mark}"
+    lines = ["| method | " + " | ".join(f"{t} ({metric[t]})" for t in tasks) + " | avg | trainable % |",
+             "|---|" + "---:|" * (len(cols) + 1)]
+    for m in methods:
+        trainable = pct(r["trainable_percent"] for t in tasks for r in by[m].get(t, []))
+        lines.append(f"| {m} | " + " | ".join(texts[m][c] for c in cols) + f" | {trainable} |")
+    lines += ["", f"Each cell: the task's primary metric on the dev set in %, mean ± sample std over seeds (n runs). "
+              f"**Bold**: best overall; _italics_: best PEFT method (not full); {FLAG}: a run in the cell did "
+              f"not beat the majority-class baseline by {CLEAR:g} point (see *Learned nothing*)."]
+    if tuned:
+        lines[-1] += (" `@ rate`: the learning rate picked for that method and task — the rate with the highest mean "
+                      "dev score over seeds among the rates with the most runs (a tie goes to the lower rate). GLUE "
+                      "reports dev, and the same dev set picks the rate, so tuned numbers lean optimistic; "
+                      "the whole grid and the seed's rate are below.")
+    lines += ["", *notes] if notes else []
+    lines.append("")
+    if tuned:
+        lines += grid_tables(grid, best, methods, tasks, metric)
+    lines += versus_full(by, methods, tasks, metric, tuned)
+    baselines = {t: next((b for m in methods for r in by[m].get(t, []) if (b := baseline(r)) is not None), None)
+                 for t in tasks}
+    figures.parameter_efficiency(by, methods, tasks, metric, means, out / f"parameter_efficiency{tag}.png")
+    figures.part1_results(by, methods, tasks, metric, out / f"part1_results{tag}.png", baselines)
+    figures.flops_comparison(by, methods, tasks, out / f"flops_comparison{tag}.png")
+    lines += ["", f"![parameter efficiency](parameter_efficiency{tag}.png)", "",
+              f"![GLUE results](part1_results{tag}.png)", ""]
+    lines += ["### Costs", "", "| method | task | peak memory (MiB) | grads + optimizer (MiB) | train FLOPs | "
+              "train time (s) | delta on disk (KiB) |", "|---|---|---:|---:|---:|---:|---:|"]
+    for m in methods:
+        for t in tasks:
+            rs = by[m].get(t, [])
+            if rs:
+                avg = lambda k: (sum(r[k] for r in rs if k in r) / n) if (n := sum(k in r for r in rs)) else math.nan
+                mark = f" {FLAG}" if any(learned_nothing(r) for r in rs) else ""
+                lines.append(f"| {m} | {t}{mark} | {avg('peak_memory_bytes') / 2**20:,.0f} | "
+                             f"{(avg('memory_gradients_bytes') + avg('memory_optimizer_bytes')) / 2**20:,.1f} | "
+                             f"{avg('train_flops'):.3g} | {avg('train_time_s'):,.1f} | {avg('delta_bytes') / 1024:,.0f} |")
+    devices = sorted({r.get("device", "?") for m in by.values() for rs in m.values() for r in rs})
+    lines += ["", f"Means over seeds{' at each best rate' if tuned else ''}. Device: {', '.join(devices)} (on CPU, peak memory is the process's peak resident "
+              "set while training). FLOPs: forward + backward, counted on the first step, times the tokens seen.",
+              "", f"![costs](flops_comparison{tag}.png)", ""]
+    return lines
+
+
+def grid_tables(grid, best, methods, tasks, metric) -> list[str]:
+    """The whole learning-rate grid (a row per method and rate), then the seed's rate beside the tuned one."""
+    lines = ["### Learning-rate grid", "", "| method | lr | " + " | ".join(f"{t} ({metric[t]})" for t in tasks) + " |",
+             "|---|---:|" + "---:|" * len(tasks)]
+    for m in methods:
+        own = seed_rate([r for rates in grid[m].values() for rs in rates.values() for r in rs])
+        for lr in sorted({lr for rates in grid[m].values() for lr in rates}, key=lambda x: x or 0.0):
+            cells = []
+            for t in tasks:
+                rs = grid[m].get(t, {}).get(lr, [])
+                text = cell([r["metrics"][metric[t]] for r in rs], any(learned_nothing(r) for r in rs))
+                cells.append(f"**{text}**" if rs and best[m][t] == lr else text)
+            mark = " (seed)" if own is not None and lr is not None and math.isclose(lr, own) else ""
+            lines.append(f"| {m} | {rate(lr)}{mark} | " + " | ".join(cells) + " |")
+    lines += ["", "**Bold**: the rate picked for that method and task. (seed): the method's own rate, the seed "
+              "protocol's.", "", "### Tuned vs the seed's rate", "",
+              "| method | task | seed rate | at the seed rate | best rate | at the best rate |",
+              "|---|---|---:|---:|---:|---:|"]
+    for m in methods:
+        for t in tasks:
+            rates = grid[m].get(t)
+            if not rates:
+                continue
+            own = seed_rate([r for rs in rates.values() for r in rs])
+            at_own = next((rs for lr, rs in rates.items() if lr is not None and own is not None
+                           and math.isclose(lr, own)), None)
+            own_text = cell([r["metrics"][metric[t]] for r in at_own], any(map(learned_nothing, at_own))) \
+                if at_own else "not run"
+            rs = rates[best[m][t]]
+            lines.append(f"| {m} | {t} | {rate(own)} | {own_text} | {rate(best[m][t])} | "
+                         f"{cell([r['metrics'][metric[t]] for r in rs], any(map(learned_nothing, rs)))} |")
+    return lines + [""]
+
+
+def versus_full(by, methods, tasks, metric, tuned: bool) -> list[str]:
+    """Each method minus full FT per task, paired by seed, with its 95% t-interval, and the verdict in words."""
+    if "full" not in methods or len(methods) < 2:
+        return []
+    others = [m for m in methods if m != "full"]
+    lines = ["### vs full fine-tuning", "", "| method | " + " | ".join(f"{t}: Δ {metric[t]} [95% interval]"
+                                                                     for t in tasks) + " |",
+             "|---|" + "---:|" * len(tasks)]
+    verdicts: dict[str, dict[str, list[str]]] = {t: defaultdict(list) for t in tasks}
+    for m in others:
+        cells = []
+        for t in tasks:
+            p = paired(by_seed(by["full"].get(t, []), metric[t]), by_seed(by[m].get(t, []), metric[t]))
+            if p is None:
+                cells.append("no shared seeds" if by[m].get(t) and by["full"].get(t) else "—")
+                continue
+            if p["half"] is None:
+                cells.append(f"{p['delta']:+.2f} (n=1: no interval)")
+                verdicts[t]["one seed: no interval"].append(f"{m} ({p['delta']:+.2f})")
+                continue
+            cells.append(f"{p['delta']:+.2f} [{p['low']:+.2f}, {p['high']:+.2f}] (n={p['n']})")
+            word = {"not distinguishable": "not distinguishable from full FT (the interval covers 0)",
+                    "higher": "above full FT", "lower": "below full FT"}[p["verdict"]]
+            verdicts[t][word].append(f"{m} ({p['delta']:+.2f} [{p['low']:+.2f}, {p['high']:+.2f}])")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    at = "each at its best rate, " if tuned else ""
+    lines += ["", f"Δ = method − full FT, {at}paired by seed (the seeds both ran): the mean difference and its 95% "
+              "t-interval (df = n − 1). A difference whose interval covers 0 is not distinguishable from noise at "
+              "this many seeds.", "", "#### Decision rule (from the intervals)", ""]
+    for t in tasks:
+        parts = [f"{word}: {', '.join(ms)}" for word, ms in verdicts[t].items()]
+        lines.append(f"- **{t}**: " + ("; ".join(parts) if parts else "no paired runs") + ".")
+    return lines + [""]
