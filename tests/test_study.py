@@ -158,7 +158,7 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, glue_dir, caps
 
 
 def test_dry_run_lists_the_runs_and_writes_nothing(tmp_path, glue_dir, capsys):
-    assert main(["study", "glue", "--dry-run", "seeds=[1,2]", "model=tiny", f"out={tmp_path}/s"]) == 0
+    assert main(["study", "glue", "--dry-run", "seeds=[1,2]", "model=tiny", f"data_dir={glue_dir}", f"out={tmp_path}/s"]) == 0
     out = capsys.readouterr().out
     assert "[30/30] rte/prompt/seed2: to run" in out and "30 runs, 30 to run, 0 completed" in out
     assert not (tmp_path / "s").exists()

@@ -86,6 +86,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data(args: argparse.Namespace) -> int:
+    from .datafetch import write_data
+
+    return write_data(args.dir, args.overrides)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="peftbench", description=(
         "Full fine-tuning vs BitFit, BitFit-subset, LoRA and prompt tuning on BERT-family encoders: "
@@ -136,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.set_defaults(fn=_evaluate)
+    p = sub.add_parser("data", help="write GLUE (SST-2, MRPC, RTE) and SQuAD v1.1 from the hub into DIR, the "
+                       "layout data_dir expects", description="Fetch GLUE and SQuAD v1.1 through the tasks' own hub "
+                       "loaders and write DIR/glue/{SST-2,MRPC,RTE}/{train,dev}.tsv and DIR/squad/{train,dev}-v1.1.json"
+                       ", then run with data_dir=DIR. Options: tasks=[sst2,mrpc,rte,squad] overwrite=true (files "
+                       "already there are kept otherwise).")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.set_defaults(fn=_data)
     return parser
 
 
@@ -167,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         if debug:
             traceback.print_exc()
-        print(f"peftbench: error: {e}", file=sys.stderr)
+        for line in str(e).splitlines() or [""]:  # a preflight lists several problems, one line each
+            print(f"peftbench: error: {line}", file=sys.stderr)
         return 2
     except FloatingPointError as e:  # a diverged run: its record says failed, the message says why
         if debug:

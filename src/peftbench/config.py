@@ -58,10 +58,20 @@ def load_config(overrides: list[str] | None = None, name: str = "train") -> Dict
 
 
 POSITIVE = ["batch_size", "grad_accum", "eval_batch_size", "epochs", "max_steps", "train_size", "lr", "task.max_length",
-            "method.r", "method.num_virtual_tokens", "steps.min_steps", "steps.cap", "steps.epochs_equiv"]
+            "method.r", "method.num_virtual_tokens", "steps.min_steps", "steps.cap", "steps.epochs_equiv", "log_every"]
+# counts of things: 1.5 epochs or a rank of 8.0 is a typo, and numpy/torch reject a float seed with a traceback
+INTEGER = ["seed", "train_size", "batch_size", "grad_accum", "eval_batch_size", "epochs", "max_steps", "task.max_length",
+           "method.r", "method.num_virtual_tokens", "steps.min_steps", "steps.cap", "eval_every", "checkpoint_every",
+           "log_every"]
 
 
 def validate(cfg: DictConfig) -> None:
+    for key in INTEGER:
+        value = OmegaConf.select(cfg, key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise UserError(f"{key}={value!r} is not a whole number: give an integer, e.g. {key}=3")
+    if cfg.get("seed") is None or not 0 <= cfg.seed < 2**32:  # numpy's seed range
+        raise UserError(f"seed={cfg.seed} is out of range: give an integer from 0 to {2**32 - 1}")
     for key in POSITIVE:
         value = OmegaConf.select(cfg, key)
         if value is None:
@@ -70,6 +80,9 @@ def validate(cfg: DictConfig) -> None:
             raise UserError(f"{key}={value!r} is not a number: give a positive number")
         if value <= 0:
             raise UserError(f"{key}={value} must be > 0")
+    for key in ("eval_every", "checkpoint_every"):  # 0 or null: off
+        if (cfg.get(key) or 0) < 0:
+            raise UserError(f"{key}={cfg[key]} must be >= 0 (0 or null turns it off)")
     if cfg.method.lr <= 0:
         raise UserError(f"method.lr={cfg.method.lr} must be > 0")
     if cfg.schedule not in ("epochs", "steps"):

@@ -7,6 +7,7 @@ import importlib.resources
 import json
 import os
 import string
+from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -36,15 +37,31 @@ def resolve_path(model_cfg: DictConfig) -> str:
     path = model_cfg.name_or_path
     if path is None:
         raise UserError(f"model '{model_cfg.name}' has no name_or_path: set model.name_or_path=DIR_OR_HUB_ID")
-    if os.path.sep in str(path) or str(path).startswith("."):
-        p = Path(path)
+    text = str(path)
+    # a hub id is "name" or "org/name"; anything else, or anything that exists here, is a local folder
+    local = Path(text).exists() or text.startswith((".", "/", "~")) or text.count("/") > 1 or "\\" in text
+    if local:
+        p = Path(path).expanduser()
         if not p.is_dir():
             raise UserError(f"model folder {p} does not exist: set model.name_or_path to a folder holding config.json")
         if not (p / "config.json").is_file():
             raise UserError(f"model folder {p} has no config.json: it is not a Hugging Face model folder")
         if not any(p.glob("*.safetensors")):
             raise UserError(f"model folder {p} has no *.safetensors weights: save the model with safetensors")
-    return str(path)
+        return str(p)
+    return text
+
+
+@contextmanager
+def hub_errors(model_cfg: DictConfig, what: str):
+    """A hub id that cannot be fetched (offline, a typo, a private repo) is one line, not a traceback."""
+    try:
+        yield
+    except OSError as e:  # transformers raises OSError (or a subclass) for every "cannot find/download" case
+        path = model_cfg.get("name_or_path")
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"model '{model_cfg.name}': cannot load the {what} of '{path}' ({why}): give a local folder "
+                        "with model.name_or_path=DIR, or fetch it once with network (HF_HUB_OFFLINE unset)") from None
 
 
 def shipped_config(model_cfg: DictConfig) -> AutoConfig:
@@ -54,13 +71,17 @@ def shipped_config(model_cfg: DictConfig) -> AutoConfig:
     if model_cfg.get("config_file"):
         text = importlib.resources.files("peftbench.model_configs").joinpath(model_cfg.config_file).read_text()
         return AutoConfig.for_model(**json.loads(text))
-    return AutoConfig.from_pretrained(resolve_path(model_cfg))
+    path = resolve_path(model_cfg)
+    with hub_errors(model_cfg, "config"):
+        return AutoConfig.from_pretrained(path)
 
 
 def load_tokenizer(model_cfg: DictConfig) -> PreTrainedTokenizerBase:
     if model_cfg.get("tiny"):
         return tiny_tokenizer()
-    return AutoTokenizer.from_pretrained(resolve_path(model_cfg))
+    path = resolve_path(model_cfg)
+    with hub_errors(model_cfg, "tokenizer"):
+        return AutoTokenizer.from_pretrained(path)
 
 
 def load_model(model_cfg: DictConfig, head: str, num_labels: int = 2, random_init: bool = False) -> PreTrainedModel:
@@ -73,4 +94,6 @@ def load_model(model_cfg: DictConfig, head: str, num_labels: int = 2, random_ini
             setattr(config, k, v)
         return auto.from_config(config)
     # safetensors only: a pickled .bin checkpoint can run code on load
-    return auto.from_pretrained(resolve_path(model_cfg), use_safetensors=True, **kwargs)
+    path = resolve_path(model_cfg)
+    with hub_errors(model_cfg, "weights"):
+        return auto.from_pretrained(path, use_safetensors=True, **kwargs)

@@ -29,7 +29,8 @@ from omegaconf import DictConfig, OmegaConf
 SCHEMA = 1
 # how a run is executed, not what it learns (grad_accum: the same global batch in smaller pieces)
 NOT_IDENTITY = ("out", "tracking", "log_every", "eval_batch_size", "data_dir", "resume", "checkpoint_every", "grad_accum",
-                "pad_multiple", "compile", "compile_mode")  # how fast, not what is trained
+                "pad_multiple", "compile", "compile_mode",  # how fast, not what is trained
+                "overwrite")
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -48,12 +49,18 @@ def write_json_atomic(path: Path, obj: Any) -> None:
         raise
 
 
-def identity(cfg: DictConfig) -> str:
-    """What makes two runs the same experiment: the resolved config minus where it is written or mirrored."""
-    data = OmegaConf.to_container(cfg, resolve=True)
+def identity_fields(config: dict[str, Any]) -> dict[str, Any]:
+    """The part of a resolved config (as result.json stores it) that makes two runs the same experiment."""
+    data = json.loads(json.dumps(config))  # a deep copy
     for key in NOT_IDENTITY:
         data.pop(key, None)
     data.get("task", {}).pop("data_dir", None)
+    return data
+
+
+def identity(cfg: DictConfig) -> str:
+    """What makes two runs the same experiment: the resolved config minus where it is written or mirrored."""
+    data = identity_fields(OmegaConf.to_container(cfg, resolve=True))
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -13,19 +13,17 @@ overrides on the command line configure it (e.g. hydra.launcher.n_jobs=4).
 
 from __future__ import annotations
 
-import gc
 import time
-import traceback
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .config import CONFIG_DIR, group_options, load_config
+from . import preflight
 from .errors import UserError
-from .record import identity, read_record
+from .rundir import completed, run_one  # noqa: F401  (the run loop; launch.py's jobs use it too)
 
 STUDY_KEYS = ("methods", "tasks", "seeds", "sizes", "out", "run")
 OPTIONAL_KEYS = {"launcher": None, "launch": [], "lrs": None, "parallel": 1}  # launch: hydra.* overrides for the launcher
@@ -207,50 +205,6 @@ def pool_sizes(study: DictConfig) -> dict[str, int | None]:
     return pools
 
 
-def _metric(rec: dict[str, Any]) -> str:
-    key = rec.get("primary_metric")
-    value = rec.get("metrics", {}).get(key)
-    return f"{key} {value:.2f}" if isinstance(value, (int, float)) else "no metric"
-
-
-def run_one(folder: Path, cfg: DictConfig, label: str) -> str:
-    """One planned run: 'skipped' (a completed twin exists), 'ran', or 'failed' (its traceback.txt says why)."""
-    from .checkpoint import FILE as CHECKPOINT
-    from .train import train
-
-    old = read_record(folder / "result.json") or {}
-    same = old.get("identity") == identity(cfg)
-    if old.get("status") == "completed":
-        if same:
-            print(f"{label}: skipped, completed ({_metric(old)})", flush=True)
-            return "skipped"
-        print(f"{label}: its config changed since it completed; running it again", flush=True)
-    elif same and (folder / CHECKPOINT).is_file() and "resume" in cfg:
-        cfg.resume = True  # an interrupted run of this very config: go on from its checkpoint
-        print(f"{label}: resuming from {folder / CHECKPOINT}", flush=True)
-    t0 = time.perf_counter()
-    try:
-        rec = train(cfg)
-        print(f"{label}: {_metric(rec)} ({time.perf_counter() - t0:.0f} s)", flush=True)
-        return "ran"
-    except Exception as e:  # one broken run must not stop the others; its record says failed
-        try:
-            (folder / "traceback.txt").write_text(traceback.format_exc())
-        except OSError:
-            pass
-        print(f"{label}: FAILED after {time.perf_counter() - t0:.0f} s: {type(e).__name__}: "
-              f"{str(e).splitlines()[0] if str(e) else ''} (traceback in {folder / 'traceback.txt'})", flush=True)
-        return "failed"
-    finally:
-        gc.collect()
-
-
-def completed(folder: Path, cfg: DictConfig) -> bool:
-    """Whether `folder` holds a completed run of this very config."""
-    old = read_record(folder / "result.json") or {}
-    return old.get("status") == "completed" and old.get("identity") == identity(cfg)
-
-
 def print_plan(configs: list[tuple[Path, DictConfig]], out: Path) -> None:
     """Every planned run and what a real invocation would do with it; nothing is written."""
     todo = 0
@@ -264,10 +218,15 @@ def print_plan(configs: list[tuple[Path, DictConfig]], out: Path) -> None:
 def run_study(name: str, overrides: list[str] | None = None, dry_run: bool = False) -> int:
     """Run every planned run that has no completed twin; print a line per run and a summary; 1 if any failed."""
     study = load_study(name, overrides)
-    runs = plan(study, pool_sizes(study))
+    try:
+        pools = pool_sizes(study)
+    except UserError:
+        pools = {}  # unreadable data: the preflight below names it, with every other problem
+    runs = plan(study, pools)
     # Compose every config first: a bad key fails here, in one line, before hours of training.
     configs = [(folder, load_config(over)) for folder, over in runs]
     out = Path(study.out)
+    preflight.check([cfg for _, cfg in configs], out)  # models, data, folder: every problem at once, before run 1
     if dry_run:
         print_plan(configs, out)
         return 0

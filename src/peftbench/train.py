@@ -28,6 +28,7 @@ from .errors import UserError
 from .methods import apply_method
 from .models import load_model, load_tokenizer
 from .record import new_record, write_json_atomic
+from .rundir import claim
 from .tasks import TASKS
 from .tracking import Tracker
 
@@ -113,6 +114,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             tempfile.NamedTemporaryFile(dir=out).close()
     except OSError as e:
         raise UserError(f"cannot write the run folder {out}: {e.strerror}; pick another out=") from None
+    release = claim(out, cfg) if main else (lambda: None)  # the folder is this run's (lock, overwrite, resume rules)
     handler = setup_logging(out) if main else logging.NullHandler()
     record = new_record(cfg)
     record["started_at"] = now()
@@ -135,6 +137,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             tracker.finish(record)
         log.removeHandler(handler)
         handler.close()
+        release()
     return record
 
 

@@ -56,10 +56,10 @@ def read_tsv(path: Path, text_fields: list[str], label_field: str, labels: list[
 def read_split(cfg: DictConfig, split: str) -> tuple[list[list[str]], list[int]]:
     task = cfg.task
     if cfg.data_dir is None:  # the hub: GLUE's own columns and integer labels
-        from datasets import load_dataset
+        from .hub import load_split
 
-        ds = load_dataset(*task.hub, split="validation" if split == "dev" else "train")
-        return [list(ds[c]) for c in task.hub_text_fields], list(ds["label"])
+        columns = load_split(task.hub, split).to_dict()  # whole columns at once (iterating one is row by row)
+        return [columns[c] for c in task.hub_text_fields], columns["label"]
     return read_tsv(Path(cfg.data_dir) / task.dir / f"{split}.tsv", list(task.text_fields), task.label_field,
                     [str(x) for x in task.labels])
 

@@ -32,8 +32,24 @@ def _layout_error(path: Path, where: str, what: str) -> UserError:
                      "qas[].{id, question, answers[].{text, answer_start}})")
 
 
-def read_squad(path: Path) -> tuple[list[Example], int]:
-    """The questions of an official SQuAD v1.1 file, and how many answers had an answer_start off their context."""
+def check_answers(qid: str, context: str, texts: list[str], starts: list[int]) -> tuple[list[tuple[int, str]], list[str]]:
+    """The (answer_start, text) spans that sit where they say in the context, and one reason per answer that does not."""
+    spans, bad = [], []
+    for start, text in zip(starts, texts):
+        if not text:
+            bad.append(f"question {qid}: an answer text is empty")
+        elif not 0 <= start <= len(context) - len(text):
+            bad.append(f"question {qid}: answer_start {start} is outside its {len(context)}-character context")
+        elif context[start : start + len(text)] != text:
+            bad.append(f"question {qid}: the context at answer_start {start} reads "
+                       f"{context[start : start + len(text)]!r}, not the answer {text!r}")
+        else:
+            spans.append((start, text))
+    return spans, bad
+
+
+def read_squad(path: Path) -> tuple[list[Example], list[str]]:
+    """The questions of an official SQuAD v1.1 file, and one line per answer whose answer_start is off its context."""
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -42,7 +58,7 @@ def read_squad(path: Path) -> tuple[list[Example], int]:
         raise _layout_error(path, "the top level", "no `data` list")
     if str(doc.get("version", "1.1")).lstrip("v").startswith("2"):
         raise UserError(f"{path} is SQuAD {doc['version']}: only v1.1 (every question answerable) is supported")
-    examples, bad = [], 0
+    examples, bad = [], []
     for a, article in enumerate(doc["data"]):
         paragraphs = article.get("paragraphs") if isinstance(article, dict) else None
         if not isinstance(paragraphs, list):
@@ -56,29 +72,42 @@ def read_squad(path: Path) -> tuple[list[Example], int]:
                 ok = (isinstance(qa, dict) and isinstance(qa.get("id"), str) and isinstance(qa.get("question"), str)
                       and isinstance(qa.get("answers"), list)
                       and all(isinstance(x, dict) and isinstance(x.get("text"), str)
-                              and isinstance(x.get("answer_start"), int) for x in qa["answers"]))
+                              and isinstance(x.get("answer_start"), int) and not isinstance(x["answer_start"], bool)
+                              for x in qa["answers"]))
                 if not ok:
                     raise _layout_error(path, f"{where}.qas[{q}]", "a field is missing or of the wrong type")
                 if qa.get("is_impossible"):
                     raise UserError(f"{path}: {where}.qas[{q}] is unanswerable (SQuAD v2): only v1.1 is supported")
-                spans = [(x["answer_start"], x["text"]) for x in qa["answers"]
-                         if context[x["answer_start"] : x["answer_start"] + len(x["text"])] == x["text"] and x["text"]]
-                bad += len(qa["answers"]) - len(spans)
-                examples.append({"id": qa["id"], "question": qa["question"], "context": context,
-                                 "answers": [x["text"] for x in qa["answers"]], "spans": spans})
+                texts = [x["text"] for x in qa["answers"]]
+                spans, wrong = check_answers(qa["id"], context, texts, [x["answer_start"] for x in qa["answers"]])
+                bad += wrong
+                examples.append({"id": qa["id"], "question": qa["question"], "context": context, "answers": texts,
+                                 "spans": spans})
     return examples, bad
 
 
-def read_split(cfg: DictConfig, split: str) -> tuple[list[Example], int, str]:
-    """Examples, bad-offset count and where they came from: task.data_dir, else ${data_dir}/squad, else the hub."""
+def read_hub(repo: str, split: str) -> tuple[list[Example], list[str]]:
+    """The same examples from the hub's SQuAD parquet (id, title, context, question, answers{text, answer_start})."""
+    from .hub import load_split
+
+    ds = load_split(repo, split)
+    examples, bad = [], []
+    for r in ds:
+        texts, starts = list(r["answers"]["text"]), list(r["answers"]["answer_start"])
+        spans, wrong = check_answers(r["id"], r["context"], texts, starts)
+        bad += wrong
+        examples.append({"id": r["id"], "question": r["question"], "context": r["context"], "answers": texts,
+                         "spans": spans})
+    return examples, bad
+
+
+def read_split(cfg: DictConfig, split: str) -> tuple[list[Example], list[str], str]:
+    """Examples, one line per answer with a wrong offset, and where they came from: task.data_dir, else
+    ${data_dir}/squad, else the hub."""
     folder = cfg.task.get("data_dir") or (Path(cfg.data_dir) / "squad" if cfg.data_dir else None)
     if folder is None:
-        from datasets import load_dataset
-
-        ds = load_dataset(cfg.task.hub, split="validation" if split == "dev" else "train")
-        examples = [{"id": r["id"], "question": r["question"], "context": r["context"], "answers": r["answers"]["text"],
-                     "spans": list(zip(r["answers"]["answer_start"], r["answers"]["text"]))} for r in ds]
-        return examples, 0, cfg.task.hub
+        examples, bad = read_hub(cfg.task.hub, split)
+        return examples, bad, cfg.task.hub
     path = Path(folder) / FILES[split]
     if not path.is_file():
         hint = " (no offline train file exists for SQuAD: use task.data_dir=/path/to/shared/data/squad-devsplit, " \
@@ -150,6 +179,9 @@ def load(cfg: DictConfig, tokenizer):
             raise UserError(f"task.{key}={value!r} must be a positive whole number")
     train, train_bad, train_src = read_split(cfg, "train")
     pool = [e for e in train if e["spans"]]
+    if not pool:
+        raise UserError(f"{train_src}: none of its {len(train)} questions has an answer at its answer_start "
+                        f"(first: {train_bad[0] if train_bad else 'no answers'}): fix the offsets or use another file")
     if cfg.train_size is not None and cfg.train_size > len(pool):
         raise UserError(f"train_size={cfg.train_size} is above the {len(pool)} training questions in {train_src}")
     pool = [pool[i] for i in subset_indices(len(pool), cfg.train_size, cfg.seed)]
@@ -157,6 +189,8 @@ def load(cfg: DictConfig, tokenizer):
     if len({e["id"] for e in dev}) != len(dev):
         raise UserError(f"{dev_src}: question ids are not unique, so predictions.json cannot key answers by id")
     dev = [e for e in dev if e["answers"]]
+    if not dev:
+        raise UserError(f"{dev_src}: no question has an answer to score against")
     if task.get("eval_size") is not None:  # one fixed subset for every seed, so runs stay comparable
         dev = [dev[i] for i in subset_indices(len(dev), min(task.eval_size, len(dev)), 0)]
 
@@ -165,10 +199,12 @@ def load(cfg: DictConfig, tokenizer):
     notes = [f"squad: train {len(pool)} questions -> {len(train_inputs['input_ids'])} windows "
              f"(max_length {task.max_length}, doc_stride {task.doc_stride}) from {train_src}; "
              f"eval {len(dev)} questions -> {len(eval_inputs['input_ids'])} windows from {dev_src}"]
-    if train_bad or dev_bad:
-        notes.append(f"squad: skipped answers whose answer_start does not match the context: {train_bad} in "
+    if train_bad or dev_bad:  # as the reference preprocessing does: skipped and counted, never a crash
+        first = (train_bad or dev_bad)[0]
+        notes.append(f"squad: skipped answers whose answer_start does not match the context: {len(train_bad)} in "
                      f"{train_src} ({len(train) - sum(1 for e in train if e['spans'])} question(s) without a usable "
-                     f"answer dropped), {dev_bad} in {dev_src} (scoring uses answer texts, so these still count)")
+                     f"answer dropped), {len(dev_bad)} in {dev_src} (scoring uses answer texts, so these still "
+                     f"count); first: {first}")
     if train_cut or eval_cut:
         notes.append(f"squad: cut {train_cut} train and {eval_cut} eval questions to fit max_length with the stride")
     meta = {"ids": [e["id"] for e in dev], "contexts": [e["context"] for e in dev],

@@ -1,0 +1,132 @@
+"""`peftbench data DIR`: GLUE (SST-2, MRPC, RTE) and SQuAD v1.1 from the hub, written in the layout data_dir expects.
+
+Each task is read through the task's own hub branch (`load_dataset(*task.hub)`, the call a run with no data_dir
+makes) and written as the local readers read it:
+  DIR/glue/SST-2|MRPC|RTE/{train,dev}.tsv   UTF-8, tab-separated, a header with the task's text and label columns
+                                            (labels as the local files write them: "0"/"1", RTE's strings)
+  DIR/squad/{train,dev}-v1.1.json           the official v1.1 layout: data[].{title, paragraphs[].{context, qas[]}}
+Files already there are kept (named), unless overwrite=true; every file is written to a temp file, then renamed.
+Options: tasks=[sst2,mrpc,rte,squad] overwrite=true, and task.* / other run keys (e.g. task.hub=...) for one task.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .config import group_options, load_config
+from .errors import UserError
+
+SPLITS = ("train", "dev")
+
+
+def _atomic(path: Path, write: Callable) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            write(f)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _clean(text: str) -> tuple[str, bool]:
+    """A TSV field: tabs and line breaks would split the row (the reader does no quoting), so they become spaces."""
+    fixed = text.replace("\t", " ").replace("\r", " ").replace("\n", " ")
+    return fixed, fixed != text
+
+
+def glue_files(cfg, root: Path) -> dict[Path, Callable]:
+    from .tasks import glue
+
+    task = cfg.task
+    files = {}
+    for split in SPLITS:
+        def write(f, split=split):
+            texts, labels = glue.read_split(cfg, split)  # the hub branch: cfg.data_dir is None
+            header = [*task.text_fields, task.label_field]
+            names = [str(x) for x in task.labels]  # plain strings: an OmegaConf lookup per row is slow
+            f.write("\t".join(header) + "\n")
+            fixed = 0
+            for i, label in enumerate(labels):
+                row = []
+                for column in texts:
+                    value, changed = _clean(column[i])
+                    row.append(value)
+                    fixed += changed
+                f.write("\t".join([*row, names[label]]) + "\n")
+            return len(labels), fixed
+        files[Path(root) / task.dir / f"{split}.tsv"] = write
+    return files
+
+
+def squad_files(cfg, root: Path) -> dict[Path, Callable]:
+    from .tasks.hub import load_split
+    from .tasks.squad import FILES
+
+    files = {}
+    for split in SPLITS:
+        def write(f, split=split):
+            ds = load_split(cfg.task.hub, split)  # the call squad's hub branch makes
+            articles: dict[str, dict[str, list]] = {}
+            for r in ds:
+                paragraphs = articles.setdefault(r["title"], {})
+                paragraphs.setdefault(r["context"], []).append(
+                    {"id": r["id"], "question": r["question"],
+                     "answers": [{"text": t, "answer_start": int(s)}
+                                 for t, s in zip(r["answers"]["text"], r["answers"]["answer_start"])]})
+            data = [{"title": title, "paragraphs": [{"context": c, "qas": qas} for c, qas in paragraphs.items()]}
+                    for title, paragraphs in articles.items()]
+            json.dump({"version": "1.1", "data": data}, f, ensure_ascii=False)
+            return len(ds), 0
+        files[Path(root) / "squad" / FILES[split]] = write
+    return files
+
+
+def write_data(root: str, overrides: list[str] | None = None) -> int:
+    """Write every asked task's files under `root`; print one line per file; 0 when all are there."""
+    tasks, overwrite, rest = ["sst2", "mrpc", "rte", "squad"], False, []
+    for o in overrides or []:
+        key, _, value = o.partition("=")
+        if key in ("tasks", "overwrite"):
+            try:
+                parsed = OmegaConf.from_dotlist([o])[key]
+            except OmegaConfBaseException as e:
+                raise UserError(f"data: cannot parse '{o}': {str(e).splitlines()[0]}") from None
+            if key == "overwrite":
+                if not isinstance(parsed, bool):
+                    raise UserError(f"overwrite={value!r}: write overwrite=true or overwrite=false")
+                overwrite = parsed
+            else:
+                tasks = [str(t) for t in (parsed if OmegaConf.is_list(parsed) else [parsed])]
+        else:
+            rest.append(o)
+    unknown = [t for t in tasks if t not in group_options("task")]
+    if unknown or not tasks:
+        raise UserError(f"tasks={tasks}: unknown task {unknown}; pick from {', '.join(group_options('task'))}")
+    if len(tasks) > 1 and any(o.split("=", 1)[0].lstrip("+~").startswith("task.") for o in rest):
+        raise UserError("task.* settings apply to one task: add tasks=[NAME]")
+    plan = {}
+    for name in tasks:  # every config composed before anything is fetched or written
+        cfg = load_config([f"task={name}", *rest, "data_dir=null", "task.data_dir=null"] if name == "squad"
+                          else [f"task={name}", *rest, "data_dir=null"])
+        plan.update((squad_files if cfg.task.kind == "squad" else glue_files)(cfg, Path(root)))
+    for path, write in plan.items():
+        if path.exists() and not overwrite:
+            print(f"kept {path} (already there; overwrite=true replaces it)")
+            continue
+        counts = {}
+        _atomic(path, lambda f, write=write: counts.update(n=write(f)))
+        n, fixed = counts["n"]
+        print(f"wrote {path} ({n:,} rows{f'; {fixed} fields had tabs or line breaks, now spaces' if fixed else ''})")
+    print(f"data_dir={Path(root)} now holds {', '.join(tasks)}")
+    return 0

@@ -1,0 +1,143 @@
+"""Before a study's first run: everything knowable about its runs is checked at once, one line per problem.
+
+A study must never fail at run 37 for a reason knowable before run 1. `check(configs, out)` looks at:
+  - each model once: its config and tokenizer resolve (package, folder, or hub id / local HF cache); offline, a hub
+    id's weights must be in the cache;
+  - each task's data once: local files present, decodable and with the columns the task reads (GLUE: the header;
+    SQuAD: the whole layout and its answers, by the run's own reader), or the hub dataset resolvable; a train_size
+    above the rows there;
+  - each run: batch_size divisible into grad_accum micro-batches; the study folder writable.
+It raises one UserError holding every problem, one per line (the CLI prints each as its own `peftbench: error:` line).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from .errors import UserError
+
+
+def check_model(model: DictConfig) -> None:
+    """Config and tokenizer of `model` resolve; a UserError (one line) when not."""
+    if model.get("tiny"):
+        return
+    from huggingface_hub import constants, try_to_load_from_cache
+    from transformers import AutoConfig
+
+    from .models import hub_errors, load_tokenizer, resolve_path
+
+    path = resolve_path(model)
+    with hub_errors(model, "config"):
+        AutoConfig.from_pretrained(path)
+    load_tokenizer(model)
+    if not Path(path).is_dir() and constants.HF_HUB_OFFLINE:  # a hub id offline: the weights must be cached too
+        if not any(isinstance(try_to_load_from_cache(path, f), str)
+                   for f in ("model.safetensors", "model.safetensors.index.json")):
+            raise UserError(f"model '{model.name}': '{path}' has no *.safetensors weights in the local Hugging Face "
+                            "cache and HF_HUB_OFFLINE=1: fetch it once with network, or set model.name_or_path=DIR")
+
+
+def from_hub(cfg: DictConfig) -> bool:
+    return cfg.data_dir is None and not cfg.task.get("data_dir")
+
+
+def check_data(cfg: DictConfig) -> int | None:
+    """The training pool of `cfg`'s task (None from the hub: not downloaded here); a UserError when unreadable."""
+    from .tasks import TASKS
+
+    task = cfg.task
+    if from_hub(cfg):
+        from datasets import load_dataset_builder
+
+        hub = list(task.hub) if not isinstance(task.hub, str) else [task.hub]
+        try:
+            load_dataset_builder(*hub)
+        except Exception as e:  # datasets raises many kinds (connection, not found, offline): all mean "not here"
+            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UserError(f"the hub dataset {'/'.join(hub)} cannot be resolved ({why}): set "
+                            "data_dir=DIR (`peftbench data DIR` writes it once, with network)") from None
+        return None
+    module = TASKS[task.kind]
+    if task.kind == "squad":
+        train, bad, src = module.read_split(cfg, "train")
+        module.read_split(cfg, "dev")
+        pool = sum(1 for e in train if e["spans"])
+        if not pool:
+            raise UserError(f"{src}: none of its {len(train)} questions has an answer at its answer_start "
+                            f"(first: {bad[0] if bad else 'no answers'})")
+        return pool
+    rows = 0
+    for split in ("dev", "train"):  # header only: a bad row is found by the run that reads it, as before
+        rows = tsv_rows(Path(cfg.data_dir) / task.dir / f"{split}.tsv", [*task.text_fields, task.label_field])
+    return rows
+
+
+def tsv_rows(path: Path, columns: list[str]) -> int:
+    """Rows under the header of a GLUE TSV after checking that it exists, decodes, and has `columns`."""
+    if not path.is_file():
+        raise UserError(f"data file {path} not found: set data_dir to the folder holding "
+                        f"{path.parent.parent.name}/{path.parent.name}/ (`peftbench data DIR` writes it)")
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            header = f.readline().rstrip("\r\n").split("\t")
+            rows = sum(1 for line in f if line.strip())
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not valid UTF-8 at byte {e.start}: re-save the file as UTF-8") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read it ({e.strerror})") from None
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise UserError(f"{path}:1: missing column(s) {missing}; the header has {header}")
+    return rows
+
+
+def writable(out: Path) -> bool:
+    p = Path(out).absolute()
+    while not p.exists():
+        p = p.parent
+    return p.is_dir() and os.access(p, os.W_OK | os.X_OK)
+
+
+def problems(configs: list[DictConfig], out: Path | None = None) -> list[str]:
+    """Every problem of these run configs, one line each (models, then data, then runs), each source checked once."""
+    model_lines: list[str] = []
+    data_lines: list[str] = []
+    run_lines: list[str] = []
+    models: set[str] = set()
+    pools: dict[tuple, int | None] = {}
+    for cfg in configs:
+        key = repr((cfg.model.get("name_or_path"), cfg.model.get("package"), bool(cfg.model.get("tiny"))))
+        if key not in models:
+            models.add(key)
+            try:
+                check_model(cfg.model)
+            except UserError as e:
+                model_lines.append(str(e))
+        source = (cfg.task.name, cfg.data_dir, cfg.task.get("data_dir"), str(cfg.task.get("hub")))
+        if source not in pools:
+            try:
+                pools[source] = check_data(cfg)
+            except UserError as e:
+                pools[source] = None
+                data_lines.append(f"task {cfg.task.name}: {e}")
+        pool = pools[source]
+        if pool is not None and cfg.train_size is not None and cfg.train_size > pool:
+            data_lines.append(f"task {cfg.task.name}: train_size={cfg.train_size} is above its {pool} training examples")
+        if cfg.batch_size % cfg.grad_accum:
+            run_lines.append(f"batch_size={cfg.batch_size} does not divide into grad_accum={cfg.grad_accum} "
+                             "micro-batches")
+    if out is not None and not writable(out):
+        run_lines.append(f"cannot write the study folder {out}: pick another out=")
+    return list(dict.fromkeys(model_lines + data_lines + run_lines))  # each line once, in order
+
+
+def check(configs: list[DictConfig], out: Path | None = None) -> None:
+    """Raise one UserError listing every problem (one per line), or return when there is none."""
+    lines = problems(configs, out)
+    if len(lines) > 1:
+        lines.append(f"{len(lines)} problems found before the first run; nothing ran")
+    if lines:
+        raise UserError("\n".join(lines))

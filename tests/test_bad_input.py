@@ -1,0 +1,147 @@
+"""The catalog of bad inputs: every command (train, study, report, predict, evaluate, params, data) answers each with
+exit code 2 and ONE line on stderr naming what is wrong, and nothing on disk is lost, changed or half-written."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from peftbench.cli import main
+from peftbench.rundir import LOCK
+from peftbench.tasks.squad import check_answers
+
+TINY = ["model=tiny", "max_steps=2", "tracking.mode=disabled", "eval_batch_size=32"]  # + task=rte method=bitfit
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory) -> Path:
+    """A workspace: GLUE fixture data, one completed run, a report, a SQuAD folder with bad answers, a locked folder."""
+    from conftest import write_glue
+
+    root = tmp_path_factory.mktemp("ws")
+    write_glue(root / "data")
+    assert main(["train", *TINY, "task=rte", "method=bitfit", f"data_dir={root / 'data'}", f"out={root / 'run'}"]) == 0
+    assert main(["report", str(root / "run"), "--out", str(root / "report")]) == 0
+    squad = root / "squad"
+    squad.mkdir()
+    ctx = "The cat sat on the mat."
+    doc = {"version": "1.1", "data": [{"title": "t", "paragraphs": [{"context": ctx, "qas": [
+        {"id": f"q{i}", "question": "where?", "answers": [{"text": "mat", "answer_start": 99}]} for i in range(3)]}]}]}
+    (squad / "train-v1.1.json").write_text(json.dumps(doc))
+    (squad / "dev-v1.1.json").write_text(json.dumps(doc))
+    (root / "broken-squad").mkdir()
+    (root / "broken-squad" / "train-v1.1.json").write_text('{"data": [')
+    (root / "broken-squad" / "dev-v1.1.json").write_text('{"data": [')
+    (root / "locked").mkdir()
+    (root / "locked" / LOCK).write_text(json.dumps({"host": os.uname().nodename, "pid": os.getpid(),
+                                                     "started_at": "now"}))
+    (root / "inputs.jsonl").write_text('{"sentence1": "a"}\nnot json\n')
+    (root / "empty").mkdir()
+    return root
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+# {ws}, {data} and {run} stand for the workspace, its GLUE data and its completed run
+CASES = [
+    # train: numbers
+    (["train", *TINY, "seed=1.5"], "seed=1.5 is not a whole number"),
+    (["train", *TINY, "seed=-1"], "seed=-1 is out of range"),
+    (["train", *TINY, "train_size=10.5"], "train_size=10.5 is not a whole number"),
+    (["train", *TINY, "batch_size=0"], "batch_size=0 must be > 0"),
+    (["train", *TINY, "epochs=2.5"], "epochs=2.5 is not a whole number"),
+    (["train", *TINY, "max_steps=abc"], "max_steps='abc' is not a whole number"),
+    (["train", *TINY, "method=lora", "method.r=8.0"], "method.r=8.0 is not a whole number"),
+    (["train", *TINY, "method=prompt", "method.num_virtual_tokens=2.5"], "method.num_virtual_tokens=2.5 is not"),
+    (["train", *TINY, "lr=-1"], "lr=-1 must be > 0"),
+    (["train", *TINY, "log_every=0"], "log_every=0 must be > 0"),
+    (["train", *TINY, "eval_every=-5"], "eval_every=-5 must be >= 0"),
+    (["train", *TINY, "precision=fp8"], "precision='fp8' is unknown"),
+    # train: names, keys, files
+    (["train", *TINY, "task=nope"], "unknown task 'nope'"),
+    (["train", *TINY, "not_a_key=1"], "config: "),
+    (["train", *TINY, "data_dir={ws}/nowhere"], "data file"),
+    (["train", *TINY, "model.name_or_path=/no/such/model", "model.tiny=null"], "model folder /no/such/model does not"),
+    (["train", *TINY, "train_size=25"], "train_size=25 is above the 24 training rows"),
+    (["train", *TINY, "task=squad", "task.data_dir={ws}/squad"], "none of its 3 questions has an answer"),
+    (["train", *TINY, "task=squad", "task.data_dir={ws}/broken-squad"], "not a SQuAD JSON file"),
+    # train: the run folder belongs to one run
+    (["train", *TINY, "out={ws}/run"], "holds a completed run"),
+    (["train", *TINY, "out={ws}/run", "resume=true", "lr=0.5"], "holds a completed run"),
+    (["train", *TINY, "out={ws}/locked", "overwrite=true"], "is in use by a running run: pid"),
+    # study
+    (["study", "nope"], "unknown study 'nope'"),
+    (["study", "glue", "seeds=[1.5]"], "seeds: 1.5 is not an integer"),
+    (["study", "glue", "method=lora"], "write methods=[...] instead"),
+    (["study", "glue", "sizes=[0]"], "not a positive integer"),
+    (["study", "glue", "launcher=nope"], "unknown launcher 'nope'"),
+    (["study", "glue", "model=tiny", "tasks=[rte]", "data_dir={ws}/nowhere", "out={ws}/study"], "task rte: data file"),
+    (["study", "glue", "--dry-run", "model=tiny", "tasks=[rte]", "data_dir={data}", "train_size=99"],
+     "task rte: train_size=99 is above its 24 training examples"),
+    # report
+    (["report", "{ws}/nowhere", "--out", "{ws}/r2"], "is not a folder"),
+    (["report", "{ws}/empty", "--out", "{ws}/r2"], "no result.json under"),
+    # predict
+    (["predict", "{ws}/nowhere", "--text", "x"], "nowhere does not exist: give the out= folder"),
+    (["predict", "{run}"], "nothing to predict"),
+    (["predict", "{run}", "--text", "a", "--text-pair", "b", "--text-pair", "c"], "one --text-pair per --text"),
+    (["predict", "{run}", "colour=red", "--text", "a"], "'colour=red': expected one of"),
+    (["predict", "{run}", "--input", "{ws}/missing.jsonl"], "input file"),
+    (["predict", "{run}", "--input", "{ws}/inputs.jsonl"], "inputs.jsonl:2: not a JSON object"),
+    # evaluate
+    (["evaluate", "{ws}/nowhere"], "nowhere does not exist: give the out= folder"),
+    (["evaluate", "{run}", "data_dir={ws}/nowhere"], "data file"),
+    (["evaluate", "{run}", "colour=red"], "'colour=red': expected one of"),
+    # params
+    (["params", "model=nope"], "unknown model 'nope'"),
+    (["params", "oops"], "is not key=value"),
+    # data
+    (["data", "{ws}/d", "tasks=[nope]"], "unknown task ['nope']"),
+    (["data", "{ws}/d", "overwrite=maybe"], "write overwrite=true or overwrite=false"),
+]
+
+
+def test_the_catalog_is_long_enough():
+    assert len(CASES) >= 30 and {c[0][0] for c in CASES} >= {"train", "study", "report", "predict", "evaluate",
+                                                              "params", "data"}
+
+
+@pytest.mark.parametrize("argv,message", CASES, ids=[" ".join(c[0][:1] + c[0][-1:])[:40] for c in CASES])
+def test_bad_input_is_one_line_exit_2_and_nothing_lost(ws, capsys, argv, message, tmp_path):
+    argv = [a.replace("{ws}", str(ws)).replace("{data}", str(ws / "data")).replace("{run}", str(ws / "run"))
+            for a in argv]
+    if argv[0] in ("train", "study") and not any(a.startswith("out=") for a in argv):
+        argv.append(f"out={tmp_path / 'new'}")  # a fresh folder, outside the workspace
+    if argv[0] == "train":
+        for key, default in (("data_dir", ws / "data"), ("task", "rte"), ("method", "bitfit")):
+            if not any(a.startswith(f"{key}=") for a in argv):
+                argv.append(f"{key}={default}")
+    before = snapshot(ws)
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.count("\n") == 0 and err.startswith("peftbench: error: ") and message in err, err
+    after = snapshot(ws)
+    assert {k: after.get(k) for k in before} == before  # nothing in the workspace lost or changed
+    new = set(after) - set(before)
+    assert not any(".tmp" in n for n in new), new  # nothing half-written
+    for name in new:  # a run that failed while reading its data leaves a failed record and its log, nothing else
+        assert name.rsplit("/", 1)[-1] in ("result.json", "train.log"), name
+        if name.endswith("result.json"):
+            assert json.loads(after[name])["status"] == "failed"
+
+
+@pytest.mark.parametrize("start,text,reason", [
+    (99, "mat", "answer_start 99 is outside its 23-character context"),
+    (-3, "at.", "answer_start -3 is outside its 23-character context"),
+    (4, "mat", "the context at answer_start 4 reads 'cat', not the answer 'mat'"),
+    (4, "", "an answer text is empty"),
+])
+def test_each_bad_squad_answer_is_named(start, text, reason):
+    spans, bad = check_answers("q7", "The cat sat on the mat.", [text, "cat"], [start, 4])
+    assert spans == [(4, "cat")] and bad == [f"question q7: {reason}"]
