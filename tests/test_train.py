@@ -109,3 +109,33 @@ def test_model_folder_without_config_or_weights_is_one_line(tmp_path, glue_dir, 
                  f"out={tmp_path / 'x'}", "tracking.mode=disabled"])
     err = capsys.readouterr().err
     assert code == 2 and message in err and str(folder) in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_mixed_precision_trains_close_to_fp32(tmp_path, glue_dir, precision):
+    """fp16 (with its GradScaler) and bf16 (none) run the same loop; on CPU too, so CI covers both paths."""
+    import torch
+    from safetensors.torch import load_file
+
+    ref = run(tmp_path, glue_dir, "fp32", "method=lora", "precision=fp32")
+    rec = run(tmp_path, glue_dir, precision, "method=lora", f"precision={precision}")
+    assert (ref["precision"], rec["precision"]) == ("no", precision) and rec["identity"] != ref["identity"]
+    a, b = load_file(tmp_path / "fp32" / "delta.safetensors"), load_file(tmp_path / precision / "delta.safetensors")
+    assert a.keys() == b.keys() and all(torch.isfinite(b[k]).all() for k in b)
+    # the same training up to rounding: every tensor within a few half-precision steps of the fp32 run
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 0.05
+
+
+def test_padding_to_a_multiple_does_not_change_what_is_trained(tmp_path, glue_dir):
+    import torch
+    from safetensors.torch import load_file
+
+    # dropout off: dropout draws a mask for the padded positions too, so with it the two runs see different (equally
+    # random) masks; without it the padding is masked out and the training is the same up to float rounding
+    off = ["+model.tiny.hidden_dropout_prob=0.0", "+model.tiny.attention_probs_dropout_prob=0.0"]
+    a = run(tmp_path, glue_dir, "p1", "method=full", "pad_multiple=1", *off)
+    b = run(tmp_path, glue_dir, "p8", "method=full", "pad_multiple=8", *off)
+    assert a["identity"] == b["identity"] and a["metrics"] == b["metrics"]
+    assert b["train_flops"] > a["train_flops"]  # the padded tokens are counted: more work, same result
+    da, db = (load_file(tmp_path / d / "delta.safetensors") for d in ("p1", "p8"))
+    assert all(torch.allclose(da[k], db[k], atol=1e-5) for k in da)

@@ -57,6 +57,12 @@ def mixed_precision(cfg: DictConfig) -> str:
     return {"fp32": "no"}.get(cfg.precision, cfg.precision)
 
 
+def autocast(cfg: DictConfig, device: torch.device) -> torch.autocast:
+    """Mixed precision for forward passes (training and eval): fp16 or bf16 autocast, or off."""
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mixed_precision(cfg))
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
 @torch.inference_mode()
 def predict(model: torch.nn.Module, rows: Packed, batch_size: int, device: torch.device,
             shard: tuple[int, int] = (0, 1), pad_multiple: int = 1) -> dict[str, list[np.ndarray]]:
@@ -86,8 +92,9 @@ def evaluate(model, data, task, cfg: DictConfig, accelerator: Accelerator) -> tu
     """Dev metrics; with several processes each predicts a shard and the rows are gathered, each exactly once."""
     t0 = time.perf_counter()
     world = accelerator.num_processes
-    outputs = predict(accelerator.unwrap_model(model), data.eval, cfg.eval_batch_size, accelerator.device,
-                      shard=(accelerator.process_index, world), pad_multiple=pad_multiple(cfg, accelerator.device))
+    with autocast(cfg, accelerator.device):
+        outputs = predict(accelerator.unwrap_model(model), data.eval, cfg.eval_batch_size, accelerator.device,
+                          shard=(accelerator.process_index, world), pad_multiple=pad_multiple(cfg, accelerator.device))
     if world > 1:
         shards = gather_object([outputs])
         outputs = {key: [next(s[key][i] for s in shards if s[key][i] is not None) for i in range(len(data.eval))]
@@ -143,7 +150,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker, save) -> None:
     set_seed(cfg.seed)
-    accelerator = Accelerator(cpu=on_cpu(cfg), mixed_precision=mixed_precision(cfg))
+    # autocast and the scaler are ours, not accelerate's: its mixed precision is a once-per-process setting, so a
+    # study running an fp16 run after an fp32 one in the same process would fail
+    accelerator = Accelerator(cpu=on_cpu(cfg))
+    precision = mixed_precision(cfg)
     world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
     accum = cfg.grad_accum
     if cfg.batch_size % (world * accum):
@@ -170,13 +180,13 @@ def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker, s
     # the fused kernel: on full FT its step is ~6x cheaper than foreach on CPU (bench/README.md)
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=lr, fused=device.type in ("cpu", "cuda"))
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * steps), steps)
-    scaler = torch.amp.GradScaler(device.type, enabled=accelerator.mixed_precision == "fp16")  # bf16 needs none
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")  # bf16 needs none
     if cfg.compile:
         # padding to pad_multiple leaves a handful of shapes; each compiles once (dynamic=False: static kernels)
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         model = torch.compile(model, mode=cfg.compile_mode, dynamic=False)
     record.update(train_examples=data.train_examples, eval_examples=data.eval_examples, schedule=cfg.schedule,
-                  train_steps=steps, lr=lr, device=str(device), precision=accelerator.mixed_precision,
+                  train_steps=steps, lr=lr, device=str(device), precision=precision,
                   num_processes=world, grad_accum=accum)
     if len(data.train) != data.train_examples:
         record["train_windows"] = len(data.train)
@@ -228,7 +238,7 @@ def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker, s
                         batch = data.train.batch(rows, device, multiple)
                         # DDP all-reduces gradients on the last micro-batch only
                         with accelerator.no_sync(model) if j < len(micro) - 1 else contextlib.nullcontext():
-                            with accelerator.autocast():
+                            with autocast(cfg, device):
                                 part = model(**batch).loss * (len(rows) / len(mine))  # the mean over `mine`
                             scaler.scale(part).backward()
                         loss, padded = loss + part.detach(), padded + batch["input_ids"].numel()
