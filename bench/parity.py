@@ -111,8 +111,10 @@ def run_trainer(spec: dict) -> dict:
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, data_collator=DataCollatorWithPadding(tok),
                       processing_class=tok)
     metrics = trainer.train().metrics
-    preds = np.asarray(trainer.predict(dev_ds).predictions).argmax(-1)
-    labels = np.array(dev_ds["labels"])
+    # with group_by_length, transformers 5.24 also length-groups (and shuffles) the eval rows: score predictions
+    # against the label_ids returned beside them, never against the dataset's order
+    out = trainer.predict(dev_ds)
+    preds, labels = np.asarray(out.predictions).argmax(-1), np.asarray(out.label_ids)
     from torchmetrics.functional.classification import binary_f1_score
 
     f1 = binary_f1_score(torch.from_numpy(preds), torch.from_numpy(labels)).item() if len(cfg.task.labels) == 2 else 0
