@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=_report)
     p = sub.add_parser("predict", help="predictions of a trained run (base + its delta) for new inputs",
                        description="Predict with RUN_DIR's delta on its base. key=value options, right after RUN_DIR: "
-                       "merge=true (LoRA) device=cpu batch_size=64 model.name_or_path=DIR (a moved base).")
+                       "merge=true (peft methods) device=cpu batch_size=64 model.name_or_path=DIR (a moved base).")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.add_argument("--text", action="append", default=[], help="a text to classify (repeatable)")
@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=_predict)
     p = sub.add_parser("evaluate", help="re-score a trained run's delta on its task's dev set",
                        description="Re-score RUN_DIR with its own result.json config. Options: data_dir=DIR "
-                       "eval_batch_size=N device=cpu merge=true (LoRA) model.name_or_path=DIR.")
+                       "eval_batch_size=N device=cpu merge=true (peft methods) model.name_or_path=DIR.")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.set_defaults(fn=_evaluate)
