@@ -19,7 +19,8 @@ from .errors import UserError
 from .record import NOT_IDENTITY, read_record
 from .stats import TIE_ONE_SEED, bootstrap_crossing, compare, crossings, mean_std
 
-ORDER = ["full", "bitfit", "bitfit_subset", "lora", "prompt", "ln_tuning", "ia3", "vera", "dora", "lora_all", "adapter_houlsby", "adapter_pfeiffer", "prefix"]
+ORDER = ["full", "bitfit", "bitfit_subset", "lora", "prompt",
+         "ln_tuning", "ia3", "vera", "dora", "lora_all", "adapter_houlsby", "adapter_pfeiffer", "prefix"]
 TASK_ORDER = ["sst2", "mrpc", "rte", "squad"]
 PAIR = ("full", "bitfit")     # the scaling study's comparison: Δ = bitfit − full
 CLEAR = 1.0                   # points a run must beat the majority-class baseline by to count as having learned
