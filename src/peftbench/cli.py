@@ -111,9 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.add_argument("--dry-run", action="store_true", help="list the runs and which are left to do; run nothing")
     p.set_defaults(fn=_study)
-    p = sub.add_parser("report", help="tables and figures from result.json files: OUT/report.md + PNGs",
+    p = sub.add_parser("report", help="tables and figures from result.json files: OUT/report.md + PNGs + explorer.html",
                        description="Read every result.json under DIR... (recursively) and write OUT/report.md "
-                       "with the PNG figures next to it.")
+                       "with the PNG figures next to it, and explorer.html (interactive, self-contained).")
     p.add_argument("dirs", nargs="+", metavar="DIR")
     p.add_argument("--out", default="report", help="output folder (default: report)")
     p.set_defaults(fn=_report)

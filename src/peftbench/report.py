@@ -13,6 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from . import explorer
 from . import figures
 from .baselines import baseline
 from .errors import UserError
@@ -293,4 +294,5 @@ def write_report(dirs: list[str | Path], out: str | Path) -> Path:
     lines += [f"- `{r['_path']}`: {r['status']}" + (f" — {r['error']}" if r.get("error") else "") for r in other] or ["None."]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
+    explorer.write_explorer(done, out / "explorer.html")  # the same runs, interactive (explorer.py)
     return path
