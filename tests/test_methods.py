@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -211,3 +213,16 @@ def test_method_that_cannot_handle_a_model_says_so():
     cfg = load_config(["model=tiny", "method=lora", "method.target_modules=[q_proj]"]).method
     with pytest.raises(UserError, match="method 'lora' cannot handle model 'tiny'.*q_proj"):
         apply_method(model, cfg, "tiny")
+
+
+@pytest.mark.parametrize("over,message", [
+    (["method=adapter_houlsby", "method.positions=[attention,cross]"], "method 'adapter_houlsby': method.positions="),
+    (["method=prefix", "method.projection=-1"], "method 'prefix': method.num_virtual_tokens must be >= 1 and method."),
+    (["method=lora_all", "method.target_modules=nothing"], "no module path matches LoRA target_modules 'nothing'"),
+    (["method=bitfit", "method.biases=[nope]"], "method 'bitfit': method.biases has unknown roles ['nope']")])
+def test_bad_method_settings_are_one_line_errors(over, message):
+    from peftbench.errors import UserError
+
+    model = load_model(load_config(["model=tiny"]).model, "seq_cls")
+    with pytest.raises(UserError, match=re.escape(message)):
+        apply_method(model, load_config(["model=tiny", *over]).method, "tiny")

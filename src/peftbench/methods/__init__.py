@@ -49,3 +49,5 @@ def apply_method(model: nn.Module, method_cfg: DictConfig, model_name: str) -> n
         return fn(model, method_cfg)
     except LookupError as e:  # a method that cannot find the modules it needs in this architecture
         raise UserError(f"method '{method_cfg.name}' cannot handle model '{model_name}': {e}") from None
+    except ValueError as e:  # a method setting it (or peft) rejects: one line, not a traceback
+        raise UserError(f"method '{method_cfg.name}': {str(e).splitlines()[0]}") from None
