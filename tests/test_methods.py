@@ -111,7 +111,8 @@ def test_trainable_sets_of_the_newer_methods_on_tiny_bert():
     adapter = lambda i, where: {f"bert.encoder.layer.{i}.{where}.adapter.{d}.{p}"  # noqa: E731
                                 for d in ("down", "up") for p in ("weight", "bias")}
     houlsby, _ = tiny("adapter_houlsby")
-    assert trainable(houlsby) == head | set().union(*(adapter(i, w) for i in layers for w in ("attention.output", "output")))
+    both = ("attention.output", "output")
+    assert trainable(houlsby) == head | set().union(*(adapter(i, w) for i in layers for w in both))
     assert houlsby.bert.encoder.layer[0].output.adapter.down.weight.shape == (32 // 16, 32)
     pfeiffer, _ = tiny("adapter_pfeiffer")
     assert trainable(pfeiffer) == head | set().union(*(adapter(i, "output") for i in layers))

@@ -166,8 +166,8 @@ def task_head(meta: dict[str, Any]) -> str:
 
 
 def merge_peft(model: torch.nn.Module, meta: dict[str, Any]) -> torch.nn.Module:
-    """A peft method's update folded into the base weights (LoRA, DoRA, VeRA: W + a low-rank update; IA3: W rescaled) by peft's
-    merge_and_unload: a plain model, same outputs up to float rounding."""
+    """A peft method's update folded into the base weights by peft's merge_and_unload (LoRA, DoRA, VeRA: W + a
+    low-rank update; IA3: W rescaled): a plain model, same outputs up to float rounding."""
     if not hasattr(model, "peft_config"):
         raise UserError(f"merge=true applies to peft runs only (lora, lora_all, dora, ia3, vera); method "
                         f"'{meta['method']['name']}' trains weights directly or adds modules that cannot be folded in")

@@ -61,7 +61,8 @@ class PrefixSelfAttention(nn.Module):
         value = split(torch.cat([prefix_v, a.value(hidden_states)], dim=1))
         if attention_mask is not None:  # 4-D (b, 1, t|1, t): boolean "may attend" or additive 0 / -inf
             shape = (*attention_mask.shape[:-1], prefix_k.shape[1])
-            visible = attention_mask.new_ones(shape) if attention_mask.dtype == torch.bool else attention_mask.new_zeros(shape)
+            boolean = attention_mask.dtype == torch.bool
+            visible = attention_mask.new_ones(shape) if boolean else attention_mask.new_zeros(shape)
             attention_mask = torch.cat([visible, attention_mask], dim=-1)
         attend = ALL_ATTENTION_FUNCTIONS.get_interface(a.config._attn_implementation, None)
         if attend is None:
