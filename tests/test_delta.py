@@ -22,8 +22,11 @@ from peftbench.multitask import MultiTask
 from peftbench.serve import predict, read_inputs
 from peftbench.tasks import TASKS
 
-# method -> task: five runs on three tasks, so the multi-task test has several tasks on one (seeded) base
-RUNS = {"full": "sst2", "bitfit": "sst2", "bitfit_subset": "mrpc", "lora": "rte", "prompt": "mrpc"}
+# method -> task: a run per method on three tasks, so the multi-task test has several tasks on one (seeded) base
+RUNS = {"full": "sst2", "bitfit": "sst2", "bitfit_subset": "mrpc", "lora": "rte", "prompt": "mrpc",
+        "ia3": "rte", "dora": "sst2", "vera": "mrpc", "lora_all": "rte", "ln_tuning": "sst2",
+        "adapter_houlsby": "mrpc", "adapter_pfeiffer": "rte", "prefix": "sst2"}
+PEFT = ["lora", "lora_all", "dora", "ia3", "vera"]  # merge=true folds these into the weights
 
 
 def train_run(out: Path, data: Path, *overrides: str):
@@ -93,6 +96,9 @@ def test_run_folder_holds_no_pickle(runs):
         assert files == ["delta.json", "delta.safetensors", "result.json", "train.log"]
         for name in files:
             head = (run_dir / name).read_bytes()[:4]
+            if name.endswith(".safetensors"):  # starts with its header's length, which may well begin with 0x80
+                assert load_file(str(run_dir / name)) and head != b"PK\x03\x04"
+                continue
             assert head[:1] != b"\x80" and head != b"PK\x03\x04"  # pickle protocol byte, torch.save's zip
 
 
@@ -154,18 +160,23 @@ def test_one_base_serves_every_task(runs):
     assert base_fingerprint(models["bitfit"]) != fingerprint  # a task's own view does include its biases
 
 
-def test_lora_merge_matches_unmerged(runs, capsys):
+@pytest.mark.parametrize("method", PEFT)
+def test_peft_merge_matches_unmerged(runs, capsys, method):
     _, r = runs
-    run_dir, cfg, _ = r["lora"]
+    run_dir, cfg, _ = r[method]
     plain, merged = load_run(run_dir), load_run(run_dir, merge=True)
     assert not hasattr(merged.model, "peft_config")
-    assert not any("lora_" in n for n, _ in merged.model.named_parameters())
+    assert not any(k in n for n, _ in merged.model.named_parameters() for k in ("lora_", "ia3_", "vera_"))
     a, b = dev_outputs(plain.model, cfg), dev_outputs(merged.model, cfg)
     np.testing.assert_allclose(b, a, rtol=0, atol=1e-5)
-    lora_b = [p for n, p in plain.model.named_parameters() if "lora_B" in n]
-    assert all(p.abs().max() > 1e-3 for p in lora_b)  # the adapters did learn something to merge
-    assert main(["evaluate", str(run_dir), "merge=true"]) == 0
-    assert "on 24 dev examples" in capsys.readouterr().out
+    if method == "lora":
+        lora_b = [p for n, p in plain.model.named_parameters() if "lora_B" in n]
+        assert all(p.abs().max() > 1e-3 for p in lora_b)  # the adapters did learn something to merge
+        assert main(["evaluate", str(run_dir), "merge=true"]) == 0
+        assert "on 24 dev examples" in capsys.readouterr().out
+    torch.manual_seed(42)  # the runs' tiny base: every method here changes the value projection when merged
+    base = load_model(cfg.model, "seq_cls").bert.encoder.layer[0].attention.self.value.weight
+    assert not torch.equal(merged.model.bert.encoder.layer[0].attention.self.value.weight, base)
 
 
 def one_line_error(capsys, argv, message):
@@ -212,7 +223,7 @@ def test_bad_deltas_are_refused(runs, capsys, tmp_path):
     one_line_error(capsys, ["predict", str(d), "--text", "x"], "does not match the model rebuilt from delta.json: "
                    "1 saved tensor(s) with no parameter (e.g. bert.pooler.dense.bias_renamed); 1 trainable")
     one_line_error(capsys, ["predict", str(src), "--text", "a", "--text-pair", "b"], "takes one text per input")
-    one_line_error(capsys, ["predict", str(src), "merge=true", "--text", "a"], "merge=true applies to LoRA runs only")
+    one_line_error(capsys, ["predict", str(src), "merge=true", "--text", "a"], "merge=true applies to peft runs only")
     one_line_error(capsys, ["evaluate", str(src), "lr=3"], "'lr=3': expected one of data_dir=...")
 
 
@@ -252,14 +263,18 @@ QAS = [[("where is the eiffel tower?", "paris, france"), ("when was it built?", 
        [("who created python?", "guido van rossum"), ("when did 3.0 come out?", "2008"), ("until?", "2020")]]
 
 
-def test_qa_runs_predict_the_answers_their_evaluation_scored(tmp_path, capsys):
-    data = tmp_path / "squad"
-    data.mkdir()
+def write_squad(data: Path) -> Path:
+    data.mkdir(parents=True, exist_ok=True)
     doc = {"version": "1.1", "data": [{"title": "t", "paragraphs": [
         {"context": c, "qas": [{"id": f"{p}-{q}", "question": qq, "answers": [{"text": a, "answer_start": c.index(a)}]}
                                for q, (qq, a) in enumerate(qas)]} for p, (c, qas) in enumerate(zip(CONTEXTS, QAS))]}]}
     for name in ("train-v1.1.json", "dev-v1.1.json"):
         (data / name).write_text(json.dumps(doc))
+    return data
+
+
+def test_qa_runs_predict_the_answers_their_evaluation_scored(tmp_path, capsys):
+    data = write_squad(tmp_path / "squad")
     run_dir = tmp_path / "run"
     train_run(run_dir, data, "task=squad", "method=lora", f"task.data_dir={data}", "task.max_length=48",
               "task.doc_stride=16", "lr=5e-2")
@@ -277,3 +292,19 @@ def test_qa_runs_predict_the_answers_their_evaluation_scored(tmp_path, capsys):
     hub = MultiTask()
     hub.add(run_dir)
     assert set(hub.bases) == {"qa"} and hub.predict("squad", pairs) == answers
+
+
+@pytest.mark.parametrize("method", ["ia3", "dora", "vera", "lora_all", "ln_tuning", "adapter_houlsby",
+                                    "adapter_pfeiffer", "prefix"])
+def test_qa_deltas_of_every_method_reload_exactly(tmp_path, method):
+    data = write_squad(tmp_path / "squad")
+    run_dir = tmp_path / "run"
+    cfg, trained = train_run(run_dir, data, "task=squad", f"method={method}", f"task.data_dir={data}",
+                             "task.max_length=48", "task.doc_stride=16", "max_steps=2")
+    loaded = load_run(run_dir)
+    tokenizer = load_tokenizer(cfg.model)
+    windows = TASKS["squad"].load(cfg, tokenizer).eval
+    want, got = (train_module.predict(m, windows, tokenizer, 64, torch.device("cpu")) for m in (trained, loaded.model))
+    assert np.array_equal(np.stack(got["start_logits"]), np.stack(want["start_logits"]))
+    assert np.array_equal(np.stack(got["end_logits"]), np.stack(want["end_logits"]))
+    assert any("qa_outputs" in n for n in load_file(str(run_dir / DELTA_FILE)))  # the QA head trains and is saved

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -10,7 +12,32 @@ from peftbench.methods import apply_method
 from peftbench.models import load_model
 from peftbench.params import count
 
-BERT_BASE = {"full": 109_483_778, "bitfit": 104_450, "bitfit_subset": 47_618, "lora": 296_450, "prompt": 16_898}
+BERT_BASE = {"full": 109_483_778, "bitfit": 104_450, "bitfit_subset": 47_618, "lora": 296_450, "prompt": 16_898,
+             "ia3": 56_834, "dora": 314_882, "vera": 26_114, "lora_all": 1_328_642, "ln_tuning": 39_938,
+             "adapter_houlsby": 1_790_594, "adapter_pfeiffer": 896_066, "prefix": 370_178}
+
+
+def by_hand(method: str) -> int:
+    """bert-base's trainable count for `method`, from the method's config and the architecture (12 blocks, hidden
+    768, FFN 3072, a 2-label head 768 x 2 + 2): the other side of the pinned numbers above."""
+    layers, h, ffn, head = 12, 768, 3072, 768 * 2 + 2
+    c = load_config([f"method={method}"]).method
+    if method in ("lora", "dora", "lora_all"):
+        shapes = [(h, h)] * 2 if method != "lora_all" else [(h, h)] * 4 + [(h, ffn), (ffn, h)]  # (in, out)
+        per = sum(c.r * (i + o) + (o if c.get("use_dora") else 0) for i, o in shapes)  # A, B (+ DoRA's magnitude)
+        return layers * per + head
+    if method == "ia3":
+        return layers * (h + h + ffn) + head  # key out, value out, FFN inner activation
+    if method == "vera":
+        return layers * 2 * (c.r + h) + head  # d (r) and b (out) on query and value
+    if method == "ln_tuning":
+        return (1 + 2 * layers) * 2 * h + head  # embeddings' LayerNorm + two per block, weight and bias
+    if method.startswith("adapter"):
+        w = h // c.reduction_factor
+        return layers * len(c.positions) * (h * w + w + w * h + h) + head
+    if method == "prefix":
+        return c.num_virtual_tokens * layers * 2 * h + head
+    raise KeyError(method)
 
 
 def tiny(method: str, head: str = "seq_cls", **over):
@@ -26,6 +53,12 @@ def trainable(model) -> set[str]:
 @pytest.mark.parametrize("method,expected", BERT_BASE.items())
 def test_bert_base_counts_match_the_seed(method, expected):
     assert count(["model=bert_base", f"method={method}"])["trainable"] == expected
+
+
+@pytest.mark.parametrize("method", ["ia3", "dora", "vera", "lora_all", "ln_tuning", "adapter_houlsby",
+                                    "adapter_pfeiffer", "prefix"])
+def test_new_methods_counts_follow_from_their_configs(method):
+    assert by_hand(method) == BERT_BASE[method]
 
 
 def test_trainable_sets_on_tiny_bert():
@@ -48,6 +81,84 @@ def test_trainable_sets_on_tiny_bert():
     assert trainable(prompt) == {"soft_prompt.weight"} | {f"model.{n}" for n in head}
     full, _ = tiny("full")
     assert trainable(full) == {n for n, _ in full.named_parameters()}
+
+
+def test_trainable_sets_of_the_newer_methods_on_tiny_bert():
+    layers = range(2)
+    peft_head = {f"base_model.model.classifier.modules_to_save.default.{p}" for p in ("weight", "bias")}
+    block = lambda i, rest: f"base_model.model.bert.encoder.layer.{i}.{rest}"  # noqa: E731
+    ia3, _ = tiny("ia3")
+    assert trainable(ia3) == peft_head | {block(i, f"{m}.ia3_l.default") for i in layers
+                                          for m in ("attention.self.key", "attention.self.value", "output.dense")}
+    assert [p.shape for n, p in ia3.named_parameters() if n.endswith("layer.0.output.dense.ia3_l.default")] == [(1, 64)]
+    dora, _ = tiny("dora")
+    assert trainable(dora) == peft_head | {block(i, f"attention.self.{m}.{p}.default.weight") for i in layers
+                                           for m in ("query", "value")
+                                           for p in ("lora_A", "lora_B", "lora_magnitude_vector")}
+    vera, _ = tiny("vera")
+    assert trainable(vera) == peft_head | {block(i, f"attention.self.{m}.vera_lambda_{v}.default") for i in layers
+                                           for m in ("query", "value") for v in "bd"}
+    every = ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+             "intermediate.dense", "output.dense"]
+    lora_all, _ = tiny("lora_all")
+    assert trainable(lora_all) == peft_head | {block(i, f"{m}.lora_{ab}.default.weight") for i in layers
+                                               for m in every for ab in "AB"}
+    head = {"classifier.weight", "classifier.bias"}
+    ln, _ = tiny("ln_tuning")
+    assert trainable(ln) == head | {f"bert.embeddings.LayerNorm.{p}" for p in ("weight", "bias")} | {
+        f"bert.encoder.layer.{i}.{m}.LayerNorm.{p}" for i in layers for m in ("attention.output", "output")
+        for p in ("weight", "bias")}
+    adapter = lambda i, where: {f"bert.encoder.layer.{i}.{where}.adapter.{d}.{p}"  # noqa: E731
+                                for d in ("down", "up") for p in ("weight", "bias")}
+    houlsby, _ = tiny("adapter_houlsby")
+    both = ("attention.output", "output")
+    assert trainable(houlsby) == head | set().union(*(adapter(i, w) for i in layers for w in both))
+    assert houlsby.bert.encoder.layer[0].output.adapter.down.weight.shape == (32 // 16, 32)
+    pfeiffer, _ = tiny("adapter_pfeiffer")
+    assert trainable(pfeiffer) == head | set().union(*(adapter(i, "output") for i in layers))
+    prefix, _ = tiny("prefix")
+    assert trainable(prefix) == {"prefix.embedding.weight"} | {f"model.{n}" for n in head}
+    assert prefix.prefix().shape == (2, 2, 20, 32)  # layers, key/value, tokens, hidden
+    mlp, _ = tiny("prefix", **{"method.projection": 16, "method.num_virtual_tokens": 3})
+    assert sum(p.numel() for n, p in mlp.named_parameters() if n.startswith("prefix.")) == (
+        3 * 32 + 32 * 16 + 16 + 16 * (2 * 2 * 32) + 2 * 2 * 32)  # embeddings, Linear(32, 16), Linear(16, 128)
+    assert mlp.prefix().shape == (2, 2, 3, 32)
+
+
+@pytest.mark.parametrize("method", ["adapter_houlsby", "adapter_pfeiffer"])
+def test_adapters_start_near_the_identity(method):
+    plain, _ = tiny("ln_tuning")  # same seed, same base weights; LN tuning changes nothing until trained
+    adapted, _ = tiny(method)
+    plain.eval(), adapted.eval()
+    ids = torch.randint(5, 60, (2, 9))
+    a, b = plain(input_ids=ids).logits, adapted(input_ids=ids).logits
+    assert not torch.equal(a, b) and torch.allclose(a, b, atol=2e-2)
+
+
+@pytest.mark.parametrize("impl", ["eager", "sdpa"])
+def test_prefix_attention_is_softmax_over_prefix_and_tokens(impl):
+    model, _ = tiny("prefix", **{"method.num_virtual_tokens": 3})
+    model.eval()
+    model.model.config._attn_implementation = impl  # each layer reads the shared config at call time
+    ids = torch.tensor([[2, 10, 11, 12, 3], [2, 14, 3, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    seen = {}
+    layer = model.model.bert.encoder.layer[1].attention.self
+    layer.register_forward_hook(lambda m, args, kwargs, out: seen.update(x=args[0], out=out[0]), with_kwargs=True)
+    logits = model(input_ids=ids, attention_mask=mask).logits
+    a, x = layer.attn, seen["x"]
+    pk, pv = model.prefix()[1]  # layer 1: its keys and its values, (3, 32) each
+    split = lambda t: t.view(2, -1, 2, 16).transpose(1, 2)  # noqa: E731  (batch, heads, n, 16)
+    q = split(a.query(x))
+    k = split(torch.cat([pk.expand(2, -1, -1), a.key(x)], 1))
+    v = split(torch.cat([pv.expand(2, -1, -1), a.value(x)], 1))
+    visible = torch.cat([torch.ones(2, 3), mask.float()], 1)[:, None, None, :]  # prefixes always visible
+    scores = (q @ k.transpose(-1, -2)) / 4 + (1 - visible) * -1e9
+    want = (scores.softmax(-1) @ v).transpose(1, 2).reshape(2, 5, 32)
+    torch.testing.assert_close(seen["out"], want, atol=1e-5, rtol=1e-5)
+    # padding does not leak: the padded row's logits equal those of the same row without its pads
+    short = model(input_ids=ids[1:, :3], attention_mask=mask[1:, :3]).logits
+    torch.testing.assert_close(short, logits[1:], atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("method", group_options("method"))
@@ -103,3 +214,16 @@ def test_method_that_cannot_handle_a_model_says_so():
     cfg = load_config(["model=tiny", "method=lora", "method.target_modules=[q_proj]"]).method
     with pytest.raises(UserError, match="method 'lora' cannot handle model 'tiny'.*q_proj"):
         apply_method(model, cfg, "tiny")
+
+
+@pytest.mark.parametrize("over,message", [
+    (["method=adapter_houlsby", "method.positions=[attention,cross]"], "method 'adapter_houlsby': method.positions="),
+    (["method=prefix", "method.projection=-1"], "method 'prefix': method.num_virtual_tokens must be >= 1 and method."),
+    (["method=lora_all", "method.target_modules=nothing"], "no module path matches LoRA target_modules 'nothing'"),
+    (["method=bitfit", "method.biases=[nope]"], "method 'bitfit': method.biases has unknown roles ['nope']")])
+def test_bad_method_settings_are_one_line_errors(over, message):
+    from peftbench.errors import UserError
+
+    model = load_model(load_config(["model=tiny"]).model, "seq_cls")
+    with pytest.raises(UserError, match=re.escape(message)):
+        apply_method(model, load_config(["model=tiny", *over]).method, "tiny")

@@ -35,6 +35,17 @@ def test_plan_defaults_and_layout(tmp_path):
                                     {"squad": 100})] == ["s/squad/bitfit/10/seed42", "s/squad/bitfit/all/seed42"]
 
 
+def test_methods_all_is_every_method_config(tmp_path):
+    from peftbench.config import group_options
+
+    runs = plan(load_study("glue", ["methods=all", "tasks=[rte]", f"out={tmp_path}"]))
+    methods = [f.parts[-2] for f, _ in runs]
+    assert methods[0] == "full" and sorted(methods) == sorted(group_options("method")) and len(methods) >= 13
+    assert {"ia3", "dora", "vera", "lora_all", "ln_tuning", "adapter_houlsby", "adapter_pfeiffer", "prefix"} <= set(methods)
+    assert [f.parts[-2] for f, _ in plan(load_study("glue", ["methods=[prefix,ia3]", f"out={tmp_path}"]))][:2] == [
+        "prefix", "ia3"]
+
+
 def test_sizes_above_the_glue_pool_are_dropped(glue_dir, capsys):
     study = load_study("glue", ["tasks=[rte]", "methods=[bitfit]", "sizes=[8,100,all]", f"data_dir={glue_dir}"])
     assert pool_sizes(study) == {"rte": 24}

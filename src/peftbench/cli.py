@@ -118,15 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.add_argument("--dry-run", action="store_true", help="list the runs and which are left to do; run nothing")
     p.set_defaults(fn=_study)
-    p = sub.add_parser("report", help="tables and figures from result.json files: OUT/report.md + PNGs",
+    p = sub.add_parser("report", help="tables and figures from result.json files: OUT/report.md + PNGs + explorer.html",
                        description="Read every result.json under DIR... (recursively) and write OUT/report.md "
-                       "with the PNG figures next to it.")
+                       "with the PNG figures next to it, and explorer.html (interactive, self-contained).")
     p.add_argument("dirs", nargs="+", metavar="DIR")
     p.add_argument("--out", default="report", help="output folder (default: report)")
     p.set_defaults(fn=_report)
     p = sub.add_parser("predict", help="predictions of a trained run (base + its delta) for new inputs",
                        description="Predict with RUN_DIR's delta on its base. key=value options, right after RUN_DIR: "
-                       "merge=true (LoRA) device=cpu batch_size=64 model.name_or_path=DIR (a moved base).")
+                       "merge=true (peft methods) device=cpu batch_size=64 model.name_or_path=DIR (a moved base).")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.add_argument("--text", action="append", default=[], help="a text to classify (repeatable)")
@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=_predict)
     p = sub.add_parser("evaluate", help="re-score a trained run's delta on its task's dev set",
                        description="Re-score RUN_DIR with its own result.json config. Options: data_dir=DIR "
-                       "eval_batch_size=N device=cpu merge=true (LoRA) model.name_or_path=DIR.")
+                       "eval_batch_size=N device=cpu merge=true (peft methods) model.name_or_path=DIR.")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.set_defaults(fn=_evaluate)

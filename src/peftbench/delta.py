@@ -165,10 +165,12 @@ def task_head(meta: dict[str, Any]) -> str:
     return TASKS[kind].HEAD
 
 
-def merge_lora(model: torch.nn.Module, meta: dict[str, Any]) -> torch.nn.Module:
-    """LoRA folded into the base weights (W + BA): plain model, same outputs up to float rounding."""
+def merge_peft(model: torch.nn.Module, meta: dict[str, Any]) -> torch.nn.Module:
+    """A peft method's update folded into the base weights by peft's merge_and_unload (LoRA, DoRA, VeRA: W + a
+    low-rank update; IA3: W rescaled): a plain model, same outputs up to float rounding."""
     if not hasattr(model, "peft_config"):
-        raise UserError(f"merge=true applies to LoRA runs only; this run used method '{meta['method']['name']}'")
+        raise UserError(f"merge=true applies to peft runs only (lora, lora_all, dora, ia3, vera); method "
+                        f"'{meta['method']['name']}' trains weights directly or adds modules that cannot be folded in")
     return model.merge_and_unload()
 
 
@@ -189,7 +191,7 @@ def load_run(run_dir: Path, model_overrides: dict[str, Any] | None = None, devic
     model = apply_method(model, OmegaConf.create(meta["method"]), model_cfg.name)
     attach(model, tensors, run_dir)
     if merge:
-        model = merge_lora(model, meta)
+        model = merge_peft(model, meta)
     dev = torch.device(device)
     model.requires_grad_(False)
     return Run(model.to(dev).eval(), load_tokenizer(model_cfg), meta, head, dev)

@@ -15,6 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from . import explorer
 from .baselines import baseline
 from .cells import CLEAR, TASK_ORDER, learned_nothing, order, rate
 from .errors import UserError
@@ -98,4 +99,5 @@ def write_report(dirs: list[str | Path], out: str | Path) -> Path:
     lines += [f"- `{r['_path']}`: {r['status']}" + (f" — {r['error']}" if r.get("error") else "") for r in other] or ["None."]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
+    explorer.write_explorer(done, out / "explorer.html")  # the same runs, interactive (explorer.py)
     return path

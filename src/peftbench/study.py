@@ -1,9 +1,10 @@
 """`peftbench study NAME key=value ...`: a grid of runs (methods x tasks x sizes x seeds), run in order, resumable.
 
-A study is a config in configs/study/ (or a .yaml path). Its own keys are methods, tasks, seeds, sizes, out and
-run (overrides it gives every run), and optionally lrs: learning-rate grids, one list for every method
-(`lrs=[1e-4,1e-3]`) or one per method (`lrs: {full: [...], lora: [...]}`, `lrs.lora=[...]`); a method without a
-grid runs at its own rate. Any other key=value on the command line goes to every run as it is.
+A study is a config in configs/study/ (or a .yaml path). Its own keys are methods (a list, or `all`: every method
+config), tasks, seeds, sizes, out and run (overrides it gives every run), and optionally lrs: learning-rate grids,
+one list for every method (`lrs=[1e-4,1e-3]`) or one per method (`lrs: {full: [...], lora: [...]}`,
+`lrs.lora=[...]`); a method without a grid runs at its own rate. Any other key=value on the command line goes to
+every run as it is.
 `plan()` turns a study into a plain list of (run folder, overrides), so a launcher can take the same list.
 A run whose result.json is completed with the same `record.identity` is skipped; an unfinished one with the same
 identity and a checkpoint resumes from it; a failed run does not stop the study, which then exits 1.
@@ -63,6 +64,8 @@ def load_study(name: str, overrides: list[str] | None = None) -> DictConfig:
             raise UserError(f"'{o}': a study sets {key} per run; write {PER_RUN[key.lstrip('+~')]} instead")
         else:
             passthrough.append(o)
+    if not OmegaConf.is_list(study.methods) and str(study.methods) == "all":  # every method config, baseline first
+        study.methods = sorted(group_options("method"), key=lambda m: (m != "full", m))
     study.run = [str(x) for x in (study.run or [])] + passthrough
     study.launch = launch
     _check(study)

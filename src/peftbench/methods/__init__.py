@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 from omegaconf import DictConfig
 from torch import nn
 
 from ..errors import UserError
-from . import bitfit, full, lora, prompt
+from . import adapter, bitfit, full, ia3, ln_tuning, lora, prefix, prompt, vera
 
-METHODS = {"full": full.apply, "bitfit": bitfit.apply, "lora": lora.apply, "prompt": prompt.apply}
+METHODS = {"full": full.apply, "bitfit": bitfit.apply, "lora": lora.apply, "prompt": prompt.apply, "ia3": ia3.apply,
+           "vera": vera.apply, "ln_tuning": ln_tuning.apply, "adapter": adapter.apply, "prefix": prefix.apply}
 
 
 def head_names(model: nn.Module) -> list[str]:
@@ -23,6 +26,21 @@ def freeze_all_but_head(model: nn.Module) -> None:
         param.requires_grad = name.split(".")[0] in heads
 
 
+def check_targets(model: nn.Module, targets: str | list[str], method: str) -> str | list[str]:
+    """peft's target_modules as peft reads them (a list: name suffixes; a string: a regex over the full module path),
+    after checking that each names at least one module of this model."""
+    names = [name for name, _ in model.named_modules()]
+    if isinstance(targets, str):
+        if not any(re.fullmatch(targets, n) for n in names):
+            raise LookupError(f"no module path matches {method} target_modules '{targets}' (set method.target_modules)")
+        return targets
+    targets = [str(t) for t in targets]
+    missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    if missing:
+        raise LookupError(f"no module named {missing} to put {method} on (set method.target_modules)")
+    return targets
+
+
 def apply_method(model: nn.Module, method_cfg: DictConfig, model_name: str) -> nn.Module:
     fn = METHODS.get(method_cfg.apply)
     if fn is None:
@@ -31,3 +49,5 @@ def apply_method(model: nn.Module, method_cfg: DictConfig, model_name: str) -> n
         return fn(model, method_cfg)
     except LookupError as e:  # a method that cannot find the modules it needs in this architecture
         raise UserError(f"method '{method_cfg.name}' cannot handle model '{model_name}': {e}") from None
+    except ValueError as e:  # a method setting it (or peft) rejects: one line, not a traceback
+        raise UserError(f"method '{method_cfg.name}': {str(e).splitlines()[0]}") from None

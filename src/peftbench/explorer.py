@@ -1,0 +1,101 @@
+"""explorer.html: the trade-offs of every completed run, one interactive page that opens offline (plotly, inlined).
+
+One row of panels per task: the task's primary metric against trainable parameters, peak memory, train time and
+delta size. One marker per run and panel, one colour per method (the same in every row); clicking a method in the
+legend hides or shows it everywhere. Hovering a marker shows its run folder, seed, learning rate and metrics. In
+each panel a dashed step line joins the Pareto front: the runs that no other run beats on both axes (at most the
+cost, at least the score, better on one). Written by `peftbench report` beside report.md.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+# (record field, axis title, scale, divisor): the x axes, cost first
+AXES = [("trainable_params", "trainable parameters", "log", 1),
+        ("peak_memory_bytes", "peak memory (MiB)", "linear", 2**20),
+        ("train_time_s", "train time (s)", "linear", 1),
+        ("delta_bytes", "delta size (MiB)", "log", 2**20)]
+PALETTE = qualitative.Dark24
+FRONT = "Pareto front"
+
+
+def pareto(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point dominates (x: lower is better, y: higher is better), by x then y."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], float("-inf")
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def _hover(r: dict[str, Any]) -> str:
+    metrics = ", ".join(f"{k} {v:.2f}" for k, v in r["metrics"].items() if isinstance(v, (int, float)))
+    size = r["run"].get("train_size")
+    return "<br>".join([f"<b>{r['run']['method']}</b> on {r['run']['task']} ({r['run']['model']})",
+                        f"run: {r.get('_path', '?')}", f"seed {r['run']['seed']}, lr {r.get('lr')}"
+                        + (f", train_size {size:,}" if size else ""), metrics,
+                        f"trainable {r['trainable_params']:,} ({r.get('trainable_percent', 0):.3g}%)"])
+
+
+def figure(records: list[dict[str, Any]], methods: list[str], tasks: list[str]) -> go.Figure:
+    metric = {t: next(r["primary_metric"] for r in records if r["run"]["task"] == t) for t in tasks}
+    fig = make_subplots(rows=len(tasks), cols=len(AXES), shared_yaxes="rows", horizontal_spacing=0.03,
+                        vertical_spacing=0.5 / max(len(tasks), 1) ** 1.2,
+                        subplot_titles=[f"{t}: {metric[t]} vs {title}" for t in tasks for _, title, _, _ in AXES])
+    colour = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(methods)}
+    for row, task in enumerate(tasks, start=1):
+        runs = [r for r in records if r["run"]["task"] == task]
+        for col, (field, title, scale, div) in enumerate(AXES, start=1):
+            have = [r for r in runs if isinstance(r.get(field), (int, float)) and (scale != "log" or r[field] > 0)]
+            for m in methods:
+                mine = [r for r in have if r["run"]["method"] == m]
+                if mine:
+                    fig.add_trace(go.Scatter(
+                        x=[r[field] / div for r in mine], y=[r["metrics"][metric[task]] for r in mine],
+                        mode="markers", name=m, legendgroup=m, showlegend=False,
+                        marker=dict(color=colour[m], size=9, line=dict(width=0.5, color="white")),
+                        text=[_hover(r) for r in mine], hovertemplate="%{text}<extra></extra>"), row=row, col=col)
+            points = [(r[field] / div, r["metrics"][metric[task]]) for r in have]
+            front = [points[i] for i in pareto(points)]
+            if front:
+                fig.add_trace(go.Scatter(
+                    x=[p[0] for p in front], y=[p[1] for p in front], mode="lines", line_shape="hv",
+                    line=dict(color="grey", dash="dash", width=1), name=FRONT, legendgroup=FRONT,
+                    showlegend=False, hoverinfo="skip"), row=row, col=col)
+            fig.update_xaxes(type=scale, title_text=title, row=row, col=col)
+        fig.update_yaxes(title_text=f"{task} {metric[task]}", row=row, col=1)
+    shown = set()  # one legend entry per group, from its first trace, whichever task that is in
+    for trace in fig.data:
+        trace.showlegend = trace.name not in shown
+        shown.add(trace.name)
+    fig.update_layout(height=330 * len(tasks) + 80, width=1500, template="plotly_white",
+                      title="peftbench explorer: score vs cost, one marker per run (click the legend to toggle)",
+                      legend=dict(title="method"), margin=dict(t=90, l=60, r=20, b=50))
+    return fig
+
+
+def write_explorer(records: list[dict[str, Any]], path: str | Path) -> Path | None:
+    """Write the page for the completed `records` (None: nothing to show); every script is inlined in the file."""
+    from .report import ORDER, TASK_ORDER, order
+
+    records = [r for r in records if r.get("status") == "completed" and r.get("metrics")]
+    if not records:
+        return None
+    methods = order({r["run"]["method"] for r in records}, ORDER)
+    tasks = order({r["run"]["task"] for r in records}, TASK_ORDER)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    figure(records, methods, tasks).write_html(tmp, include_plotlyjs=True, full_html=True,
+                                               config={"displaylogo": False})
+    os.chmod(tmp, 0o644)
+    tmp.replace(path)
+    return path
