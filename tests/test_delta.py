@@ -304,7 +304,7 @@ def test_qa_deltas_of_every_method_reload_exactly(tmp_path, method):
     loaded = load_run(run_dir)
     tokenizer = load_tokenizer(cfg.model)
     windows = TASKS["squad"].load(cfg, tokenizer).eval
-    want, got = (train_module.predict(m, windows, tokenizer, 64, torch.device("cpu")) for m in (trained, loaded.model))
+    want, got = (train_module.predict(m, windows, 64, torch.device("cpu")) for m in (trained, loaded.model))
     assert np.array_equal(np.stack(got["start_logits"]), np.stack(want["start_logits"]))
     assert np.array_equal(np.stack(got["end_logits"]), np.stack(want["end_logits"]))
     assert any("qa_outputs" in n for n in load_file(str(run_dir / DELTA_FILE)))  # the QA head trains and is saved

@@ -75,8 +75,8 @@ class Meter:
         if self.cuda:
             out["peak_memory_bytes"] = torch.cuda.max_memory_allocated()
             out["peak_memory_reserved_bytes"] = torch.cuda.max_memory_reserved()
-        elif "rss_before_train_bytes" in out:
-            out["peak_memory_bytes"] = _status("VmHWM")
+        elif "rss_before_train_bytes" in out:  # the kernel updates VmHWM lazily: it can lag a resident set read
+            out["peak_memory_bytes"] = max(_status("VmHWM"), _status("VmRSS"), out["rss_before_train_bytes"])
         if self.flops_per_token:
             out["train_flops_per_token"] = round(self.flops_per_token, 1)
             out["train_flops"] = round(self.flops_per_token * self.padded_tokens)
