@@ -25,12 +25,13 @@ import json
 import math
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench_table import summarize, table  # noqa: E402  (beside this script)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("PEFTBENCH_SHARED", REPO.parent / "shared")) / "data"
@@ -209,64 +210,13 @@ def device_name(device: str) -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU threads"
 
 
-def median(xs: list[float]) -> float:
-    return statistics.median(xs)
-
-
-def summarize(jobs: list[dict], runners: list[str], methods: list[str]) -> dict:
-    """Medians per (runner, method); speed ratios are medians of per-round ratios (paired runs share the noise)."""
-    by = {(j["runner"], j["method"], j["round"]): j for j in jobs}
-    rounds = sorted({j["round"] for j in jobs})
-    rows = {}
-    for m in methods:
-        row = {}
-        for r in runners:
-            js = [by[r, m, k] for k in rounds]
-            row[r] = {"samples_per_s": round(median([j["samples_per_s"] for j in js]), 2),
-                      "cpu_samples_per_s": round(median([j["cpu_samples_per_s"] for j in js]), 2),
-                      "accuracy": round(median([j["accuracy"] for j in js]), 2),
-                      "peak_mb": round(median([j["peak_memory"] for j in js]) / 2**20, 1),
-                      "train_memory_growth_mb": round(median([j["peak_memory"] - j["memory_before"] for j in js]) / 2**20, 1)}
-            if "full" in methods:
-                row[r]["peak_vs_full"] = round(median([j["peak_memory"] / by[r, "full", k]["peak_memory"]
-                                                       for k, j in zip(rounds, js)]), 3)
-                for key, field in [("step_time_vs_full", "samples_per_s"), ("cpu_step_time_vs_full", "cpu_samples_per_s")]:
-                    row[r][key] = round(median([by[r, "full", k][field] / j[field] for k, j in zip(rounds, js)]), 3)
-            if r != "peftbench" and "peftbench" in runners:
-                for key, field in [("peftbench_speedup", "samples_per_s"), ("peftbench_cpu_speedup", "cpu_samples_per_s")]:
-                    row[r][key] = round(median([by["peftbench", m, k][field] / j[field] for k, j in zip(rounds, js)]), 2)
-        rows[m] = row
-    return rows
-
-
-def table(summary: dict, runners: list[str]) -> str:
-    short = {"peftbench": "pb", "peftbench_base": "pb-base", "trainer_dynamic": "T-dyn", "trainer_grouped": "T-grp", "trainer_pad128": "T-128"}
-    head = ["method"] + [f"{short[r]} samples/s (per CPU s)" for r in runners]
-    others = [r for r in runners if r != "peftbench" and "peftbench" in runners]
-    head += [f"pb / {short[r]}" for r in others] + [f"pb / {short[r]} (CPU s)" for r in others]
-    head += [f"{short[r]} acc %" for r in runners]
-    head += [f"{short[r]} step/full wall (CPU s)" for r in runners] + [f"{short[r]} peak MB (vs full)" for r in runners]
-    nan = float("nan")
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for m, row in summary.items():
-        cells = [m] + [f"{row[r]['samples_per_s']:.1f} ({row[r]['cpu_samples_per_s']:.1f})" for r in runners]
-        cells += [f"{row[r]['peftbench_speedup']:.2f}x" for r in others]
-        cells += [f"{row[r]['peftbench_cpu_speedup']:.2f}x" for r in others]
-        cells += [f"{row[r]['accuracy']:.2f}" for r in runners]
-        cells += [f"{row[r].get('step_time_vs_full', nan):.2f} ({row[r].get('cpu_step_time_vs_full', nan):.2f})"
-                  for r in runners]
-        cells += [f"{row[r]['peak_mb']:.0f} ({row[r].get('peak_vs_full', float('nan')):.2f})" for r in runners]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", type=int, default=2000, help="first N SST-2 training rows (default 2000)")
     p.add_argument("--rounds", type=int, default=2, help="alternating rounds; the table quotes medians (default 2)")
     p.add_argument("--quick", action="store_true", help="smoke run: 200 rows, 1 round")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=METHODS)
-    p.add_argument("--runners", nargs="+", choices=RUNNERS, default=RUNNERS)
+    p.add_argument("--runners", nargs="+", choices=RUNNERS, default=[r for r in RUNNERS if r != "peftbench_base"])
     p.add_argument("--out", type=Path, default=REPO / "runs/bench/trainer_vs_peftbench")
     p.add_argument("--threads", type=int, help="torch threads per job (default: torch's own); 1 is steadier on a "
                    "busy machine")
@@ -286,6 +236,8 @@ def main(argv: list[str] | None = None) -> None:
         return job_main(json.loads(args.job))
     if args.quick:
         args.rows, args.rounds = 200, 1
+    if "peftbench_base" in args.runners and not args.base_src:
+        sys.exit("runner peftbench_base needs --base-src: the src/ folder of the peftbench checkout to compare with")
     args.precision = args.precision or ("fp16" if args.device == "cuda" else "fp32")
     args.out.mkdir(parents=True, exist_ok=True)
     jobs = []
