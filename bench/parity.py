@@ -30,7 +30,6 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,6 +37,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 SHARED_DATA = Path(os.environ.get("PEFTBENCH_SHARED", REPO.parent / "shared")) / "data"
+
+from bench_common import spawn  # noqa: E402  (beside this script)
 METHODS = ["full", "bitfit", "lora"]
 RUNNERS = ["pb_grouped", "pb_plain", "trainer_grouped", "trainer"]
 DEFAULT_RUNNERS = ["pb_grouped", "pb_plain", "trainer_grouped"]
@@ -138,17 +139,6 @@ def make_data_dir(task: str, rows: int, root: Path) -> Path:
     return root
 
 
-def spawn(spec: dict, log: Path) -> dict:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "TQDM_DISABLE": "1",
-           "PYTHONPATH": str(REPO / "src")}
-    with open(log, "w") as f:
-        proc = subprocess.run([sys.executable, __file__, "--job", json.dumps(spec)], stdout=f, stderr=subprocess.STDOUT,
-                              env=env)
-    if proc.returncode != 0:
-        sys.exit(f"job {log.stem} failed (exit {proc.returncode}): see {log}")
-    return json.loads(Path(spec["result"]).read_text())
-
-
 def comparisons(jobs: list[dict], runners: list[str], methods: list[str]) -> list[dict]:
     """Every peftbench runner minus every Trainer runner, and grouped minus plain within each, paired by seed."""
     from peftbench.stats import paired
@@ -230,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
                     res = json.loads(Path(spec["result"]).read_text())
                 else:
                     t0 = time.perf_counter()
-                    res = spawn(spec, jobs_dir / f"{name}.log")
+                    res = spawn(__file__, spec, jobs_dir / f"{name}.log", str(REPO / "src"))
                     print(f"[{time.perf_counter() - t0:6.1f}s] {name}: accuracy {res['accuracy']:.2f}", flush=True)
                 jobs.append({"runner": r, "method": m, "seed": seed, **res})
     comps = comparisons(jobs, args.runners, args.methods)

@@ -25,13 +25,12 @@ import json
 import math
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench_table import summarize, table  # noqa: E402  (beside this script)
+from bench_common import spawn, summarize, table  # beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("PEFTBENCH_SHARED", REPO.parent / "shared")) / "data"
@@ -188,18 +187,6 @@ def make_data_dir(rows: int, root: Path, source: Path = SHARED_DATA) -> Path:
     return root
 
 
-def spawn(spec: dict, log: Path) -> dict:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "TQDM_DISABLE": "1"}
-    if spec["runner"] == "peftbench_base":  # another checkout's peftbench (--base-src), e.g. the last release
-        env["PYTHONPATH"] = spec["base_src"]
-    with open(log, "w") as f:
-        proc = subprocess.run([sys.executable, __file__, "--job", json.dumps(spec)], stdout=f, stderr=subprocess.STDOUT,
-                              env=env)
-    if proc.returncode != 0:
-        sys.exit(f"job {spec['runner']}/{spec['method']} failed (exit {proc.returncode}): see {log}")
-    return json.loads(Path(spec["result"]).read_text())
-
-
 def device_name(device: str) -> str:
     import platform
 
@@ -257,7 +244,9 @@ def main(argv: list[str] | None = None) -> None:
                             "model_dir": model_dir, "device": args.device, "precision": args.precision,
                             "overrides": args.pb, "base_src": args.base_src}
                     t0 = time.perf_counter()
-                    res = spawn(spec, args.out / f"{name}.log")
+                    # peftbench_base: another checkout's peftbench (--base-src), e.g. the last release
+                    res = spawn(__file__, spec, args.out / f"{name}.log",
+                                args.base_src if r == "peftbench_base" else None)
                     jobs.append({"runner": r, "method": m, "round": k, **res})
                     print(f"[{time.perf_counter() - t0:6.1f}s] {name}: {res['samples_per_s']:.1f} samples/s, "
                           f"acc {res['accuracy']:.2f}, peak memory {res['peak_memory'] / 2**20:.0f} MB", flush=True)

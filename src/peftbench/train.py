@@ -198,6 +198,7 @@ def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker, s
     lengths = data.train.lengths
     trainable = [p for p in model.parameters() if p.requires_grad]  # once, not a walk over every module per step
     multiple = pad_multiple(cfg, device)
+    amp = autocast(cfg, device)  # built once; re-entered for every micro-batch
     meter = cost.Meter(device)
     loop = {"step": 0, "epoch": 0, "batch": 0, "samples": 0, "tokens": 0, "train_time_s": 0.0, "running": 0.0,
             "padded_tokens": 0, "flops_per_token": None, "cost": {}}
@@ -238,7 +239,7 @@ def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker, s
                         batch = data.train.batch(rows, device, multiple)
                         # DDP all-reduces gradients on the last micro-batch only
                         with accelerator.no_sync(model) if j < len(micro) - 1 else contextlib.nullcontext():
-                            with autocast(cfg, device):
+                            with amp:
                                 part = model(**batch).loss * (len(rows) / len(mine))  # the mean over `mine`
                             scaler.scale(part).backward()
                         loss, padded = loss + part.detach(), padded + batch["input_ids"].numel()

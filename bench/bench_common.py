@@ -1,8 +1,26 @@
-"""The summary table of trainer_vs_peftbench.py: medians per runner and method, and paired per-round ratios."""
+"""Pieces the bench scripts share: one job in its own subprocess, and trainer_vs_peftbench.py's summary table."""
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+
+def spawn(script: str, spec: dict, log: Path, pythonpath: str | None = None) -> dict:
+    """Run `script --job SPEC` in a fresh process (its own peak memory), offline and quiet; its result JSON."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "TQDM_DISABLE": "1"}
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    with open(log, "w") as f:
+        proc = subprocess.run([sys.executable, script, "--job", json.dumps(spec)], stdout=f, stderr=subprocess.STDOUT,
+                              env=env)
+    if proc.returncode != 0:
+        sys.exit(f"job {log.stem} failed (exit {proc.returncode}): see {log}")
+    return json.loads(Path(spec["result"]).read_text())
 
 
 def median(xs: list[float]) -> float:
