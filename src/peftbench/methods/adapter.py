@@ -3,8 +3,11 @@ inserted into every encoder block; the base is frozen and the adapters and the h
 
   Houlsby et al. 2019 (`positions: [attention, ffn]`): after the attention's output projection and after the FFN's.
   Pfeiffer et al. 2021 (`positions: [ffn]`): after the FFN's output projection only.
-The adapter sits where the `adapters` library puts it: on the projection's output after its dropout, before the
-block's residual add and LayerNorm. (The `adapters` library pins transformers 4.x, hence this module.)
+The adapter sits where the `adapters` library puts it, on the projection's output h (after its dropout), with the
+block's input r and its LayerNorm LN (the `adapters` library pins transformers 4.x, hence this module):
+  Houlsby (its DoubleSeqBnConfig):  LN(h + A(h) + r)
+  Pfeiffer (its SeqBnConfig, `original_ln_before: true`):  LN(h + A(LN(h + r)) + r) -- the adapter reads the
+  block's normalised output, and the same (frozen) LayerNorm is applied again after it.
 Both positions are found by role: the `*SelfOutput` module (attention output) and the `*Output` module beside an
 `intermediate` (FFN output), each with `dense`, `dropout` and `LayerNorm` -- BERT, RoBERTa and their kin.
 Width = hidden size // `reduction_factor`. Near-identity start: both projections ~ N(0, 0.01) truncated at two
@@ -32,7 +35,7 @@ class Bottleneck(nn.Module):
             nn.init.zeros_(layer.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.up(self.act(self.down(x)))
+        return self.up(self.act(self.down(x)))
 
 
 class AdapterOutput(nn.Module):
@@ -41,13 +44,16 @@ class AdapterOutput(nn.Module):
     It keeps the original's children under their names, so the frozen weights keep their parameter names.
     """
 
-    def __init__(self, output: nn.Module, adapter: Bottleneck) -> None:
+    def __init__(self, output: nn.Module, adapter: Bottleneck, original_ln_before: bool) -> None:
         super().__init__()
         self.dense, self.dropout, self.LayerNorm = output.dense, output.dropout, output.LayerNorm
         self.adapter = adapter
+        self.original_ln_before = original_ln_before
 
     def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.adapter(self.dropout(self.dense(hidden_states))) + input_tensor)
+        h = self.dropout(self.dense(hidden_states))
+        x = self.LayerNorm(h + input_tensor) if self.original_ln_before else h
+        return self.LayerNorm(h + self.adapter(x) + input_tensor)
 
 
 def role(name: str, module: nn.Module, parent: nn.Module) -> str | None:
@@ -79,7 +85,8 @@ def apply(model: nn.Module, cfg: DictConfig) -> nn.Module:
         if name and role(name, module, parent) in positions:
             hidden = module.dense.out_features
             width = max(1, hidden // cfg.reduction_factor)
-            setattr(parent, child, AdapterOutput(module, Bottleneck(hidden, width, cfg.activation)))
+            adapter = Bottleneck(hidden, width, cfg.activation)
+            setattr(parent, child, AdapterOutput(module, adapter, bool(cfg.get("original_ln_before", False))))
             found.append(role(name, module, parent))
     missing = [p for p in positions if p not in found]
     if missing:
