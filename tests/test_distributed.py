@@ -69,3 +69,22 @@ def test_grad_accum_trains_like_the_whole_batch(tmp_path, glue_dir):
 def test_batch_that_does_not_divide_into_micro_batches_is_refused(tmp_path, glue_dir, capsys):
     code = main(["train", *ARGS, "grad_accum=3", f"data_dir={glue_dir}", f"out={tmp_path / 'x'}"])
     assert code == 2 and "batch_size=8 does not divide over 1 processes x grad_accum=3" in capsys.readouterr().err
+
+
+def test_prefix_trains_on_two_processes_like_one(tmp_path, glue_dir):
+    """DDP wraps PrefixModel: the prefixes live outside the encoder and reach it through each layer's kv, so every
+    trainable tensor must still get its all-reduced gradient (a missed one would hang or raise in DDP)."""
+    args = [*ARGS, "method=prefix", "method.num_virtual_tokens=4", "epochs=3", f"data_dir={glue_dir}"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(["train", *args, f"out={one}"]) == 0
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "-m", "peftbench.cli", "train", *args, f"out={two}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[:3000]
+    a, b = (json.loads((d / "result.json").read_text()) for d in (one, two))
+    assert (a["num_processes"], b["num_processes"]) == (1, 2) and b["metrics"] == a["metrics"]
+    da, db = load_file(one / "delta.safetensors"), load_file(two / "delta.safetensors")
+    assert "prefix.embedding.weight" in da and da.keys() == db.keys()
+    assert all(torch.allclose(da[k], db[k], atol=1e-4) for k in da)

@@ -247,3 +247,23 @@ def test_bad_method_settings_are_one_line_errors(over, message):
     model = load_model(load_config(["model=tiny"]).model, "seq_cls")
     with pytest.raises(UserError, match=re.escape(message)):
         apply_method(model, load_config(["model=tiny", *over]).method, "tiny")
+
+
+def test_prefix_compiles_to_the_same_logits_and_gradients():
+    """torch.compile traces the per-forward prefix hand-off (PrefixModel sets each layer's kv): same numbers as eager.
+    aot_eager runs dynamo and autograd tracing without inductor's C++ build, which the CPU test need not pay for."""
+    model, _ = tiny("prefix", **{"method.num_virtual_tokens": 3, "method.projection": 8})
+    model.eval()
+    ids = torch.tensor([[2, 10, 11, 12, 3], [2, 14, 3, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    labels = torch.tensor([0, 1])
+    grads = []
+    for m in (model, torch.compile(model, backend="aot_eager", dynamic=False)):
+        model.zero_grad()
+        out = m(input_ids=ids, attention_mask=mask, labels=labels)
+        out.loss.backward()
+        grads.append((out.logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}))
+    (a, ga), (b, gb) = grads
+    assert torch.allclose(a, b, atol=1e-6) and ga.keys() == gb.keys()
+    assert all(torch.allclose(ga[n], gb[n], atol=1e-6) for n in ga) and ga["prefix.embedding.weight"].abs().sum() > 0
+    assert all(layer.kv is None for layer in model.layers)  # no graph kept alive after a compiled step either
