@@ -95,6 +95,21 @@ def test_report_numbers_from_fixture_records(studies, tmp_path):
         assert f"({png}.png)" in md
 
 
+def test_costs_give_step_time_and_peak_memory_against_full(tmp_path):
+    for method, seconds, peak in (("full", 20.0, 2**31), ("bitfit", 13.0, 3 * 2**29)):
+        for seed in (1, 2):
+            record(tmp_path, "mrpc", method, seed, {"f1": 85.0}, train_time_s=seconds + seed - 1, train_steps=100,
+                   peak_memory_bytes=peak)
+    record(tmp_path, "rte", "bitfit", 1, {"accuracy": 60.0}, train_time_s=5.0)  # no full FT, no step count: "—"
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "rep")]) == 0
+    costs = {(r[0], r[1]): r[2:] for m in ("full", "bitfit") for r in rows((tmp_path / "rep" / "report.md").read_text(), m)
+             if len(r) == 10}
+    # full: 20.5 s / 100 steps = 205 ms, 2,048 MiB; bitfit: 135 ms (0.66x), 1,536 MiB (0.75x)
+    assert costs[("full", "mrpc")][:1] + costs[("full", "mrpc")][4:6] == ["2,048", "205", "1.00x"]
+    assert costs[("bitfit", "mrpc")][:2] == ["1,536", "0.75x"] and costs[("bitfit", "mrpc")][4:6] == ["135", "0.66x"]
+    assert costs[("bitfit", "rte")][1] == "—" and costs[("bitfit", "rte")][4:6] == ["—", "—"]
+
+
 def test_no_crossover_and_duplicates(tmp_path):
     for size, (f, b) in {500: (50, 40), 1000: (60, 45)}.items():
         record(tmp_path, "squad", "full", 42, {"f1": f, "exact_match": f}, size=size)

@@ -83,20 +83,26 @@ def glue_section(recs: list[dict], out: Path, tag: str) -> list[str]:
     figures.flops_comparison(by, methods, tasks, out / f"flops_comparison{tag}.png")
     lines += ["", f"![parameter efficiency](parameter_efficiency{tag}.png)", "",
               f"![GLUE results](part1_results{tag}.png)", ""]
-    lines += ["### Costs", "", "| method | task | peak memory (MiB) | grads + optimizer (MiB) | train FLOPs | "
-              "train time (s) | delta on disk (KiB) |", "|---|---|---:|---:|---:|---:|---:|"]
+    lines += ["### Costs", "", "| method | task | peak memory (MiB) | vs full | grads + optimizer (MiB) | train FLOPs | "
+              "step (ms) | vs full | train time (s) | delta on disk (KiB) |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    avg = lambda rs, k: (sum(r[k] for r in rs if k in r) / n) if (n := sum(k in r for r in rs)) else math.nan  # noqa: E731
+    step = lambda rs: 1000 * avg(rs, "train_time_s") / (avg(rs, "train_steps") or math.nan)  # noqa: E731
     for m in methods:
         for t in tasks:
-            rs = by[m].get(t, [])
+            rs, full = by[m].get(t, []), by.get("full", {}).get(t, [])
             if rs:
-                avg = lambda k: (sum(r[k] for r in rs if k in r) / n) if (n := sum(k in r for r in rs)) else math.nan
+                ratio = lambda x, y: f"{x / y:.2f}x" if full and x == x and y == y and y else "—"  # noqa: E731 (not NaN)
+                ms = lambda x: f"{x:,.0f}" if x == x else "—"  # noqa: E731
                 mark = f" {FLAG}" if any(learned_nothing(r) for r in rs) else ""
-                lines.append(f"| {m} | {t}{mark} | {avg('peak_memory_bytes') / 2**20:,.0f} | "
-                             f"{(avg('memory_gradients_bytes') + avg('memory_optimizer_bytes')) / 2**20:,.1f} | "
-                             f"{avg('train_flops'):.3g} | {avg('train_time_s'):,.1f} | {avg('delta_bytes') / 1024:,.0f} |")
+                lines.append(f"| {m} | {t}{mark} | {avg(rs, 'peak_memory_bytes') / 2**20:,.0f} | "
+                             f"{ratio(avg(rs, 'peak_memory_bytes'), avg(full, 'peak_memory_bytes'))} | "
+                             f"{(avg(rs, 'memory_gradients_bytes') + avg(rs, 'memory_optimizer_bytes')) / 2**20:,.1f} | "
+                             f"{avg(rs, 'train_flops'):.3g} | {ms(step(rs))} | {ratio(step(rs), step(full))} | "
+                             f"{avg(rs, 'train_time_s'):,.1f} | {avg(rs, 'delta_bytes') / 1024:,.0f} |")
     devices = sorted({r.get("device", "?") for m in by.values() for rs in m.values() for r in rs})
     lines += ["", f"Means over seeds{' at each best rate' if tuned else ''}. Device: {', '.join(devices)} (on CPU, peak memory is the process's peak resident "
-              "set while training). FLOPs: forward + backward, counted on the first step, times the tokens seen.",
+              "set while training). FLOPs: forward + backward, counted on the first step, times the tokens seen. "
+              "Step: train time / optimizer steps; \"vs full\": the ratio to full FT on the same task.",
               "", f"![costs](flops_comparison{tag}.png)", ""]
     return lines
 
