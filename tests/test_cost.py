@@ -5,6 +5,7 @@ The tiny BERT (hidden 32, 2 layers, FFN 64, 141-token vocabulary, 512 positions)
 
 from __future__ import annotations
 
+import gc
 import json
 
 import pytest
@@ -105,3 +106,22 @@ def test_step_flops_match_a_recount_and_the_analytic_count(records, data_root, m
     per_token = rec["train_flops_per_step"] / (b * s)
     assert rec["train_flops_per_token"] == round(per_token, 1)
     assert rec["train_flops"] == round(per_token * padded)
+
+
+def test_cpu_meter_does_not_count_what_an_earlier_run_left_in_a_reference_cycle():
+    """A study trains run after run in one process; a model kept alive by a reference cycle (as peft models are)
+    must not count as the next run's resident memory."""
+    from peftbench.cost import Meter, _status
+
+    gc.disable()  # so that only the meter can collect the cycle
+    try:
+        start = _status("VmRSS")
+        cycle = {"weights": torch.ones(100 * 2**20)}  # 400 MiB of float32, written, so resident
+        cycle["self"] = cycle
+        del cycle
+        assert _status("VmRSS") > start + 300 * 2**20  # still resident: only the cycle collector can free it
+        meter = Meter(torch.device("cpu"))
+        assert meter.fields["rss_before_train_bytes"] < start + 100 * 2**20
+        assert meter.peak()["peak_memory_bytes"] < start + 100 * 2**20
+    finally:
+        gc.enable()

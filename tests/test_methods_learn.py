@@ -1,5 +1,6 @@
-"""Integration: on the real MiniLM and SST-2 (2,000 rows, one epoch, 125 steps), the hand-written methods (prefix,
-Pfeiffer adapters, LN tuning) and (IA)^3 through peft learn: well above the majority class on the full dev set.
+"""Integration: on the real MiniLM and SST-2 (2,000 rows, one epoch, 125 steps), every method added after the seed
+-- the hand-written ones (prefix, both adapters, LN tuning) and those through peft ((IA)^3, DoRA, VeRA, LoRA on
+every linear layer) -- learns: well above the majority class on the full dev set.
 
 Each rate is one the method learns at in this short budget (README, "Does it learn?"); the configs' defaults are
 the papers' rates for full-length training. About 1-2 CPU minutes per method.
@@ -15,7 +16,8 @@ from peftbench.train import train
 
 pytestmark = pytest.mark.integration
 
-RATES = {"prefix": "1e-2", "adapter_pfeiffer": "2e-3", "ln_tuning": "1e-2", "ia3": "2e-2"}
+RATES = {"prefix": "1e-2", "adapter_pfeiffer": "2e-3", "adapter_houlsby": "1e-3", "ln_tuning": "1e-2", "ia3": "2e-2",
+         "dora": "2e-3", "vera": "2e-2", "lora_all": "1e-3"}
 
 
 @pytest.mark.parametrize("method", list(RATES))
@@ -27,4 +29,4 @@ def test_newer_methods_learn_sst2(shared_data, tmp_path, method):
     majority = baseline(rec)  # 50.92: the dev set's positive share
     assert 50 < majority < 52
     assert rec["metrics"]["accuracy"] >= majority + 12, rec["metrics"]
-    assert rec["trainable_percent"] < 1
+    assert rec["trainable_percent"] < 1.5  # lora_all: 1.46% of MiniLM; the others under 1%
