@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
@@ -125,7 +126,8 @@ def test_two_runs_into_one_folder_at_once(tmp_path, glue_dir, capsys):
                              env={**os.environ, "PYTHONWARNINGS": "ignore"})
     try:
         deadline = time.time() + 120
-        while "step" not in ((out / "train.log").read_text() if (out / "train.log").exists() else ""):
+        # a loop line ("step 20/..."), not the header's "N steps": the SIGTERM handler is installed by then
+        while not re.search(r"step \d+/", (out / "train.log").read_text() if (out / "train.log").exists() else ""):
             assert first.poll() is None, first.stderr.read()
             assert time.time() < deadline
             time.sleep(0.05)
