@@ -87,18 +87,17 @@ def glue_section(recs: list[dict], out: Path, tag: str) -> list[str]:
               "step (ms) | vs full | train time (s) | delta on disk (KiB) |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     avg = lambda rs, k: (sum(r[k] for r in rs if k in r) / n) if (n := sum(k in r for r in rs)) else math.nan  # noqa: E731
     step = lambda rs: 1000 * avg(rs, "train_time_s") / (avg(rs, "train_steps") or math.nan)  # noqa: E731
+    ratio = lambda x, y: f"{x / y:.2f}x" if x == x and y == y and y else "—"  # noqa: E731 (x == x: not NaN)
     for m in methods:
         for t in tasks:
             rs, full = by[m].get(t, []), by.get("full", {}).get(t, [])
             if rs:
-                ratio = lambda x, y: f"{x / y:.2f}x" if full and x == x and y == y and y else "—"  # noqa: E731 (not NaN)
-                ms = lambda x: f"{x:,.0f}" if x == x else "—"  # noqa: E731
+                ms, peak = step(rs), avg(rs, "peak_memory_bytes")
                 mark = f" {FLAG}" if any(learned_nothing(r) for r in rs) else ""
-                lines.append(f"| {m} | {t}{mark} | {avg(rs, 'peak_memory_bytes') / 2**20:,.0f} | "
-                             f"{ratio(avg(rs, 'peak_memory_bytes'), avg(full, 'peak_memory_bytes'))} | "
+                lines.append(f"| {m} | {t}{mark} | {peak / 2**20:,.0f} | {ratio(peak, avg(full, 'peak_memory_bytes'))} | "
                              f"{(avg(rs, 'memory_gradients_bytes') + avg(rs, 'memory_optimizer_bytes')) / 2**20:,.1f} | "
-                             f"{avg(rs, 'train_flops'):.3g} | {ms(step(rs))} | {ratio(step(rs), step(full))} | "
-                             f"{avg(rs, 'train_time_s'):,.1f} | {avg(rs, 'delta_bytes') / 1024:,.0f} |")
+                             f"{avg(rs, 'train_flops'):.3g} | {f'{ms:,.0f}' if ms == ms else '—'} | "
+                             f"{ratio(ms, step(full))} | {avg(rs, 'train_time_s'):,.1f} | {avg(rs, 'delta_bytes') / 1024:,.0f} |")
     devices = sorted({r.get("device", "?") for m in by.values() for rs in m.values() for r in rs})
     lines += ["", f"Means over seeds{' at each best rate' if tuned else ''}. Device: {', '.join(devices)} (on CPU, peak memory is the process's peak resident "
               "set while training). FLOPs: forward + backward, counted on the first step, times the tokens seen. "
