@@ -17,26 +17,30 @@ PRESETS = ["all_minilm", "glue_minilm", "scaling_minilm"]  # the studies whose o
 
 
 @cache
-def planned() -> dict[Path, list[str]]:
-    runs = {}
+def plans() -> dict[str, dict[Path, list[str]]]:
+    """Each preset's runs: folder -> overrides."""
+    out = {}
     for name in PRESETS:
         study = load_study(name)
         assert Path(study.out).parts[0] == "results", f"{name}: out={study.out} is not under results/"
-        for folder, over in plan(study):
-            runs.setdefault(RESULTS.parent / folder, over)
-    return runs
+        out[name] = {RESULTS.parent / folder: over for folder, over in plan(study)}
+    return out
+
+
+def planned() -> dict[Path, list[str]]:
+    return {folder: over for runs in plans().values() for folder, over in runs.items()}
 
 
 COMMITTED = sorted(RESULTS.rglob("result.json"))
 
 
 def test_presets_write_under_results() -> None:
-    runs = planned()
-    # all_minilm's five seed methods at their MiniLM rate, seeds 1-2, are glue_minilm runs: one folder, not two
-    shared = [f for f in runs if "glue_minilm" in f.parts and f.parts[-3] in
-              ("full", "bitfit", "bitfit_subset", "lora", "prompt") and f.parts[-1] in ("seed1", "seed2")]
-    assert len(shared) == 2 * 5 * 3 * 2  # tasks x methods x rates x seeds 1-2
-    assert len(runs) == 90 + 8 * 2 * 2 + 16  # glue_minilm + all_minilm's 8 other methods + scaling_minilm
+    p = plans()
+    # all_minilm's runs of the five seed methods at glue_minilm's rates are glue_minilm runs: one folder, one config
+    shared = p["all_minilm"].keys() & p["glue_minilm"].keys()
+    assert len(shared) == (5 + 1 + 1) * 2 * 2  # (MiniLM rates + BitFit 1e-3 + prompt 3e-3) x tasks x seeds 1-2
+    assert all(p["all_minilm"][f][1:] == p["glue_minilm"][f][1:] for f in shared)  # [0] is the W&B group
+    assert len(planned()) == 90 + 64 - len(shared) + 16
 
 
 @pytest.mark.skipif(not COMMITTED, reason="no committed results")
