@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -229,3 +230,32 @@ def test_scaling_pairs_by_seed_when_both_methods_ran_the_same_seeds(tmp_path):
     half = 4.303 * math.sqrt(((2 - 13 / 6) ** 2 * 2 + (2.5 - 13 / 6) ** 2) / 2) / math.sqrt(3)
     assert rows(md, "500")[0][3:5] == [f"+2.17 (±{half:.2f})", "**bitfit**"] and f"{half:.2f}" == "0.72"
     assert compare([50, 60, 70], [52, 62, 72.5])["winner"] == "tie"
+
+
+def test_scaling_report_states_the_schedule_the_runs_trained(tmp_path):
+    # Two sizes, one seed each; the settings come from each result.json, so a reduced schedule is said in the report.
+    # 500 questions -> 561 windows, 150 steps of 16: 150 x 16 / 561 = 4.28 passes; seed 2 got 547 windows (4.39).
+    sched = {"schedule": "steps", "steps": {"min_steps": 150, "epochs_equiv": 2, "cap": 500}, "batch_size": 16,
+             "warmup_ratio": 0.1, "max_length": 256, "doc_stride": 64}
+    for method, lr in (("full", 1e-4), ("bitfit", 5e-3)):
+        for size, seed, windows, steps in ((500, 1, 561, 150), (500, 2, 547, 150), (4000, 1, 4400, 500)):
+            record(tmp_path, "squad", method, seed, {"f1": 20.0, "exact_match": 10.0}, size=size, train_steps=steps,
+                   train_windows=windows, lr=lr, precision="bf16", eval_examples=1000)
+            path = tmp_path / "squad" / method / str(size) / f"seed{seed}" / "result.json"
+            rec = json.loads(path.read_text())
+            rec["config"].update({k: v for k, v in sched.items() if k not in ("max_length", "doc_stride")})
+            rec["config"]["task"].update(max_length=256, doc_stride=64)
+            write_json_atomic(path, rec)
+    md = write_report([tmp_path], tmp_path / "rep").read_text()
+    assert "| 500 | 547–561 | 150 | 150 | 4.3–4.4 |" in md
+    assert "| 4,000 | 4,400 | 500 | 500 | 1.8 |" in md  # 500 x 16 / 4,400 = 1.82
+    assert ("Schedule `steps`: steps = min(500, max(150, ceil(windows / 16 × 2))), batch 16, warmup 0.1 of the steps. "
+            "Windows of 256 tokens (stride 64); eval on 1,000 questions; precision bf16; learning rate full 0.0001; "
+            "bitfit 0.005.") in md
+
+
+def test_scaling_report_with_one_method_so_far(tmp_path):
+    # A study half-way through (full FT done, BitFit not started) still reports: no Δ, no crossover, no crash.
+    record(tmp_path, "squad", "full", 1, {"f1": 17.0, "exact_match": 9.0}, size=500)
+    md = write_report([tmp_path], tmp_path / "rep").read_text()
+    assert rows(md, "500")[0] == ["500", "17.00 (n=1)", "—", "—", "9.00 (n=1)"] and "### Crossover" not in md

@@ -1,5 +1,6 @@
 """The report's SQuAD scaling section: full FT vs BitFit per training size (tie rule: the 95% interval of Δ covers 0),
-the crossover on log(size) with a bootstrap interval over seeds, data regimes and the decision rule they give.
+the crossover on log(size) with a bootstrap interval over seeds, data regimes and the decision rule they give, and
+the schedule the runs trained (read from their result.json, so a reduced one is said in the report itself).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def scaling_section(recs: list[dict], out: Path, tag: str) -> list[str]:
     sizes = sorted({s for m in by.values() for s in m})
     full_pool = {s for m in by.values() for s, rs in m.items() if any(r["run"]["train_size"] is None for r in rs)}
     label = {s: (f"all ({s:,})" if s in full_pool else f"{s:,}") for s in sizes}
-    val = lambda m, s, k: [r["metrics"][k] for r in by[m].get(s, [])]
+    val = lambda m, s, k: [r["metrics"][k] for r in by.get(m, {}).get(s, [])]  # a study half-run: one method
     a, b = PAIR
     lines = ["| train size | " + " | ".join(f"{m} F1" for m in methods) + f" | Δ F1 ({b} − {a}) | winner | "
              + " | ".join(f"{m} EM" for m in methods) + " |", "|---:|" + "---:|" * (2 * len(methods) + 2)]
@@ -76,8 +77,55 @@ def scaling_section(recs: list[dict], out: Path, tag: str) -> list[str]:
                 text += " They cross again at " + ", ".join(f"{c:,.0f}" for c in cross[1:]) + "."
             lines.append(text)
         lines += ["", *regimes(compared, label), ""]
+    lines += schedule_lines(by, methods, sizes, label)
     figures.part2_results(by, methods, sizes, cross if compared else [], out / f"part2_results{tag}.png")
     return lines + [f"![SQuAD scaling](part2_results{tag}.png)", ""]
+
+
+def spread(values) -> str:
+    """One value, or the range (numbers) / the set (anything else) that the runs span; "—" when none recorded it."""
+    vals = {v for v in values if v is not None}
+    if not vals:
+        return "—"
+    if all(isinstance(v, (int, float)) for v in vals):
+        lo, hi = min(vals), max(vals)
+        return f"{lo:,}" if lo == hi else f"{lo:,}–{hi:,}"
+    return " / ".join(sorted(map(str, vals)))
+
+
+def schedule_lines(by: dict, methods: list[str], sizes: list[int], label: dict[int, str]) -> list[str]:
+    """Steps and training windows per size, then the settings the runs used: what a reader needs to compare the
+    curve with the seed's (min(15000, max(2000, ceil(n/16 x 5))) steps, 384-token windows, the whole eval set)."""
+    runs = [r for m in methods for s in sizes for r in by[m].get(s, [])]
+    if not any(r.get("train_steps") for r in runs):
+        return []
+    lines = ["### Training schedule", "", "| train size | training windows | "
+             + " | ".join(f"{m} steps" for m in methods) + " | passes over the windows |",
+             "|---:|---:|" + "---:|" * (len(methods) + 1)]
+    for s in sizes:
+        rs = [r for m in methods for r in by[m].get(s, [])]
+        passes = [r["train_steps"] * r["config"]["batch_size"] / r["train_windows"] for r in rs
+                  if r.get("train_steps") and r.get("train_windows") and "batch_size" in r["config"]]
+        lines.append(f"| {label[s]} | {spread(r.get('train_windows') for r in rs)} | "
+                     + " | ".join(spread(r.get("train_steps") for r in by[m].get(s, [])) for m in methods)
+                     + f" | {spread(round(p, 1) for p in passes)} |")
+    cfg = lambda *keys: spread(_get(r["config"], keys) for r in runs)
+    rule = (f"steps = min({cfg('steps', 'cap')}, max({cfg('steps', 'min_steps')}, ceil(windows / "
+            f"{cfg('batch_size')} × {cfg('steps', 'epochs_equiv')})))" if cfg("schedule") == "steps"
+            else f"{cfg('epochs')} epochs")
+    rates = "; ".join(f"{m} " + " / ".join(sorted({rate(r.get("lr")) for s in sizes for r in by[m].get(s, [])}))
+                      for m in methods)
+    lines += ["", f"Schedule `{cfg('schedule')}`: {rule}, batch {cfg('batch_size')}, warmup {cfg('warmup_ratio')} of the "
+              f"steps. Windows of {cfg('task', 'max_length')} tokens (stride {cfg('task', 'doc_stride')}); eval on "
+              f"{spread(r.get('eval_examples') for r in runs)} questions; precision {spread(r.get('precision') for r in runs)}; "
+              f"learning rate {rates}.", ""]
+    return lines
+
+
+def _get(d: dict, keys: tuple[str, ...]):
+    for k in keys:
+        d = d.get(k) if isinstance(d, dict) else None
+    return d
 
 
 def regimes(compared: list[tuple[int, float, str]], label: dict[int, str]) -> list[str]:
