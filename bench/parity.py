@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--runners", nargs="+", choices=RUNNERS, default=DEFAULT_RUNNERS)
     p.add_argument("--lr", nargs="+", default=[], metavar="METHOD=RATE", help="e.g. bitfit=1e-3 (default: LRS)")
     p.add_argument("--threads", type=int, help="torch threads per job (default: torch's own)")
-    p.add_argument("--out", type=Path, default=REPO / "runs/bench/parity")
+    p.add_argument("--out", type=Path, default=REPO / "bench/results/parity")  # committed: jobs/*.json + tables
     p.add_argument("--job", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.job:
