@@ -193,6 +193,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lr", nargs="+", default=[], metavar="METHOD=RATE", help="e.g. bitfit=1e-3 (default: LRS)")
     p.add_argument("--threads", type=int, help="torch threads per job (default: torch's own)")
     p.add_argument("--out", type=Path, default=REPO / "bench/results/parity")  # committed: jobs/*.json + tables
+    p.add_argument("--report", action="store_true",
+                   help="run nothing: write the tables from every job already in OUT/jobs (any seeds) for the "
+                        "given methods and runners, so runs of different sizes (e.g. BitFit over more seeds) "
+                        "share one table")
     p.add_argument("--job", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.job:
@@ -206,9 +210,21 @@ def main(argv: list[str] | None = None) -> None:
         return None
     lrs = {**LRS, **{k: float(v) for k, v in (x.split("=", 1) for x in args.lr)}}
     jobs_dir = args.out / "jobs"
+    jobs, t_all = [], time.perf_counter()
+    if args.report:
+        jobs = collected(jobs_dir, args.task, args.methods, args.runners)
+        if not jobs:
+            sys.exit(f"--report: no {args.task} job for {args.methods} x {args.runners} in {jobs_dir}; "
+                     f"run the bench without --report first")
+        want = args.epochs * math.ceil(args.rows / BATCH) if args.rows else None
+        if want and any(j["steps"] != want for j in jobs):  # a job name does not say its rows/epochs; steps do
+            bad = next(j for j in jobs if j["steps"] != want)
+            sys.exit(f"--report: {jobs_dir} holds {bad['method']}/{bad['runner']} seed {bad['seed']} with "
+                     f"{bad['steps']} steps, not the {want} of --rows {args.rows} --epochs {args.epochs}; "
+                     f"pass the --rows/--epochs its jobs ran with, or another --out")
+        return write_tables(args, jobs, lrs, t_all)
     jobs_dir.mkdir(parents=True, exist_ok=True)
     data_dir = make_data_dir(args.task, args.rows, args.out / "data")
-    jobs, t_all = [], time.perf_counter()
     for seed in range(1, args.seeds + 1):  # seed outermost, runners alternating: machine noise hits all alike
         for m in args.methods:
             for r in args.runners:
@@ -223,14 +239,34 @@ def main(argv: list[str] | None = None) -> None:
                     res = spawn(__file__, spec, jobs_dir / f"{name}.log", str(REPO / "src"))
                     print(f"[{time.perf_counter() - t0:6.1f}s] {name}: accuracy {res['accuracy']:.2f}", flush=True)
                 jobs.append({"runner": r, "method": m, "seed": seed, **res})
+    return write_tables(args, jobs, lrs, t_all)
+
+
+def collected(jobs_dir: Path, task: str, methods: list[str], runners: list[str]) -> list[dict]:
+    """Every finished job in jobs_dir for task x methods x runners, any seed (file names: TASK-METHOD-RUNNER-sSEED)."""
+    jobs = []
+    for m in methods:
+        for r in runners:
+            for f in jobs_dir.glob(f"{task}-{m}-{r}-s*.json"):
+                seed = f.stem.rsplit("-s", 1)[1]
+                if seed.isdigit():
+                    jobs.append({"runner": r, "method": m, "seed": int(seed), **json.loads(f.read_text())})
+    return sorted(jobs, key=lambda j: (j["seed"], methods.index(j["method"]), runners.index(j["runner"])))
+
+
+def write_tables(args: argparse.Namespace, jobs: list[dict], lrs: dict, t_all: float) -> None:
     comps = comparisons(jobs, args.runners, args.methods)
     md = tables(jobs, comps, args.runners, args.methods)
+    seeds = {f"{m}/{r}": sorted(j["seed"] for j in jobs if j["method"] == m and j["runner"] == r)
+             for m in args.methods for r in args.runners}
     setup = {"task": args.task, "rows": args.rows, "epochs": args.epochs, "seeds": args.seeds, "lrs": lrs,
-             "batch_size": BATCH, "runners": args.runners, "threads": args.threads,
+             "batch_size": BATCH, "runners": args.runners, "threads": args.threads, "report_only": args.report,
+             "seeds_per_cell": {k: len(v) for k, v in seeds.items()},
              "command": " ".join([Path(sys.executable).name, *sys.argv]), "wall_s": round(time.perf_counter() - t_all)}
     (args.out / "results.json").write_text(json.dumps({"setup": setup, "jobs": jobs, "comparisons": comps}, indent=2))
+    which = ("seeds: n per cell below (every job in OUT/jobs)" if args.report else f"seeds 1-{args.seeds}")
     head = (f"`{setup['command']}`: MiniLM, {args.task} first {args.rows or 'all'} training rows, {args.epochs} "
-            f"epoch(s), dev accuracy (%), seeds 1-{args.seeds}; differences paired by seed, 95% t-interval.")
+            f"epoch(s), dev accuracy (%), {which}; differences paired by seed, 95% t-interval.")
     (args.out / "results.md").write_text(f"{head}\n\n{md}\n")
     print(md)
     print(f"wrote {args.out / 'results.json'} and {args.out / 'results.md'}")

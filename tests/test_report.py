@@ -12,7 +12,7 @@ import pytest
 from peftbench.cli import main
 from peftbench.record import write_json_atomic
 from peftbench.report import baseline, collect, write_report
-from peftbench.stats import bootstrap_crossing, compare, crossings, paired
+from peftbench.stats import bootstrap_crossing, compare, crossings, paired, t95
 
 TASK = {"sst2": ("accuracy", "glue/SST-2", 872), "mrpc": ("f1", "glue/MRPC", 408), "rte": ("accuracy", "glue/RTE", 277)}
 PERCENT = {"full": 100.0, "bitfit": 0.095, "lora": 0.27, "prompt": 0.015}
@@ -167,19 +167,26 @@ def test_report_errors_are_one_line(tmp_path, capsys):
 
 def test_paired_interval_by_hand():
     # Seeds 1-4 shared (seed 5 only on one side): d = 1, 3, 0, 2; mean 1.5; sample variance
-    # (0.25 + 2.25 + 2.25 + 0.25) / 3 = 5/3; se = sqrt(5/3) / 2 = 0.6455; t(0.975, df 3) = 3.182 -> half 2.0540.
+    # (0.25 + 2.25 + 2.25 + 0.25) / 3 = 5/3; se = sqrt(5/3) / 2 = 0.6455; t(0.975, df 3) = 3.1824 -> half 2.0543.
     p = paired({1: 80, 2: 82, 3: 79, 4: 85}, {1: 81, 2: 85, 3: 79, 4: 87, 5: 90})
     assert p["n"] == 4 and p["delta"] == pytest.approx(1.5)
-    assert p["half"] == pytest.approx(3.182 * math.sqrt(5 / 3) / 2) and p["half"] == pytest.approx(2.0540, abs=1e-4)
-    assert (p["low"], p["high"]) == (pytest.approx(-0.5540, abs=1e-4), pytest.approx(3.5540, abs=1e-4))
+    assert p["half"] == pytest.approx(3.1824 * math.sqrt(5 / 3) / 2, rel=1e-4)
+    assert p["half"] == pytest.approx(2.0543, abs=1e-4)
+    assert (p["low"], p["high"]) == (pytest.approx(-0.5543, abs=1e-4), pytest.approx(3.5543, abs=1e-4))
     assert p["verdict"] == "not distinguishable"  # the interval covers 0
     # d = 2, 3, 2.5: mean 2.5, sd 0.5, se 0.2887, t(df 2) = 4.303 -> half 1.2422: [1.258, 3.742], above 0.
     p = paired({1: 60, 2: 60, 3: 60}, {1: 62, 2: 63, 3: 62.5})
-    assert p["half"] == pytest.approx(4.303 * 0.5 / math.sqrt(3)) and p["verdict"] == "higher"
+    assert p["half"] == pytest.approx(4.3027 * 0.5 / math.sqrt(3), rel=1e-4) and p["verdict"] == "higher"
     assert paired({1: 60, 2: 61}, {1: 55, 2: 55.5})["verdict"] == "lower"  # d = -5, -5.5: half 12.706*0.25 = 3.18
     one = paired({1: 60}, {1: 70})
     assert one["half"] is None and one["verdict"] == "not distinguishable"  # one pair: no interval, no claim
     assert paired({1: 60}, {2: 60}) is None
+
+
+def test_t_critical_values_past_the_old_table():
+    # Standard t tables: t(0.975) = 2.0423 at df 30, 2.0003 at df 60, 1.9840 at df 100; a Welch df of 2.7 -> df 2.
+    # The old table stopped at df 30 and jumped to 1.96, which made a 60-seed interval 2% too narrow.
+    assert [round(t95(d), 4) for d in (30, 60, 100, 2.7)] == [2.0423, 2.0003, 1.9840, 4.3027]
 
 
 def test_best_rate_per_task_incomplete_rates_ties_and_the_seed_rate(tmp_path, monkeypatch):
@@ -259,3 +266,31 @@ def test_scaling_report_with_one_method_so_far(tmp_path):
     record(tmp_path, "squad", "full", 1, {"f1": 17.0, "exact_match": 9.0}, size=500)
     md = write_report([tmp_path], tmp_path / "rep").read_text()
     assert rows(md, "500")[0] == ["500", "17.00 (n=1)", "—", "—", "9.00 (n=1)"] and "### Crossover" not in md
+
+
+def test_report_of_one_study_reads_only_the_runs_it_plans(tmp_path, capsys):
+    # Two studies share one folder: this one plans mrpc x {full, bitfit} x seeds 1-2 at one rate each; the folder
+    # also holds a bitfit run at a rate the study does not plan (another study's), which must not be read.
+    res = tmp_path / "res"
+    study = tmp_path / "two.yaml"
+    study.write_text(f"methods: [full, bitfit]\ntasks: [mrpc]\nseeds: [1, 2]\nsizes: null\n"
+                     f"lrs: {{full: [1e-4], bitfit: [1e-3]}}\nout: {res}\nrun: []\nparallel: 1\n")
+    values = {("full", "lr0.0001"): [88, 90], ("bitfit", "lr0.001"): [85, 87], ("bitfit", "lr0.03"): [50, 50]}
+    for (method, lr), vals in values.items():
+        for seed, v in zip((1, 2), vals):
+            record(tmp_path / lr, "mrpc", method, seed, {"f1": v}, lr=float(lr[2:]), identity=f"{method}-{lr}-{seed}")
+            src = tmp_path / lr / "mrpc" / method / "all" / f"seed{seed}" / "result.json"
+            (res / "mrpc" / method / lr / f"seed{seed}").mkdir(parents=True)
+            src.rename(res / "mrpc" / method / lr / f"seed{seed}" / "result.json")
+    assert main(["report", "--study", str(study), "--out", str(tmp_path / "one")]) == 0
+    md = (tmp_path / "one" / "report.md").read_text()
+    assert f"4 completed runs, 0 failed or unfinished, read from the runs of study `{study}` in `{res}` " \
+           "(4 of its 4 planned runs found)." in md
+    assert "lr0.03" not in md and "0.03" not in md  # the unplanned rate's runs were not read
+    assert main(["report", str(res), "--out", str(tmp_path / "all")]) == 0  # the folder: all 6
+    assert "6 completed runs" in (tmp_path / "all" / "report.md").read_text()
+    capsys.readouterr()
+    assert main(["report", "--out", str(tmp_path / "x")]) == 2
+    assert main(["report", "--study", str(study), str(res), str(res)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(e.startswith("peftbench: error: report") for e in err)

@@ -49,7 +49,22 @@ def _study(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from .report import write_report
 
-    print(f"wrote {write_report(args.dirs, args.out)}")
+    if not args.study:
+        if not args.dirs:
+            raise UserError("report: name the folders to read (DIR...) or a study (--study NAME)")
+        print(f"wrote {write_report(args.dirs, args.out)}")
+        return 0
+    from .study import load_study, plan
+
+    if len(args.dirs) > 1:
+        raise UserError(f"report --study {args.study}: give at most one DIR (the study's out folder), "
+                        f"not {len(args.dirs)}")
+    # two presets may share one folder (all_minilm and glue_minilm do): read only the runs this one plans
+    study = load_study(args.study, [f"out={args.dirs[0]}"] if args.dirs else [])
+    runs = [folder for folder, _ in plan(study)]
+    found = [f for f in runs if (f / "result.json").is_file()]
+    source = f"the runs of study `{args.study}` in `{study.out}` ({len(found)} of its {len(runs)} planned runs found)"
+    print(f"wrote {write_report(found or [Path(study.out)], args.out, source=source)}")
     return 0
 
 
@@ -121,7 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="tables and figures from result.json files: OUT/report.md + PNGs + explorer.html",
                        description="Read every result.json under DIR... (recursively) and write OUT/report.md "
                        "with the PNG figures next to it, and explorer.html (interactive, self-contained).")
-    p.add_argument("dirs", nargs="+", metavar="DIR")
+    p.add_argument("dirs", nargs="*", metavar="DIR")
+    p.add_argument("--study", metavar="NAME", help="read only the runs the study preset NAME plans, in its out "
+                   "folder (or in DIR); for a folder that holds more than one study's runs")
     p.add_argument("--out", default="report", help="output folder (default: report)")
     p.set_defaults(fn=_report)
     p = sub.add_parser("predict", help="predictions of a trained run (base + its delta) for new inputs",

@@ -60,8 +60,10 @@ def methods_section(recs: list[dict]) -> list[str]:
     return lines + [""]
 
 
-def write_report(dirs: list[str | Path], out: str | Path) -> Path:
-    """Read the records under `dirs`, write OUT/report.md and its figures; returns the report's path."""
+def write_report(dirs: list[str | Path], out: str | Path, source: str | None = None) -> Path:
+    """Read the records under `dirs`, write OUT/report.md and its figures; returns the report's path.
+
+    `source` says in the header where the runs came from (default: the list of `dirs`)."""
     records = collect(dirs)
     if not records:
         raise UserError(f"report: no result.json under {', '.join(map(str, dirs))}; run a study or `peftbench train` first")
@@ -69,8 +71,9 @@ def write_report(dirs: list[str | Path], out: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     done = [r for r in records if r["status"] == "completed"]
     other = [r for r in records if r["status"] != "completed"]
+    source = source or ", ".join(f"`{d}`" for d in dirs)
     lines = ["# peftbench report", "", f"{len(done)} completed runs, {len(other)} failed or unfinished, read from "
-             + ", ".join(f"`{d}`" for d in dirs) + ".", ""]
+             f"{source}.", ""]
     if done:
         lines += methods_section(done)
     groups = defaultdict(list)

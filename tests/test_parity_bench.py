@@ -1,0 +1,62 @@
+"""bench/parity.py's --report: tables from the jobs already on disk, paired by seed, any number of seeds per cell."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+@pytest.fixture(scope="module")
+def parity():
+    sys.path.insert(0, str(BENCH))  # parity.py imports bench_common from beside itself
+    spec = importlib.util.spec_from_file_location("parity", BENCH / "parity.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    yield mod
+    sys.path.remove(str(BENCH))
+
+
+def write_jobs(out: Path, method: str, runner: str, accs: list[float], steps: int = 125) -> None:
+    (out / "jobs").mkdir(parents=True, exist_ok=True)
+    for seed, acc in enumerate(accs, start=1):
+        rec = {"accuracy": acc, "f1": 0.0, "train_time_s": 1.0, "steps": steps}
+        (out / "jobs" / f"sst2-{method}-{runner}-s{seed}.json").write_text(json.dumps(rec))
+
+
+def test_report_pairs_by_seed_with_each_methods_own_number_of_seeds(parity, tmp_path):
+    write_jobs(tmp_path, "full", "pb_grouped", [80.0, 81.0, 82.0])
+    write_jobs(tmp_path, "full", "trainer_grouped", [79.0, 81.0, 80.0])   # Δ = 1, 0, 2: mean 1, sd 1
+    write_jobs(tmp_path, "bitfit", "pb_grouped", [70.0, 72.0, 74.0, 76.0, 78.0])
+    write_jobs(tmp_path, "bitfit", "trainer_grouped", [71.0, 72.0, 75.0, 76.0])  # Δ = −1, 0, −1, 0; s5 unpaired
+    (tmp_path / "jobs" / "sst2-full-pb_grouped-s1.log").write_text("not a job")
+    (tmp_path / "jobs" / "rte-full-pb_grouped-s1.json").write_text(json.dumps({"accuracy": 1.0, "steps": 1}))
+    parity.main(["--report", "--methods", "full", "bitfit", "--runners", "pb_grouped", "trainer_grouped",
+                 "--out", str(tmp_path)])
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["setup"]["seeds_per_cell"] == {"full/pb_grouped": 3, "full/trainer_grouped": 3,
+                                              "bitfit/pb_grouped": 5, "bitfit/trainer_grouped": 4}
+    full, bitfit = res["comparisons"]
+    assert (full["method"], full["a"], full["b"], full["n"]) == ("full", "pb_grouped", "trainer_grouped", 3)
+    assert full["delta"] == pytest.approx(1.0)
+    assert full["half"] == pytest.approx(4.302653 * 1.0 / 3**0.5, rel=1e-3)  # t95 holds 4 significant digits  # t(2) x sd / sqrt(n)
+    assert not full["meets_target"]  # ±2.48 is wider than ±1
+    assert (bitfit["n"], bitfit["delta"], bitfit["verdict"]) == (4, -0.5, "not distinguishable")
+    assert bitfit["half"] == pytest.approx(3.182446 * (1 / 3) ** 0.5 / 2, rel=1e-3)  # t95 holds 4 significant digits  # sd = sqrt(1/3), t(3)
+    assert bitfit["meets_target"]  # ±0.92, and it contains 0
+    assert "| bitfit | 74.00 ± 3.16 (n=5) | 73.50 ± 2.38 (n=4) |" in (tmp_path / "results.md").read_text()
+
+
+def test_report_refuses_jobs_of_another_size(parity, tmp_path, capsys):
+    write_jobs(tmp_path, "lora", "pb_grouped", [80.0, 81.0], steps=13)  # 200 rows, not the default 2,000
+    with pytest.raises(SystemExit) as exc:
+        parity.main(["--report", "--methods", "lora", "--runners", "pb_grouped", "--out", str(tmp_path)])
+    assert "13 steps, not the 125 of --rows 2000 --epochs 1" in str(exc.value)
+    with pytest.raises(SystemExit) as exc:
+        parity.main(["--report", "--methods", "full", "--runners", "pb_grouped", "--out", str(tmp_path)])
+    assert "no sst2 job" in str(exc.value)
