@@ -169,7 +169,10 @@ def tables(jobs: list[dict], comps: list[dict], runners: list[str], methods: lis
         cells = []
         for r in runners:
             vals = [j["accuracy"] for j in jobs if j["runner"] == r and j["method"] == m]
-            mean, sd, n = mean_std(vals) if vals else (math.nan, None, 0)
+            if not vals:
+                cells.append("—")  # this runner did not run this method
+                continue
+            mean, sd, n = mean_std(vals)
             cells.append(f"{mean:.2f} ± {sd:.2f} (n={n})" if sd is not None else f"{mean:.2f} (n={n})")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     lines += ["", "| method | difference (A − B) | mean | 95% interval | half-width | n | verdict | target met |",
