@@ -220,8 +220,8 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(f"--report: no {args.task} job for {args.methods} x {args.runners} in {jobs_dir}; "
                      f"run the bench without --report first")
         want = args.epochs * math.ceil(args.rows / BATCH) if args.rows else None
-        if want and any(j["steps"] != want for j in jobs):  # a job name does not say its rows/epochs; steps do
-            bad = next(j for j in jobs if j["steps"] != want)
+        bad = next((j for j in jobs if want and j["steps"] != want), None)  # a job's name does not say its size
+        if bad:
             sys.exit(f"--report: {jobs_dir} holds {bad['method']}/{bad['runner']} seed {bad['seed']} with "
                      f"{bad['steps']} steps, not the {want} of --rows {args.rows} --epochs {args.epochs}; "
                      f"pass the --rows/--epochs its jobs ran with, or another --out")
@@ -260,11 +260,10 @@ def collected(jobs_dir: Path, task: str, methods: list[str], runners: list[str])
 def write_tables(args: argparse.Namespace, jobs: list[dict], lrs: dict, t_all: float) -> None:
     comps = comparisons(jobs, args.runners, args.methods)
     md = tables(jobs, comps, args.runners, args.methods)
-    seeds = {f"{m}/{r}": sorted(j["seed"] for j in jobs if j["method"] == m and j["runner"] == r)
-             for m in args.methods for r in args.runners}
     setup = {"task": args.task, "rows": args.rows, "epochs": args.epochs, "seeds": args.seeds, "lrs": lrs,
              "batch_size": BATCH, "runners": args.runners, "threads": args.threads, "report_only": args.report,
-             "seeds_per_cell": {k: len(v) for k, v in seeds.items()},
+             "seeds_per_cell": {f"{m}/{r}": sum(j["method"] == m and j["runner"] == r for j in jobs)
+                                for m in args.methods for r in args.runners},
              "command": " ".join([Path(sys.executable).name, *sys.argv]), "wall_s": round(time.perf_counter() - t_all)}
     (args.out / "results.json").write_text(json.dumps({"setup": setup, "jobs": jobs, "comparisons": comps}, indent=2))
     which = ("seeds: n per cell below (every job in OUT/jobs)" if args.report else f"seeds 1-{args.seeds}")

@@ -13,7 +13,7 @@ TIE_ONE_SEED = 1.0  # F1 points: with one seed per method there is no interval, 
 
 def t95(df: float) -> float:
     """The 95% two-sided t critical value t(0.975, df); a fractional (Welch) df rounds down, which widens the interval."""
-    from scipy.stats import t  # exact at every df: a table that stops at 30 and then jumps to 1.96 is 4% narrow
+    from scipy.stats import t  # exact at every df: a table that stops at 30 and then jumps to 1.96 is up to 4% narrow
 
     return float(t.ppf(0.975, max(1, math.floor(df))))
 
