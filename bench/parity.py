@@ -15,7 +15,9 @@ Every (seed, method, runner) job runs in its own process and writes OUT/jobs/NAM
 not run again, so a killed bench resumes and `--seeds` can grow later. A seed is one pairing unit: the same seed
 for both implementations (head init and data order, each in its own way), so the difference is paired by seed and
 its mean gets a 95% t-interval (df = n - 1). Target: the interval of (peftbench - Trainer) narrower than +-1 point
-and containing 0 or lying above it.
+and containing 0 or lying above it. A wide interval can come from a few runs that collapse to the majority class, so
+each cell also counts the runs that learned nothing (the study reports' rule: under the majority baseline + 1), and
+each comparison tests those counts with Fisher's exact test.
 
     python bench/parity.py                                   # SST-2 2,000 rows, seeds 1-25, 3 runners, 3 methods
     python bench/parity.py --seeds 3 --rows 200 --out /tmp/p # a smoke run
@@ -139,8 +141,24 @@ def make_data_dir(task: str, rows: int, root: Path) -> Path:
     return root
 
 
-def comparisons(jobs: list[dict], runners: list[str], methods: list[str]) -> list[dict]:
-    """Every peftbench runner minus every Trainer runner, and grouped minus plain within each, paired by seed."""
+def majority(task: str) -> float:
+    """The task's majority-class dev accuracy (%), by the rule the study reports use (baselines.py)."""
+    from omegaconf import OmegaConf
+
+    from peftbench.baselines import KNOWN_DEV, baseline
+
+    cfg = OmegaConf.to_container(task_cfg(task, SHARED_DATA), resolve=True)  # its dev.tsv, else the official counts
+    return baseline({"config": cfg, "primary_metric": "accuracy", "eval_examples": sum(KNOWN_DEV[task])})
+
+
+def comparisons(jobs: list[dict], runners: list[str], methods: list[str], floor: float) -> list[dict]:
+    """Every peftbench runner minus every Trainer runner, and grouped minus plain within each, paired by seed.
+
+    Each also counts, over the same seeds, the runs of A and of B that learned nothing (accuracy < floor) and gives
+    Fisher's exact two-sided p for those counts: whether one runner collapses more often, apart from the mean.
+    """
+    from scipy.stats import fisher_exact
+
     from peftbench.stats import paired
 
     acc = {(j["runner"], j["method"]): {} for j in jobs}
@@ -157,11 +175,16 @@ def comparisons(jobs: list[dict], runners: list[str], methods: list[str]) -> lis
             if p is None:
                 continue
             ok = p["half"] is not None and p["half"] < 1 and p["high"] >= 0
-            out.append({"method": m, "a": a, "b": b, **p, "meets_target": ok})
+            seeds = set(acc[a, m]) & set(acc[b, m])
+            na, nb = (sum(acc[r, m][s] < floor for s in seeds) for r in (a, b))
+            fisher = float(fisher_exact([[na, len(seeds) - na], [nb, len(seeds) - nb]]).pvalue)
+            out.append({"method": m, "a": a, "b": b, **p, "meets_target": ok, "learned_nothing": [na, nb],
+                        "fisher_p": fisher})
     return out
 
 
-def tables(jobs: list[dict], comps: list[dict], runners: list[str], methods: list[str]) -> str:
+def tables(jobs: list[dict], comps: list[dict], runners: list[str], methods: list[str], floor: float) -> str:
+    from peftbench.cells import CLEAR, FLAG
     from peftbench.stats import mean_std
 
     lines = ["| method | " + " | ".join(f"{r} accuracy" for r in runners) + " |", "|---|" + "---:|" * len(runners)]
@@ -173,15 +196,19 @@ def tables(jobs: list[dict], comps: list[dict], runners: list[str], methods: lis
                 cells.append("—")  # this runner did not run this method
                 continue
             mean, sd, n = mean_std(vals)
-            cells.append(f"{mean:.2f} ± {sd:.2f} (n={n})" if sd is not None else f"{mean:.2f} (n={n})")
+            flat = sum(v < floor for v in vals)
+            count = f"n={n}" + (f", {flat} {FLAG}" if flat else "")
+            cells.append(f"{mean:.2f} ± {sd:.2f} ({count})" if sd is not None else f"{mean:.2f} ({count})")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    lines += ["", "| method | difference (A − B) | mean | 95% interval | half-width | n | verdict | target met |",
-              "|---|---|---:|---:|---:|---:|---|---|"]
+    lines += ["", f"{FLAG}: runs that learned nothing (dev accuracy under the majority class's {floor - CLEAR:.2f} + "
+              f"{CLEAR:g}).", "", "| method | difference (A − B) | mean | 95% interval | half-width | n | verdict | "
+              f"target met | {FLAG} A / B (Fisher p) |", "|---|---|---:|---:|---:|---:|---|---|---:|"]
     for c in comps:
         ci = f"[{c['low']:+.2f}, {c['high']:+.2f}]" if c["half"] is not None else "—"
         half = f"±{c['half']:.2f}" if c["half"] is not None else "—"
+        na, nb = c["learned_nothing"]
         lines.append(f"| {c['method']} | {c['a']} − {c['b']} | {c['delta']:+.2f} | {ci} | {half} | {c['n']} | "
-                     f"{c['verdict']} | {'yes' if c['meets_target'] else 'no'} |")
+                     f"{c['verdict']} | {'yes' if c['meets_target'] else 'no'} | {na} / {nb} (p {c['fisher_p']:.2g}) |")
     return "\n".join(lines)
 
 
@@ -258,9 +285,13 @@ def collected(jobs_dir: Path, task: str, methods: list[str], runners: list[str])
 
 
 def write_tables(args: argparse.Namespace, jobs: list[dict], lrs: dict, t_all: float) -> None:
-    comps = comparisons(jobs, args.runners, args.methods)
-    md = tables(jobs, comps, args.runners, args.methods)
+    from peftbench.cells import CLEAR
+
+    floor = majority(args.task) + CLEAR
+    comps = comparisons(jobs, args.runners, args.methods, floor)
+    md = tables(jobs, comps, args.runners, args.methods, floor)
     setup = {"task": args.task, "rows": args.rows, "epochs": args.epochs, "seeds": args.seeds, "lrs": lrs,
+             "majority_accuracy": round(floor - CLEAR, 4), "learned_nothing_below": round(floor, 4),
              "batch_size": BATCH, "runners": args.runners, "threads": args.threads, "report_only": args.report,
              "seeds_per_cell": {f"{m}/{r}": sum(j["method"] == m and j["runner"] == r for j in jobs)
                                 for m in args.methods for r in args.runners},

@@ -44,12 +44,27 @@ def test_report_pairs_by_seed_with_each_methods_own_number_of_seeds(parity, tmp_
     full, bitfit = res["comparisons"]
     assert (full["method"], full["a"], full["b"], full["n"]) == ("full", "pb_grouped", "trainer_grouped", 3)
     assert full["delta"] == pytest.approx(1.0)
-    assert full["half"] == pytest.approx(4.302653 * 1.0 / 3**0.5, rel=1e-3)  # t95 holds 4 significant digits  # t(2) x sd / sqrt(n)
+    assert full["half"] == pytest.approx(4.302653 * 1.0 / 3**0.5, rel=1e-6)  # t(2) x sd / sqrt(n)
     assert not full["meets_target"]  # ±2.48 is wider than ±1
     assert (bitfit["n"], bitfit["delta"], bitfit["verdict"]) == (4, -0.5, "not distinguishable")
-    assert bitfit["half"] == pytest.approx(3.182446 * (1 / 3) ** 0.5 / 2, rel=1e-3)  # t95 holds 4 significant digits  # sd = sqrt(1/3), t(3)
+    assert bitfit["half"] == pytest.approx(3.182446 * (1 / 3) ** 0.5 / 2, rel=1e-6)  # sd = sqrt(1/3), t(3)
     assert bitfit["meets_target"]  # ±0.92, and it contains 0
     assert "| bitfit | 74.00 ± 3.16 (n=5) | 73.50 ± 2.38 (n=4) |" in (tmp_path / "results.md").read_text()
+
+
+def test_report_counts_runs_that_learned_nothing_and_tests_the_counts(parity, tmp_path):
+    # SST-2 dev: 444 of 872 positive, so the majority class scores 50.92 and a run must reach 51.92 to have learned
+    write_jobs(tmp_path, "lora", "pb_grouped", [80.0, 81.0, 80.0, 79.0])
+    write_jobs(tmp_path, "lora", "trainer_grouped", [50.92, 51.9, 79.0, 51.95])  # 51.95 clears 51.92: it learned
+    parity.main(["--report", "--methods", "lora", "--runners", "pb_grouped", "trainer_grouped", "--out", str(tmp_path)])
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["setup"]["majority_accuracy"] == pytest.approx(100 * 444 / 872, abs=1e-4)
+    (c,) = res["comparisons"]
+    assert c["learned_nothing"] == [0, 2]
+    # Fisher, table [[0, 4], [2, 2]]: P(0 of the 2 in A) = C(4,2)/C(8,2) = 6/28, as likely as 2 of 2: p = 12/28
+    assert c["fisher_p"] == pytest.approx(12 / 28)
+    md = (tmp_path / "results.md").read_text()
+    assert "(n=4, 2 ⚠) |" in md and "| 0 / 2 (p 0.43) |" in md
 
 
 def test_report_refuses_jobs_of_another_size(parity, tmp_path, capsys):

@@ -11,6 +11,7 @@ import numpy as np
 
 TIE_ONE_SEED = 1.0  # F1 points: with one seed per method there is no interval, so |Δ| under this is a tie
 
+
 def t95(df: float) -> float:
     """The 95% two-sided t critical value t(0.975, df); a fractional (Welch) df rounds down, which widens the interval."""
     from scipy.stats import t  # exact at every df: a table that stops at 30 and then jumps to 1.96 is up to 4% narrow
