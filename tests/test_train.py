@@ -126,6 +126,20 @@ def test_mixed_precision_trains_close_to_fp32(tmp_path, glue_dir, precision):
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 0.05
 
 
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_on_a_cpu_without_it_warns_once(tmp_path, glue_dir, capsys, monkeypatch, native):
+    """Emulated bf16 is slow, not wrong: the run completes, and says so on stderr and in train.log."""
+    from peftbench import train
+
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda: native)
+    rec = run(tmp_path, glue_dir, "bf16", "method=bitfit", "precision=bf16")
+    err, log = capsys.readouterr().err, (tmp_path / "bf16" / "train.log").read_text()
+    assert rec["status"] == "completed" and rec["precision"] == "bf16"
+    assert err.count("without native bf16") == log.count("without native bf16") == (0 if native else 1)
+    run(tmp_path, glue_dir, "fp32", "method=bitfit", "precision=fp32")  # fp32 never warns
+    assert "without native bf16" not in capsys.readouterr().err
+
+
 def test_padding_to_a_multiple_does_not_change_what_is_trained(tmp_path, glue_dir):
     import torch
     from safetensors.torch import load_file

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -55,6 +56,14 @@ def mixed_precision(cfg: DictConfig) -> str:
     if cfg.precision == "auto":
         return "fp16" if torch.cuda.is_available() and cfg.device != "cpu" else "no"
     return {"fp32": "no"}.get(cfg.precision, cfg.precision)
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX, as oneDNN sees it)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch built without oneDNN
+        return False
 
 
 def autocast(cfg: DictConfig, device: torch.device) -> torch.autocast:
@@ -194,6 +203,13 @@ def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker, s
     log.info("%s | %s | %s: %d trainable of %d params (%.3f%%), %d steps, lr %g, %s", cfg.task.name, cfg.method.name,
              cfg.model.name, record["trainable_params"], record["total_params"], record["trainable_percent"], steps,
              lr, device)
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_bf16():
+        # emulated bf16 runs at a fraction of fp32's speed (README, "bf16 on the CPU"); the run is still valid
+        warn = ("precision=bf16 on a CPU without native bf16 (no AVX512-BF16/AMX): autocast is emulated and much "
+                "slower than fp32 here; use precision=fp32 unless this run must match bf16 runs")
+        log.warning(warn)
+        if main:
+            print(f"peftbench: warning: {warn}", file=sys.stderr, flush=True)
 
     lengths = data.train.lengths
     trainable = [p for p in model.parameters() if p.requires_grad]  # once, not a walk over every module per step
