@@ -294,3 +294,18 @@ def test_report_of_one_study_reads_only_the_runs_it_plans(tmp_path, capsys):
     assert main(["report", "--study", str(study), str(res), str(res)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(e.startswith("peftbench: error: report") for e in err)
+
+
+def test_learning_curves_from_the_runs_eval_history(tmp_path):
+    # Two seeds of prompt on MRPC, scored at steps 10 and 20 (eval_every) and at the end (step 30, 3 epochs).
+    for seed, (at10, at20, final) in ((1, (81.0, 83.0, 84.0)), (2, (82.0, 85.0, 86.0))):
+        record(tmp_path, "mrpc", "prompt", seed, {"f1": final}, lr=0.03, train_steps=30, epochs_run=3.0,
+               identity=f"prompt-{seed}", history=[{"step": 10, "f1": at10}, {"step": 20, "f1": at20}])
+    record(tmp_path, "mrpc", "full", 1, {"f1": 88.0})  # no history: no curve
+    md = write_report([tmp_path], tmp_path / "rep").read_text()
+    curves = md.split("## Learning curves")[1].split("## Learned nothing")[0]
+    assert "**mrpc / prompt**, lr 0.03: f1, baseline 81.22" in curves and "mrpc / full" not in curves
+    # step 10: both seeds under 81.22 + 1 (flagged 2); then 84 ± 1.41 and the final 85 ± 1.41, neither flagged
+    assert rows(curves, "10") == [["10", "1.0", "81.50 ± 0.71 (n=2)", "2"]]
+    assert rows(curves, "20") == [["20", "2.0", "84.00 ± 1.41 (n=2)", ""]]
+    assert rows(curves, "30") == [["30", "3.0", "85.00 ± 1.41 (n=2)", ""]]

@@ -3,9 +3,9 @@
 Sections: methods overview, GLUE table (best overall in bold, best PEFT in italics; with a learning-rate grid, each
 method at its best rate per task, the whole grid, and the seed's rate beside the tuned one), every method vs full
 FT per task with a paired 95% interval, costs, SQuAD scaling (full vs bitfit per training size, tie rule,
-crossover on log(size), data regimes and a decision rule derived from the measured winners), runs that learned
-nothing (not ≥ CLEAR points above the majority-class baseline), failed and unfinished runs. Every number comes
-from a record; nothing is typed in by hand. The GLUE and scaling sections are report_glue.py and report_scaling.py;
+crossover on log(size), data regimes and a decision rule derived from the measured winners), learning curves of
+runs trained with eval_every, runs that learned nothing (not ≥ CLEAR points above the majority-class baseline),
+failed and unfinished runs. Every number comes from a record; nothing is typed in by hand. The GLUE and scaling sections are report_glue.py and report_scaling.py;
 the pieces they share (cells, flags, the learning-rate choice) are cells.py.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 from . import explorer
 from .baselines import baseline
-from .cells import CLEAR, TASK_ORDER, learned_nothing, order, rate
+from .cells import CLEAR, FLAG, TASK_ORDER, cell, learned_nothing, order, rate
 from .errors import UserError
 from .figures import ORDER, family
 from .record import read_record
@@ -60,6 +60,35 @@ def methods_section(recs: list[dict]) -> list[str]:
     return lines + [""]
 
 
+def curves_section(recs: list[dict]) -> list[str]:
+    """Dev score at every `eval_every` step and at the end, mean over the seeds of one task/method/size/rate."""
+    groups = defaultdict(list)
+    for r in recs:
+        if r.get("history"):
+            groups[(r["run"]["task"], r["run"]["method"], r["run"]["train_size"] or 0, r.get("lr") or 0.0)].append(r)
+    if not groups:
+        return []
+    lines = ["## Learning curves", "", "Runs trained with `eval_every`: the dev score at each eval step and at the "
+             "end (the last row, the number the tables use), mean ± std over seeds. "
+             f"{FLAG}: runs not {CLEAR:g} point above the baseline at that step.", ""]
+    for (task, method, size, lr), rs in sorted(groups.items(), key=lambda kv: (TASK_ORDER.index(kv[0][0])
+                                                                               if kv[0][0] in TASK_ORDER else 9, kv[0])):
+        metric, b = rs[0]["primary_metric"], baseline(rs[0])
+        title = f"**{task} / {method}**" + (f", train_size {size:,}" if size else "") + (f", lr {rate(lr)}" if lr else "")
+        lines += [title + f": {metric}" + (f", baseline {b:.2f}" if b is not None else ""), "",
+                  "| step | epoch | " + metric + " | " + FLAG + " |", "|---:|---:|---:|---:|"]
+        curve = defaultdict(list)  # step -> this step's score of each run
+        for r in rs:
+            for point in [*r["history"], {"step": r["train_steps"], **r["metrics"]}]:
+                curve[point["step"]].append((point[metric], r["epochs_run"] * point["step"] / r["train_steps"]))
+        for step, points in sorted(curve.items()):
+            vals = [v for v, _ in points]
+            low = sum(b is not None and v < b + CLEAR for v in vals)
+            lines.append(f"| {step:,} | {points[0][1]:.1f} | {cell(vals)} | {low or ''} |")
+        lines.append("")
+    return lines
+
+
 def write_report(dirs: list[str | Path], out: str | Path, source: str | None = None) -> Path:
     """Read the records under `dirs`, write OUT/report.md and its figures; returns the report's path.
 
@@ -91,6 +120,7 @@ def write_report(dirs: list[str | Path], out: str | Path, source: str | None = N
             lines += [f"## {title} — {model}" + (f", train_size {size:,}" if size else ""), ""]
             section = glue_section if kind == "glue" else scaling_section
             lines += section(groups[key], out, tag)
+    lines += curves_section(done)
     flagged = [r for r in done if learned_nothing(r)]
     lines += ["## Learned nothing", "", f"Runs whose primary metric is not at least {CLEAR:g} point above the best "
               "constant prediction on their eval set (majority-class accuracy; F1 of predicting the positive class "
