@@ -5,8 +5,9 @@ method at its best rate per task, the whole grid, and the seed's rate beside the
 FT per task with a paired 95% interval, costs, SQuAD scaling (full vs bitfit per training size, tie rule,
 crossover on log(size), data regimes and a decision rule derived from the measured winners), learning curves of
 runs trained with eval_every, runs that learned nothing (not ≥ CLEAR points above the majority-class baseline),
-failed and unfinished runs. Every number comes from a record; nothing is typed in by hand. The GLUE and scaling sections are report_glue.py and report_scaling.py;
-the pieces they share (cells, flags, the learning-rate choice) are cells.py.
+failed and unfinished runs. Every number comes from a record; nothing is typed in by hand. The GLUE and scaling
+sections are report_glue.py and report_scaling.py; the pieces they share (cells, flags, the learning-rate choice)
+are cells.py.
 """
 
 from __future__ import annotations
