@@ -72,8 +72,8 @@ def curves_section(recs: list[dict]) -> list[str]:
     lines = ["## Learning curves", "", "Runs trained with `eval_every`: the dev score at each eval step and at the "
              "end (the last row, the number the tables use), mean ± std over seeds. "
              f"{FLAG}: runs not {CLEAR:g} point above the baseline at that step.", ""]
-    for (task, method, size, lr), rs in sorted(groups.items(), key=lambda kv: (TASK_ORDER.index(kv[0][0])
-                                                                               if kv[0][0] in TASK_ORDER else 9, kv[0])):
+    rank = {t: i for i, t in enumerate(TASK_ORDER)}
+    for (task, method, size, lr), rs in sorted(groups.items(), key=lambda kv: (rank.get(kv[0][0], len(rank)), kv[0])):
         metric, b = rs[0]["primary_metric"], baseline(rs[0])
         title = f"**{task} / {method}**" + (f", train_size {size:,}" if size else "") + (f", lr {rate(lr)}" if lr else "")
         lines += [title + f": {metric}" + (f", baseline {b:.2f}" if b is not None else ""), "",
