@@ -218,6 +218,16 @@ def test_prompt_inserts_tokens_and_keeps_head_reading_its_position(position, at)
     assert words.weight.requires_grad is False
 
 
+def test_prompt_init_vocab_starts_from_rows_of_the_word_embeddings():
+    model, _ = tiny("prompt", **{"method.init": "vocab", "method.num_virtual_tokens": 5})
+    words = model.model.get_input_embeddings().weight
+    for row in model.soft_prompt.weight:
+        assert any(torch.equal(row, w) for w in words)
+    normal, _ = tiny("prompt", **{"method.num_virtual_tokens": 5})
+    assert not any(torch.equal(normal.soft_prompt.weight[0], w) for w in words)
+    assert normal.soft_prompt.weight.std().item() == pytest.approx(0.02, abs=0.01)
+
+
 def test_prompt_shifts_qa_labels_and_returns_original_length():
     model, _ = tiny("prompt", head="qa", **{"method.num_virtual_tokens": 4})
     ids = torch.randint(5, 60, (2, 9))
@@ -240,7 +250,8 @@ def test_method_that_cannot_handle_a_model_says_so():
     (["method=adapter_houlsby", "method.positions=[attention,cross]"], "method 'adapter_houlsby': method.positions="),
     (["method=prefix", "method.projection=-1"], "method 'prefix': method.num_virtual_tokens must be >= 1 and method."),
     (["method=lora_all", "method.target_modules=nothing"], "no module path matches LoRA target_modules 'nothing'"),
-    (["method=bitfit", "method.biases=[nope]"], "method 'bitfit': method.biases has unknown roles ['nope']")])
+    (["method=bitfit", "method.biases=[nope]"], "method 'bitfit': method.biases has unknown roles ['nope']"),
+    (["method=prompt", "method.init=uniform"], "method 'prompt': method.init='uniform' is unknown; pick one of")])
 def test_bad_method_settings_are_one_line_errors(over, message):
     from peftbench.errors import UserError
 

@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 POSITIONS = {"before_cls": 0, "after_cls": 1}
+INITS = ("normal", "vocab")
 
 
 class PromptModel(nn.Module):
@@ -61,6 +62,8 @@ def apply(model: nn.Module, cfg: DictConfig) -> nn.Module:
 
     if cfg.position not in POSITIONS:
         raise ValueError(f"method.position='{cfg.position}' is unknown; pick one of {sorted(POSITIONS)}")
+    if cfg.init not in INITS:
+        raise ValueError(f"method.init='{cfg.init}' is unknown; pick one of {list(INITS)}")
     if model.get_input_embeddings() is None:
         raise LookupError("the model exposes no input embeddings to put virtual tokens beside")
     freeze_all_but_head(model)
