@@ -25,7 +25,7 @@ from peftbench.tasks import TASKS
 # method -> task: a run per method on three tasks, so the multi-task test has several tasks on one (seeded) base
 RUNS = {"full": "sst2", "bitfit": "sst2", "bitfit_subset": "mrpc", "lora": "rte", "prompt": "mrpc",
         "ia3": "rte", "dora": "sst2", "vera": "mrpc", "lora_all": "rte", "ln_tuning": "sst2",
-        "adapter_houlsby": "mrpc", "adapter_pfeiffer": "rte", "prefix": "sst2"}
+        "adapter_houlsby": "mrpc", "adapter_pfeiffer": "rte", "prefix": "sst2", "prompt_residual": "rte"}
 PEFT = ["lora", "lora_all", "dora", "ia3", "vera"]  # merge=true folds these into the weights
 
 
@@ -295,7 +295,7 @@ def test_qa_runs_predict_the_answers_their_evaluation_scored(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("method", ["ia3", "dora", "vera", "lora_all", "ln_tuning", "adapter_houlsby",
-                                    "adapter_pfeiffer", "prefix"])
+                                    "adapter_pfeiffer", "prefix", "prompt_residual"])
 def test_qa_deltas_of_every_method_reload_exactly(tmp_path, method):
     data = write_squad(tmp_path / "squad")
     run_dir = tmp_path / "run"

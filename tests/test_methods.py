@@ -14,7 +14,7 @@ from peftbench.params import count
 
 BERT_BASE = {"full": 109_483_778, "bitfit": 104_450, "bitfit_subset": 47_618, "lora": 296_450, "prompt": 16_898,
              "ia3": 56_834, "dora": 314_882, "vera": 26_114, "lora_all": 1_328_642, "ln_tuning": 39_938,
-             "adapter_houlsby": 1_790_594, "adapter_pfeiffer": 896_066, "prefix": 370_178}
+             "adapter_houlsby": 1_790_594, "adapter_pfeiffer": 896_066, "prefix": 370_178, "prompt_residual": 215_938}
 
 
 def by_hand(method: str) -> int:
@@ -37,6 +37,8 @@ def by_hand(method: str) -> int:
         return layers * len(c.positions) * (h * w + w + w * h + h) + head
     if method == "prefix":
         return c.num_virtual_tokens * layers * 2 * h + head
+    if method == "prompt_residual":  # the rows, W_down + bias, W_up + bias, the LayerNorm's weight and bias
+        return c.num_virtual_tokens * h + (h * c.bottleneck + c.bottleneck) + (c.bottleneck * h + h) + 2 * h + head
     raise KeyError(method)
 
 
@@ -56,7 +58,7 @@ def test_bert_base_counts_match_the_seed(method, expected):
 
 
 @pytest.mark.parametrize("method", ["ia3", "dora", "vera", "lora_all", "ln_tuning", "adapter_houlsby",
-                                    "adapter_pfeiffer", "prefix"])
+                                    "adapter_pfeiffer", "prefix", "prompt_residual"])
 def test_new_methods_counts_follow_from_their_configs(method):
     assert by_hand(method) == BERT_BASE[method]
 
@@ -79,6 +81,9 @@ def test_trainable_sets_on_tiny_bert():
         for i in layers for m in ("query", "value") for ab in "AB"}
     prompt, _ = tiny("prompt")
     assert trainable(prompt) == {"soft_prompt.weight"} | {f"model.{n}" for n in head}
+    residual, _ = tiny("prompt_residual")
+    assert trainable(residual) == {"soft_prompt.weight"} | {f"model.{n}" for n in head} | {
+        f"reparam.mlp.{i}.{p}" for i in (0, 2, 3) for p in ("weight", "bias")}  # W_down, W_up, LayerNorm
     full, _ = tiny("full")
     assert trainable(full) == {n for n, _ in full.named_parameters()}
 
@@ -228,6 +233,23 @@ def test_prompt_init_vocab_starts_from_rows_of_the_word_embeddings():
     assert normal.soft_prompt.weight.std().item() == pytest.approx(0.02, abs=0.01)
 
 
+def test_prompt_residual_feeds_rows_plus_layernormed_mlp_of_them():
+    model, cfg = tiny("prompt_residual", **{"method.num_virtual_tokens": 3, "method.bottleneck": 5})
+    rows = model.soft_prompt.weight
+    down, up, norm = model.reparam.mlp[0], model.reparam.mlp[2], model.reparam.mlp[3]
+    assert (down.weight.shape, up.weight.shape) == ((5, 32), (32, 5))
+    by_hand = rows + torch.nn.functional.layer_norm(torch.relu(rows @ down.weight.T + down.bias) @ up.weight.T + up.bias,
+                                                    (32,), norm.weight, norm.bias, norm.eps)
+    torch.testing.assert_close(model.prompts(), by_hand)
+    seen = {}
+    model.model.bert.embeddings.register_forward_pre_hook(
+        lambda m, args, kwargs: seen.update(x=kwargs["inputs_embeds"]), with_kwargs=True)
+    model(input_ids=torch.tensor([[2, 10, 3]]))
+    torch.testing.assert_close(seen["x"][0, :3], by_hand)  # before_cls: the rows come first
+    plain, _ = tiny("prompt")
+    assert plain.reparam is None and torch.equal(plain.prompts(), plain.soft_prompt.weight)
+
+
 def test_prompt_shifts_qa_labels_and_returns_original_length():
     model, _ = tiny("prompt", head="qa", **{"method.num_virtual_tokens": 4})
     ids = torch.randint(5, 60, (2, 9))
@@ -251,7 +273,9 @@ def test_method_that_cannot_handle_a_model_says_so():
     (["method=prefix", "method.projection=-1"], "method 'prefix': method.num_virtual_tokens must be >= 1 and method."),
     (["method=lora_all", "method.target_modules=nothing"], "no module path matches LoRA target_modules 'nothing'"),
     (["method=bitfit", "method.biases=[nope]"], "method 'bitfit': method.biases has unknown roles ['nope']"),
-    (["method=prompt", "method.init=uniform"], "method 'prompt': method.init='uniform' is unknown; pick one of")])
+    (["method=prompt", "method.init=uniform"], "method 'prompt': method.init='uniform' is unknown; pick one of"),
+    (["method=prompt_residual", "method.reparam=lstm"], "method 'prompt_residual': method.reparam='lstm' is unknown"),
+    (["method=prompt_residual", "method.bottleneck=0"], "method 'prompt_residual': method.bottleneck=0 must be")])
 def test_bad_method_settings_are_one_line_errors(over, message):
     from peftbench.errors import UserError
 

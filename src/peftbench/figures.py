@@ -20,11 +20,11 @@ from matplotlib.ticker import NullLocator  # noqa: E402
 # Families order the rows of every table and figure; a method not listed here goes last, under "other".
 FAMILIES = {"full": ["full"], "bias/norm": ["bitfit", "bitfit_subset", "ln_tuning"],
             "low-rank": ["lora", "lora_all", "dora", "vera"], "scaling": ["ia3"],
-            "adapters": ["adapter_houlsby", "adapter_pfeiffer"], "prompts": ["prompt", "prefix"]}
+            "adapters": ["adapter_houlsby", "adapter_pfeiffer"], "prompts": ["prompt", "prompt_residual", "prefix"]}
 ORDER = [m for ms in FAMILIES.values() for m in ms]
 MARKERS = ["o", "s", "^", "D", "v", "P"]
-# 13 well-separated colours (tab10, then dark shades from tab20b): one per known method, in ORDER
-PALETTE = [*(f"C{i}" for i in range(10)), "#393b79", "#637939", "#8c6d31"]
+# 14 well-separated colours (tab10, then dark shades from tab20b): one per known method, in ORDER
+PALETTE = [*(f"C{i}" for i in range(10)), "#393b79", "#637939", "#8c6d31", "#7b4173"]
 
 
 def family(method: str) -> str:

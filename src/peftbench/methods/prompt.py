@@ -5,6 +5,9 @@ The base model is frozen except its task head. Two placements:
   after_cls:  [CLS] P1..Pk x [SEP]  -- the pooler keeps reading [CLS]
 The attention mask and token types are extended; QA start/end labels are shifted in and logits shifted back out,
 so callers never see the virtual positions.
+`reparam: residual` (config `prompt_residual`) is Residual Prompt Tuning (Razdaibiedina et al., ACL 2023): the rows
+reach the model as P + LN(W_up ReLU(W_down P)), one bottleneck MLP shared by all rows and trained with them; the
+paper reports it makes prompt tuning learn more, and depend less on the rate and init, on BERT-base and T5.
 """
 
 from __future__ import annotations
@@ -15,10 +18,23 @@ from torch import nn
 
 POSITIONS = {"before_cls": 0, "after_cls": 1}
 INITS = ("normal", "vocab")
+REPARAMS = ("none", "residual")
+
+
+class ResidualReparam(nn.Module):
+    """P + LN(W_up ReLU(W_down P)), row by row; the skip keeps the rows' own gradient path (the paper's MLP1)."""
+
+    def __init__(self, dim: int, bottleneck: int) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(dim, bottleneck), nn.ReLU(), nn.Linear(bottleneck, dim), nn.LayerNorm(dim))
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        return rows + self.mlp(rows)
 
 
 class PromptModel(nn.Module):
-    def __init__(self, model: nn.Module, num_virtual_tokens: int, position: str, init: str) -> None:
+    def __init__(self, model: nn.Module, num_virtual_tokens: int, position: str, init: str,
+                 reparam: str = "none", bottleneck: int = 0) -> None:
         super().__init__()
         self.model = model
         self.at = POSITIONS[position]
@@ -30,6 +46,12 @@ class PromptModel(nn.Module):
             self.soft_prompt.weight.data.copy_(words.weight.data[rows])
         else:
             nn.init.normal_(self.soft_prompt.weight, std=0.02)
+        self.reparam = ResidualReparam(words.embedding_dim, bottleneck) if reparam == "residual" else None
+
+    def prompts(self) -> torch.Tensor:
+        """The k rows the model sees: the learned embeddings, through the reparameterisation if there is one."""
+        rows = self.soft_prompt.weight
+        return rows if self.reparam is None else self.reparam(rows)
 
     def _insert(self, x: torch.Tensor, piece: torch.Tensor) -> torch.Tensor:
         return torch.cat([x[:, : self.at], piece, x[:, self.at :]], dim=1)
@@ -38,7 +60,7 @@ class PromptModel(nn.Module):
                 end_positions=None, **kwargs):
         b = input_ids.shape[0]
         embeds = self.model.get_input_embeddings()(input_ids)
-        prompt = self.soft_prompt.weight.unsqueeze(0).expand(b, -1, -1).to(embeds.dtype)
+        prompt = self.prompts().unsqueeze(0).expand(b, -1, -1).to(embeds.dtype)
         embeds = self._insert(embeds, prompt)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
@@ -64,7 +86,13 @@ def apply(model: nn.Module, cfg: DictConfig) -> nn.Module:
         raise ValueError(f"method.position='{cfg.position}' is unknown; pick one of {sorted(POSITIONS)}")
     if cfg.init not in INITS:
         raise ValueError(f"method.init='{cfg.init}' is unknown; pick one of {list(INITS)}")
+    reparam = cfg.get("reparam", "none")
+    if reparam not in REPARAMS:
+        raise ValueError(f"method.reparam='{reparam}' is unknown; pick one of {list(REPARAMS)}")
+    bottleneck = cfg.get("bottleneck", 0)
+    if reparam != "none" and (not isinstance(bottleneck, int) or isinstance(bottleneck, bool) or bottleneck < 1):
+        raise ValueError(f"method.bottleneck={bottleneck} must be a whole number >= 1 for reparam={reparam}")
     if model.get_input_embeddings() is None:
         raise LookupError("the model exposes no input embeddings to put virtual tokens beside")
     freeze_all_but_head(model)
-    return PromptModel(model, cfg.num_virtual_tokens, cfg.position, cfg.init)
+    return PromptModel(model, cfg.num_virtual_tokens, cfg.position, cfg.init, reparam, bottleneck)
