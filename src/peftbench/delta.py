@@ -5,7 +5,8 @@ Run folder layout written by `save_delta`:
   delta.json         method/model/task configs, label names, seed, num_labels, base fingerprint, tensor names,
                      sha256 of delta.safetensors
 Loading (`load_run`) rebuilds the base, checks its fingerprint, re-applies the method (same config) and puts the
-tensors on top, so one format serves every method, LoRA and prompt tuning included. The two files alone are enough
+tensors on top, so one format serves every method, LoRA and prompt tuning included. A model with training-only parts
+(`fold_for_delta`: residual prompt tuning's MLP) saves its inference form and the method config that rebuilds it. The two files alone are enough
 to load a run; result.json is only needed to re-score it (serve.evaluate_run).
 """
 
@@ -56,12 +57,16 @@ def save_delta(model: torch.nn.Module, out: Path, cfg: DictConfig, fingerprint: 
     """Write the delta atomically (temp file, rename); return the record fields about it."""
     model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper would prefix every name
     tensors = trained_tensors(model)
+    method = OmegaConf.to_container(cfg.method, resolve=True)
+    fold = getattr(model, "fold_for_delta", None)  # training-only parts that fold away (residual prompt tuning's MLP)
+    if fold is not None:
+        tensors, method = fold(tensors, method)
     tmp = out / f".{DELTA_FILE}.tmp"
     save_file(tensors, str(tmp), metadata={"format": "pt"})
     os.chmod(tmp, 0o644)  # shared like result.json
     tmp.replace(out / DELTA_FILE)
     hf_model = next(m for m in model.modules() if isinstance(m, PreTrainedModel))  # under peft/prompt wrappers
-    meta = {"method": OmegaConf.to_container(cfg.method, resolve=True),
+    meta = {"method": method,
             "model": OmegaConf.to_container(cfg.model, resolve=True),
             "task": OmegaConf.to_container(cfg.task, resolve=True),
             "label_names": list(cfg.task.get("label_names") or []),

@@ -7,7 +7,8 @@ The attention mask and token types are extended; QA start/end labels are shifted
 so callers never see the virtual positions.
 `reparam: residual` (config `prompt_residual`) is Residual Prompt Tuning (Razdaibiedina et al., ACL 2023): the rows
 reach the model as P + LN(W_up ReLU(W_down P)), one bottleneck MLP shared by all rows and trained with them; the
-paper reports it makes prompt tuning learn more, and depend less on the rate and init, on BERT-base and T5.
+paper reports it makes prompt tuning learn more, and depend less on the rate and init, on BERT-base and T5. The
+saved delta holds the rows it produces, not the MLP (`fold_for_delta`).
 """
 
 from __future__ import annotations
@@ -52,6 +53,16 @@ class PromptModel(nn.Module):
         """The k rows the model sees: the learned embeddings, through the reparameterisation if there is one."""
         rows = self.soft_prompt.weight
         return rows if self.reparam is None else self.reparam(rows)
+
+    def fold_for_delta(self, tensors: dict[str, torch.Tensor], method: dict) -> tuple[dict[str, torch.Tensor], dict]:
+        """The delta in inference form: the rows the MLP produces stand in for the learned rows and the MLP is dropped
+        (as the paper does after training), so the run reloads as plain prompt tuning with the same outputs."""
+        if self.reparam is None:
+            return tensors, method
+        kept = {name: t for name, t in tensors.items() if not name.startswith("reparam.")}
+        with torch.no_grad():
+            kept["soft_prompt.weight"] = self.prompts().detach().cpu().contiguous()
+        return kept, {**method, "reparam": "none"}
 
     def _insert(self, x: torch.Tensor, piece: torch.Tensor) -> torch.Tensor:
         return torch.cat([x[:, : self.at], piece, x[:, self.at :]], dim=1)
