@@ -6,8 +6,8 @@ Run folder layout written by `save_delta`:
                      sha256 of delta.safetensors
 Loading (`load_run`) rebuilds the base, checks its fingerprint, re-applies the method (same config) and puts the
 tensors on top, so one format serves every method, LoRA and prompt tuning included. A model with training-only parts
-(`fold_for_delta`: residual prompt tuning's MLP) saves its inference form and the method config that rebuilds it. The two files alone are enough
-to load a run; result.json is only needed to re-score it (serve.evaluate_run).
+(`fold_for_delta`: residual prompt tuning's MLP) saves its inference form and the method config that rebuilds it.
+The two files alone are enough to load a run; result.json is only needed to re-score it (serve.evaluate_run).
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ class PromptModel(nn.Module):
             return tensors, method
         kept = {name: t for name, t in tensors.items() if not name.startswith("reparam.")}
         with torch.no_grad():
-            kept["soft_prompt.weight"] = self.prompts().detach().cpu().contiguous()
+            kept["soft_prompt.weight"] = self.prompts().cpu().contiguous()
         return kept, {**method, "reparam": "none"}
 
     def _insert(self, x: torch.Tensor, piece: torch.Tensor) -> torch.Tensor:
