@@ -19,6 +19,7 @@ from peftbench.config import load_config
 from peftbench.delta import DELTA_FILE, META_FILE, base_fingerprint, file_sha256, load_run
 from peftbench.models import load_model, load_tokenizer
 from peftbench.multitask import MultiTask
+from peftbench.predict import predict as model_outputs
 from peftbench.serve import predict, read_inputs
 from peftbench.tasks import TASKS
 
@@ -58,7 +59,7 @@ def dev_outputs(model, cfg, device="cpu"):
     task = TASKS[cfg.task.kind]
     tokenizer = load_tokenizer(cfg.model)
     data = task.load(cfg, tokenizer)
-    return np.stack(train_module.predict(model, data.eval, 64, torch.device(device))["logits"])
+    return np.stack(model_outputs(model, data.eval, 64, torch.device(device))["logits"])
 
 
 @pytest.mark.parametrize("method", list(RUNS))
@@ -311,7 +312,7 @@ def test_qa_deltas_of_every_method_reload_exactly(tmp_path, method):
     loaded = load_run(run_dir)
     tokenizer = load_tokenizer(cfg.model)
     windows = TASKS["squad"].load(cfg, tokenizer).eval
-    want, got = (train_module.predict(m, windows, 64, torch.device("cpu")) for m in (trained, loaded.model))
+    want, got = (model_outputs(m, windows, 64, torch.device("cpu")) for m in (trained, loaded.model))
     assert np.array_equal(np.stack(got["start_logits"]), np.stack(want["start_logits"]))
     assert np.array_equal(np.stack(got["end_logits"]), np.stack(want["end_logits"]))
     assert any("qa_outputs" in n for n in load_file(str(run_dir / DELTA_FILE)))  # the QA head trains and is saved

@@ -3,7 +3,7 @@
 An input is a text, a (text, text_pair) pair for sentence-pair tasks, or a (question, context) pair for QA heads.
 Classification answers {label, probability}; QA answers {answer, score, start} with the span read back from the
 context through the tokenizer's offsets (windows with a stride when the context is long; the best span wins).
-Both batch through train.predict, the function training evaluates with; `evaluate_run` scores its outputs with
+Both batch through predict.predict, the function training evaluates with; `evaluate_run` scores its outputs with
 the task's own `score`, as training does.
 """
 
@@ -23,7 +23,7 @@ from .delta import Run, load_run
 from .errors import UserError
 from .record import read_record
 from .data import Packed
-from .train import predict as model_outputs
+from .predict import predict as model_outputs
 
 Input = Union[str, tuple[str, str]]
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")

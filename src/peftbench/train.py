@@ -8,7 +8,6 @@ import math
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -17,17 +16,18 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate import PartialState
-from accelerate.utils import gather_object, set_seed
+from accelerate.utils import set_seed
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from . import checkpoint, cost
-from .data import SEQUENCE_COLUMNS, Packed, pad_multiple, total_steps, train_batches
+from .data import pad_multiple, total_steps, train_batches
 from .delta import base_fingerprint, save_delta
 from .errors import UserError
 from .methods import apply_method
 from .models import load_model, load_tokenizer
+from .predict import evaluate
 from .record import new_record, write_json_atomic
 from .rundir import claim
 from .tasks import TASKS
@@ -70,46 +70,6 @@ def autocast(cfg: DictConfig, device: torch.device) -> torch.autocast:
     """Mixed precision for forward passes (training and eval): fp16 or bf16 autocast, or off."""
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mixed_precision(cfg))
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
-
-
-@torch.inference_mode()
-def predict(model: torch.nn.Module, rows: Packed, batch_size: int, device: torch.device,
-            shard: tuple[int, int] = (0, 1), pad_multiple: int = 1) -> dict[str, list[np.ndarray]]:
-    """The model's outputs (every tensor but the loss) over `rows`: one array per row, in their order.
-
-    Rows are batched by length (less padding); a row's array keeps its batch's padding on sequence outputs.
-    Outputs stay on the device until the last batch, so the host queues every batch without waiting for one.
-    With shard=(rank, world) this process does every world-th row of that order and leaves the others None.
-    """
-    model.eval()
-    inputs = [c for c in rows.column_names if c in SEQUENCE_COLUMNS]
-    order = np.argsort(rows.lengths, kind="stable")[shard[0] :: shard[1]]
-    pending = []
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        out = model(**rows.batch(idx, device, pad_multiple, inputs))
-        pending.append((idx, {k: v for k, v in out.items() if torch.is_tensor(v) and k != "loss"}))
-    outputs: dict[str, list] = defaultdict(lambda: [None] * len(rows))
-    for idx, out in pending:
-        for key, value in out.items():
-            for i, row in zip(idx.tolist(), value.float().cpu().numpy()):
-                outputs[key][i] = row
-    return dict(outputs)
-
-
-def evaluate(model, data, task, cfg: DictConfig, accelerator: Accelerator) -> tuple[dict[str, float], Any, float]:
-    """Dev metrics; with several processes each predicts a shard and the rows are gathered, each exactly once."""
-    t0 = time.perf_counter()
-    world = accelerator.num_processes
-    with autocast(cfg, accelerator.device):
-        outputs = predict(accelerator.unwrap_model(model), data.eval, cfg.eval_batch_size, accelerator.device,
-                          shard=(accelerator.process_index, world), pad_multiple=pad_multiple(cfg, accelerator.device))
-    if world > 1:
-        shards = gather_object([outputs])
-        outputs = {key: [next(s[key][i] for s in shards if s[key][i] is not None) for i in range(len(data.eval))]
-                   for key in outputs}
-    metrics, predictions = task.score(data, outputs)
-    return metrics, predictions, time.perf_counter() - t0
 
 
 def setup_logging(out: Path) -> logging.Handler:
@@ -286,7 +246,7 @@ def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker, s
                              scheduler.get_last_lr()[0], rate)
                     tracker.log({"train/loss": mean, "train/lr": scheduler.get_last_lr()[0]}, step)
                 if cfg.eval_every and step % cfg.eval_every == 0 and step < steps:
-                    metrics, _, _ = evaluate(model, data, task, cfg, accelerator)
+                    metrics, _, _ = evaluate(model, data, task, cfg, accelerator, amp)
                     record.setdefault("history", []).append({"step": step, **metrics})
                     log.info("eval at step %d: %s", step, metrics)
                     tracker.log({f"eval/{k}": v for k, v in metrics.items()}, step)
@@ -305,7 +265,7 @@ def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker, s
                   train_samples_per_s=round(samples / train_time, 3),
                   train_tokens_per_s=round(loop["tokens"] / train_time, 1), **meter.peak())
 
-    metrics, predictions, eval_time = evaluate(model, data, task, cfg, accelerator)
+    metrics, predictions, eval_time = evaluate(model, data, task, cfg, accelerator, amp)
     record.update(metrics=metrics, eval_time_s=round(eval_time, 3))
     log.info("eval: %s", metrics)
     tracker.log({f"eval/{k}": v for k, v in metrics.items()}, step)
