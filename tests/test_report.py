@@ -292,8 +292,10 @@ def test_report_of_one_study_reads_only_the_runs_it_plans(tmp_path, capsys):
     capsys.readouterr()
     assert main(["report", "--out", str(tmp_path / "x")]) == 2
     assert main(["report", "--study", str(study), str(res), str(res)]) == 2
+    assert main(["report", "--study", str(study), str(tmp_path / "empty"), "--out", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and all(e.startswith("peftbench: error: report") for e in err)
+    assert len(err) == 3 and all(e.startswith("peftbench: error: report") for e in err)
+    assert "none of its 4 planned runs has a result.json" in err[2] and not (tmp_path / "none").exists()
 
 
 def test_learning_curves_from_the_runs_eval_history(tmp_path):

@@ -63,8 +63,11 @@ def _report(args: argparse.Namespace) -> int:
     study = load_study(args.study, [f"out={args.dirs[0]}"] if args.dirs else [])
     runs = [folder for folder, _ in plan(study)]
     found = [f for f in runs if (f / "result.json").is_file()]
+    if not found:
+        raise UserError(f"report --study {args.study}: none of its {len(runs)} planned runs has a result.json under "
+                        f"{study.out}; run `peftbench study {args.study}` first, or give the study's out folder")
     source = f"the runs of study `{args.study}` in `{study.out}` ({len(found)} of its {len(runs)} planned runs found)"
-    print(f"wrote {write_report(found or [Path(study.out)], args.out, source=source)}")
+    print(f"wrote {write_report(found, args.out, source=source)}")
     return 0
 
 

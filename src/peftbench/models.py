@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import importlib.resources
 import json
-import os
 import string
 from contextlib import contextmanager
 from pathlib import Path
