@@ -223,6 +223,22 @@ def test_prompt_inserts_tokens_and_keeps_head_reading_its_position(position, at)
     assert words.weight.requires_grad is False
 
 
+@pytest.mark.parametrize("position,at", [("before_cls", 0), ("after_cls", 1)])
+def test_prompt_keep_text_positions_gives_the_text_its_own_position_ids(position, at):
+    seen = {}
+    for text_positions in ("shift", "keep"):
+        model, _ = tiny("prompt", **{"method.position": position, "method.num_virtual_tokens": 3,
+                                     "+method.text_positions": text_positions})
+        model.eval()
+        model.model.bert.embeddings.register_forward_pre_hook(
+            lambda m, args, kwargs, key=text_positions: seen.update({key: kwargs.get("position_ids")}), with_kwargs=True)
+        model(input_ids=torch.tensor([[2, 10, 11, 3], [2, 12, 3, 0]]))
+    assert seen["shift"] is None  # BERT numbers the whole sequence 0..L+k-1 itself
+    text = [0, 1, 2, 3]
+    want = text[:at] + [0, 0, 0] + text[at:]  # the virtual tokens at position 0, the text at 0..L-1
+    assert seen["keep"].tolist() == [want, want]
+
+
 def test_prompt_init_vocab_starts_from_rows_of_the_word_embeddings():
     model, _ = tiny("prompt", **{"method.init": "vocab", "method.num_virtual_tokens": 5})
     words = model.model.get_input_embeddings().weight
@@ -275,7 +291,8 @@ def test_method_that_cannot_handle_a_model_says_so():
     (["method=bitfit", "method.biases=[nope]"], "method 'bitfit': method.biases has unknown roles ['nope']"),
     (["method=prompt", "method.init=uniform"], "method 'prompt': method.init='uniform' is unknown; pick one of"),
     (["method=prompt_residual", "method.reparam=lstm"], "method 'prompt_residual': method.reparam='lstm' is unknown"),
-    (["method=prompt_residual", "method.bottleneck=0"], "method 'prompt_residual': method.bottleneck=0 must be")])
+    (["method=prompt_residual", "method.bottleneck=0"], "method 'prompt_residual': method.bottleneck=0 must be"),
+    (["method=prompt", "+method.text_positions=kept"], "method 'prompt': method.text_positions='kept' is unknown")])
 def test_bad_method_settings_are_one_line_errors(over, message):
     from peftbench.errors import UserError
 

@@ -5,6 +5,10 @@ The base model is frozen except its task head. Two placements:
   after_cls:  [CLS] P1..Pk x [SEP]  -- the pooler keeps reading [CLS]
 The attention mask and token types are extended; QA start/end labels are shifted in and logits shifted back out,
 so callers never see the virtual positions.
+`text_positions`: `shift` (the default, PEFT's) lets BERT number the whole sequence, so every real token's absolute
+position moves right by k and [CLS] sits at k under before_cls; `keep` gives the text the position ids 0..L-1 the
+frozen model was trained with (as WARP, Hambardzumyan et al. 2021, does by permuting position ids) and the virtual
+tokens position 0, a fixed embedding their learned rows absorb.
 `reparam: residual` (config `prompt_residual`) is Residual Prompt Tuning (Razdaibiedina et al., ACL 2023): the rows
 reach the model as P + LN(W_up ReLU(W_down P)), one bottleneck MLP shared by all rows and trained with them; the
 paper reports it makes prompt tuning learn more, and depend less on the rate and init, on BERT-base and T5. The
@@ -20,6 +24,7 @@ from torch import nn
 POSITIONS = {"before_cls": 0, "after_cls": 1}
 INITS = ("normal", "vocab")
 REPARAMS = ("none", "residual")
+TEXT_POSITIONS = ("shift", "keep")
 
 
 class ResidualReparam(nn.Module):
@@ -35,11 +40,12 @@ class ResidualReparam(nn.Module):
 
 class PromptModel(nn.Module):
     def __init__(self, model: nn.Module, num_virtual_tokens: int, position: str, init: str,
-                 reparam: str = "none", bottleneck: int = 0) -> None:
+                 reparam: str = "none", bottleneck: int = 0, text_positions: str = "shift") -> None:
         super().__init__()
         self.model = model
         self.at = POSITIONS[position]
         self.k = num_virtual_tokens
+        self.keep_positions = text_positions == "keep"
         words = model.get_input_embeddings()
         self.soft_prompt = nn.Embedding(num_virtual_tokens, words.embedding_dim)
         if init == "vocab":  # start from real token embeddings (Lester et al.'s sampled-vocabulary init)
@@ -78,6 +84,9 @@ class PromptModel(nn.Module):
         attention_mask = self._insert(attention_mask, attention_mask.new_ones(b, self.k))
         if token_type_ids is not None:
             token_type_ids = self._insert(token_type_ids, token_type_ids.new_zeros(b, self.k))
+        if self.keep_positions:
+            text = torch.arange(input_ids.shape[1], device=input_ids.device).expand(b, -1)
+            kwargs["position_ids"] = self._insert(text, text.new_zeros(b, self.k))
         if start_positions is not None:  # label positions move right past the virtual tokens
             start_positions = torch.where(start_positions >= self.at, start_positions + self.k, start_positions)
             end_positions = torch.where(end_positions >= self.at, end_positions + self.k, end_positions)
@@ -101,9 +110,12 @@ def apply(model: nn.Module, cfg: DictConfig) -> nn.Module:
     if reparam not in REPARAMS:
         raise ValueError(f"method.reparam='{reparam}' is unknown; pick one of {list(REPARAMS)}")
     bottleneck = cfg.get("bottleneck", 0)
+    text_positions = cfg.get("text_positions", "shift")
+    if text_positions not in TEXT_POSITIONS:
+        raise ValueError(f"method.text_positions='{text_positions}' is unknown; pick one of {list(TEXT_POSITIONS)}")
     if reparam != "none" and (not isinstance(bottleneck, int) or isinstance(bottleneck, bool) or bottleneck < 1):
         raise ValueError(f"method.bottleneck={bottleneck} must be a whole number >= 1 for reparam={reparam}")
     if model.get_input_embeddings() is None:
         raise LookupError("the model exposes no input embeddings to put virtual tokens beside")
     freeze_all_but_head(model)
-    return PromptModel(model, cfg.num_virtual_tokens, cfg.position, cfg.init, reparam, bottleneck)
+    return PromptModel(model, cfg.num_virtual_tokens, cfg.position, cfg.init, reparam, bottleneck, text_positions)
