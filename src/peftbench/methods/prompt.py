@@ -110,11 +110,11 @@ def apply(model: nn.Module, cfg: DictConfig) -> nn.Module:
     if reparam not in REPARAMS:
         raise ValueError(f"method.reparam='{reparam}' is unknown; pick one of {list(REPARAMS)}")
     bottleneck = cfg.get("bottleneck", 0)
+    if reparam != "none" and (not isinstance(bottleneck, int) or isinstance(bottleneck, bool) or bottleneck < 1):
+        raise ValueError(f"method.bottleneck={bottleneck} must be a whole number >= 1 for reparam={reparam}")
     text_positions = cfg.get("text_positions", "shift")
     if text_positions not in TEXT_POSITIONS:
         raise ValueError(f"method.text_positions='{text_positions}' is unknown; pick one of {list(TEXT_POSITIONS)}")
-    if reparam != "none" and (not isinstance(bottleneck, int) or isinstance(bottleneck, bool) or bottleneck < 1):
-        raise ValueError(f"method.bottleneck={bottleneck} must be a whole number >= 1 for reparam={reparam}")
     if model.get_input_embeddings() is None:
         raise LookupError("the model exposes no input embeddings to put virtual tokens beside")
     freeze_all_but_head(model)
