@@ -311,3 +311,27 @@ def test_learning_curves_from_the_runs_eval_history(tmp_path):
     assert rows(curves, "10") == [["10", "1.0", "81.50 ± 0.71 (n=2)", "2"]]
     assert rows(curves, "20") == [["20", "2.0", "84.00 ± 1.41 (n=2)", ""]]
     assert rows(curves, "30") == [["30", "3.0", "85.00 ± 1.41 (n=2)", ""]]
+
+
+def test_mrpc_reports_accuracy_beside_f1_with_its_own_baseline(tmp_path):
+    # MRPC dev: 279 of 408 positive, so majority accuracy 68.38 and all-positive F1 81.22 (KNOWN_DEV; eval 408).
+    # prompt trails the F1 baseline (81.0 < 82.22) on seed 1 yet beats majority accuracy by 1 on both seeds;
+    # bitfit's seed 2 sits at the majority class in both metrics.
+    runs = {"full": [(88.0, 80.0), (90.0, 84.0)], "bitfit": [(84.0, 76.0), (81.22, 68.38)],
+            "prompt": [(81.0, 70.0), (83.0, 71.0)]}
+    for method, per_seed in runs.items():
+        for seed, (f1, acc) in enumerate(per_seed, 1):
+            record(tmp_path, "mrpc", method, seed, {"f1": f1, "accuracy": acc})
+    md = write_report([tmp_path], tmp_path / "rep").read_text()
+    secondary = md.split("#### Secondary metric")[1].split("###")[0]
+    assert "| method | mrpc (accuracy) |" in secondary
+    assert {r[0]: r[1] for m in runs for r in rows(secondary, m)} == {
+        "full": "82.00 ± 2.83 (n=2)", "bitfit": "72.19 ± 5.39 (n=2) ⚠", "prompt": "70.50 ± 0.71 (n=2)"}
+    assert "(mrpc accuracy 68.38)" in secondary
+    # The primary table still flags prompt by F1.
+    assert "| prompt | 82.00 ± 1.41 (n=2) ⚠ |" in md
+
+
+def test_no_secondary_table_without_a_secondary_metric(studies, tmp_path):
+    md = write_report([studies / "glue"], tmp_path / "rep").read_text()  # the fixture's MRPC runs carry F1 only
+    assert "Secondary metric" not in md

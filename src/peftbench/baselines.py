@@ -28,13 +28,13 @@ def label_counts(path: Path, label_field: str, labels: list[str]) -> list[int]:
     return [found.count(name) for name in labels]
 
 
-def baseline(rec: dict[str, Any]) -> float | None:
-    """The trivial predictor's score on the run's eval set, in the run's primary metric; None when unknown.
+def baseline(rec: dict[str, Any], metric: str | None = None) -> float | None:
+    """The trivial predictor's score on the run's eval set, in `metric` (default: the run's primary); None when unknown.
 
     GLUE: the best constant prediction (majority-class accuracy; F1 of predicting class 1 everywhere).
     SQuAD: the first sentence of the context as the answer (squad.first_sentence_predictions).
     """
-    kind, metric = rec["config"].get("task", {}).get("kind"), rec.get("primary_metric")
+    kind, metric = rec["config"].get("task", {}).get("kind"), metric or rec.get("primary_metric")
     try:
         if kind == "glue" and metric in ("accuracy", "f1"):
             return _majority(rec, metric)
