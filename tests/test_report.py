@@ -323,7 +323,7 @@ def test_mrpc_reports_accuracy_beside_f1_with_its_own_baseline(tmp_path):
         for seed, (f1, acc) in enumerate(per_seed, 1):
             record(tmp_path, "mrpc", method, seed, {"f1": f1, "accuracy": acc})
     md = write_report([tmp_path], tmp_path / "rep").read_text()
-    secondary = md.split("#### Secondary metric")[1].split("###")[0]
+    secondary = md.split("### Secondary metric")[1].split("\n#")[0]
     assert "| method | mrpc (accuracy) |" in secondary
     assert {r[0]: r[1] for m in runs for r in rows(secondary, m)} == {
         "full": "82.00 ± 2.83 (n=2)", "bitfit": "72.19 ± 5.39 (n=2) ⚠", "prompt": "70.50 ± 0.71 (n=2)"}

@@ -111,10 +111,11 @@ def secondary_table(by, methods, tasks, tuned: bool) -> list[str]:
     """The seed's secondary metrics (MRPC accuracy), from the same runs as the table above, flagged against their own
     trivial baseline: F1's baseline (predict 1 everywhere) is high, so a run can trail it and still beat the majority
     class's accuracy."""
-    have = [t for t in tasks if (k := SECONDARY.get(t)) and any(k in r["metrics"] for m in methods for r in by[m].get(t, []))]
+    have = [t for t in tasks
+            if (k := SECONDARY.get(t)) and any(k in r["metrics"] for m in methods for r in by[m].get(t, []))]
     if not have:
         return []
-    lines = ["#### Secondary metric", "", "| method | " + " | ".join(f"{t} ({SECONDARY[t]})" for t in have) + " |",
+    lines = ["### Secondary metric", "", "| method | " + " | ".join(f"{t} ({SECONDARY[t]})" for t in have) + " |",
              "|---|" + "---:|" * len(have)]
     for m in methods:
         cells = []
