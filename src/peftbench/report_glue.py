@@ -111,22 +111,22 @@ def secondary_table(by, methods, tasks, tuned: bool) -> list[str]:
     """The seed's secondary metrics (MRPC accuracy), from the same runs as the table above, flagged against their own
     trivial baseline: F1's baseline (predict 1 everywhere) is high, so a run can trail it and still beat the majority
     class's accuracy."""
-    have = [t for t in tasks
-            if (k := SECONDARY.get(t)) and any(k in r["metrics"] for m in methods for r in by[m].get(t, []))]
+    have = {t: k for t in tasks
+            if (k := SECONDARY.get(t)) and any(k in r["metrics"] for m in methods for r in by[m].get(t, []))}
     if not have:
         return []
-    lines = ["### Secondary metric", "", "| method | " + " | ".join(f"{t} ({SECONDARY[t]})" for t in have) + " |",
+    lines = ["### Secondary metric", "", "| method | " + " | ".join(f"{t} ({k})" for t, k in have.items()) + " |",
              "|---|" + "---:|" * len(have)]
     for m in methods:
-        cells = []
-        for t in have:
-            rs = [r for r in by[m].get(t, []) if SECONDARY[t] in r["metrics"]]
-            cells.append(cell([r["metrics"][SECONDARY[t]] for r in rs],
-                              any(learned_nothing(r, SECONDARY[t]) for r in rs)))
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    known = {t: [b for m in methods for r in by[m].get(t, []) if (b := baseline(r, SECONDARY[t])) is not None]
-             for t in have}
-    base = [f"{t} {SECONDARY[t]} {known[t][0]:.2f}" for t in have if known[t]]
+        runs = {t: [r for r in by[m].get(t, []) if k in r["metrics"]] for t, k in have.items()}
+        lines.append(f"| {m} | " + " | ".join(cell([r["metrics"][k] for r in runs[t]],
+                                                   any(learned_nothing(r, k) for r in runs[t]))
+                                              for t, k in have.items()) + " |")
+    base = []  # each task's majority-class score in its secondary metric, from the first run whose dev set is known
+    for t, k in have.items():
+        known = (b for m in methods for r in by[m].get(t, []) if (b := baseline(r, k)) is not None)
+        if (b := next(known, None)) is not None:
+            base.append(f"{t} {k} {b:.2f}")
     lines += ["", "The same runs as the table above" + (" (at the rate the primary metric picked)" if tuned else "")
               + f", scored in the task's secondary metric (the seed's metrics table). {FLAG}: a run not {CLEAR:g} "
               "point above the majority class in this metric" + (f" ({', '.join(base)})" if base else "") + ".", ""]
