@@ -6,6 +6,12 @@ tokenizes them. Three readouts of the last layer are compared:
   cls     the [CLS] row (what BERT's pooler reads)
   pooler  BERT's pooler output, tanh(W [CLS] + b) (what the seq-cls head of every peftbench run reads)
   mean    the mean over the row's tokens (what sentence-transformers models, MiniLM among them, were trained to give)
+On a sentence-pair task two more, from each sentence embedded alone (its token mean), the way a bi-encoder such as
+all-MiniLM-L6-v2 was trained to be used:
+  pair    [u, v, |u - v|] (Sentence-BERT's classification features, Reimers & Gurevych 2019)
+  cosine  cos(u, v), one feature
+They say whether the task's signal is in the frozen model at all, in the form its training put it, when the
+cross-encoded readouts above (the input every peftbench run gives the model) do not carry it.
 On each, an L2-regularised logistic regression (features standardised on train, full batch, L-BFGS) is fit on train
 and scored on dev with the task's metric, at several strengths; the table gives each strength, so the best one,
 picked on dev like GLUE's dev-picked rates, is optimistic.
@@ -28,9 +34,11 @@ import torch
 from peftbench.config import load_config
 from peftbench.models import load_model, load_tokenizer
 from peftbench.tasks import TASKS
-from peftbench.tasks.glue import score
+from peftbench.data import Packed
+from peftbench.tasks.glue import read_split, score
 
 READOUTS = ("cls", "pooler", "mean")
+PAIR_READOUTS = ("pair", "cosine")
 STRENGTHS = (1e-4, 1e-3, 1e-2, 1e-1)
 
 
@@ -46,6 +54,14 @@ def features(encoder: torch.nn.Module, packed, batch_size: int = 64) -> dict[str
         out["pooler"].append(enc.pooler_output)
         out["mean"].append((enc.last_hidden_state * mask).sum(1) / mask.sum(1))
     return {r: torch.cat(v) for r, v in out.items()}
+
+
+def pair_features(encoder: torch.nn.Module, tokenizer, texts: list[list[str]], max_length: int) -> dict[str, torch.Tensor]:
+    """Each of the two sentences embedded alone (token mean), then combined as a bi-encoder's user would."""
+    u, v = (features(encoder, Packed.from_lists(dict(tokenizer(t, truncation=True, max_length=max_length)),
+                                                tokenizer.pad_token_id))["mean"] for t in texts)
+    cosine = torch.nn.functional.cosine_similarity(u, v, dim=-1).unsqueeze(-1)
+    return {"pair": torch.cat([u, v, (u - v).abs()], dim=-1), "cosine": cosine}
 
 
 def fit(x: torch.Tensor, y: torch.Tensor, k: int, strength: float) -> torch.nn.Linear:
@@ -75,10 +91,15 @@ def main() -> None:
     data = TASKS[cfg.task.kind].load(cfg, tokenizer)
     encoder = load_model(cfg.model, "seq_cls", data.num_labels).base_model.eval()
     train_x, dev_x = features(encoder, data.train), features(encoder, data.eval)
+    readouts = READOUTS
+    if len(cfg.task.text_fields) == 2:
+        for x, split in ((train_x, "train"), (dev_x, "dev")):
+            x.update(pair_features(encoder, tokenizer, read_split(cfg, split)[0], cfg.task.max_length))
+        readouts += PAIR_READOUTS
     train_y = torch.tensor(data.train["labels"])
     metric = cfg.task.metric
     rows = []
-    for readout in READOUTS:
+    for readout in readouts:
         mu, sd = train_x[readout].mean(0), train_x[readout].std(0) + 1e-6  # the same scale for every strength
         xt, xd = (train_x[readout] - mu) / sd, (dev_x[readout] - mu) / sd
         for strength in STRENGTHS:

@@ -55,7 +55,26 @@ def test_run_on_the_tiny_model_writes_every_cell(probe, glue_dir, tmp_path, monk
                                       str(glue_dir), "--out", str(out)])
     probe.main()
     res = json.loads((out / "results.json").read_text())
-    assert [(r["readout"], r["l2"]) for r in res["rows"]] == [(r, s) for r in probe.READOUTS for s in probe.STRENGTHS]
+    readouts = probe.READOUTS + probe.PAIR_READOUTS  # RTE is a sentence-pair task
+    assert [(r["readout"], r["l2"]) for r in res["rows"]] == [(r, s) for r in readouts for s in probe.STRENGTHS]
     # 12 entailment / 12 not: majority accuracy 50; F1 of predicting the positive class everywhere 2 * .5 / 1.5
     assert res["setup"]["majority"] == {"accuracy": 50.0, "f1": pytest.approx(66.6667, abs=1e-3)}
     assert "| mean | 0.1 |" in capsys.readouterr().out
+
+
+def test_pair_readouts_embed_each_sentence_alone(probe):
+    cfg = load_config(["model=tiny"])
+    tokenizer = load_tokenizer(cfg.model)
+    torch.manual_seed(0)
+    encoder = load_model(cfg.model, "seq_cls").base_model.eval()
+    first = ["the cat sat on the mat", "a short one", "stocks fell sharply on monday"]
+    second = ["the cat sat on the mat", "a much longer sentence than the first one here", "shares dropped"]
+    x = probe.pair_features(encoder, tokenizer, [first, second], max_length=32)
+    hidden = encoder.config.hidden_size
+    assert x["pair"].shape == (3, 3 * hidden) and x["cosine"].shape == (3, 1)
+    assert x["cosine"][0].item() == pytest.approx(1.0, abs=1e-5)  # the same sentence twice
+    assert x["pair"][0, 2 * hidden:].abs().max().item() < 1e-5  # |u - v| of the same sentence is 0
+    assert x["cosine"][1:].max().item() < 1 - 1e-4
+    # u is the second sentence's own token mean, whatever its batch neighbours' lengths
+    alone = probe.pair_features(encoder, tokenizer, [second[1:2], first[1:2]], max_length=32)
+    torch.testing.assert_close(x["pair"][1, hidden:2 * hidden], alone["pair"][0, :hidden], atol=1e-5, rtol=1e-5)
