@@ -118,9 +118,12 @@ def main() -> None:
     (out / "results.json").write_text(json.dumps({"setup": setup, "rows": rows}, indent=2) + "\n")
     print(f"{cfg.model.name} frozen, {cfg.task.name}: logistic regression on train ({data.train_examples} rows), "
           f"dev ({data.eval_examples} rows); majority class {metric} {majority[metric]:.2f}")
-    print(f"| readout | L2 | dev {metric} | dev accuracy | train accuracy |\n|---|---:|---:|---:|---:|")
+    shown = [metric] + ["accuracy"] * (metric != "accuracy")
+    print("| readout | L2 | " + " | ".join(f"dev {m}" for m in shown) + " | train accuracy |")
+    print("|---|---:|" + "---:|" * len(shown) + "---:|")
     for r in rows:
-        print(f"| {r['readout']} | {r['l2']:g} | {r[metric]:.2f} | {r['accuracy']:.2f} | {r['train_accuracy']:.2f} |")
+        print(f"| {r['readout']} | {r['l2']:g} | " + " | ".join(f"{r[m]:.2f}" for m in shown)
+              + f" | {r['train_accuracy']:.2f} |")
 
 
 if __name__ == "__main__":

@@ -59,7 +59,9 @@ def test_run_on_the_tiny_model_writes_every_cell(probe, glue_dir, tmp_path, monk
     assert [(r["readout"], r["l2"]) for r in res["rows"]] == [(r, s) for r in readouts for s in probe.STRENGTHS]
     # 12 entailment / 12 not: majority accuracy 50; F1 of predicting the positive class everywhere 2 * .5 / 1.5
     assert res["setup"]["majority"] == {"accuracy": 50.0, "f1": pytest.approx(66.6667, abs=1e-3)}
-    assert "| mean | 0.1 |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| mean | 0.1 |" in printed
+    assert "| readout | L2 | dev accuracy | train accuracy |" in printed  # RTE's metric is accuracy: one column
 
 
 def test_pair_readouts_embed_each_sentence_alone(probe):
