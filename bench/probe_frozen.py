@@ -32,9 +32,9 @@ import numpy as np
 import torch
 
 from peftbench.config import load_config
+from peftbench.data import Packed
 from peftbench.models import load_model, load_tokenizer
 from peftbench.tasks import TASKS
-from peftbench.data import Packed
 from peftbench.tasks.glue import read_split, score
 
 READOUTS = ("cls", "pooler", "mean")
@@ -93,8 +93,10 @@ def main() -> None:
     train_x, dev_x = features(encoder, data.train), features(encoder, data.eval)
     readouts = READOUTS
     if len(cfg.task.text_fields) == 2:
-        for x, split in ((train_x, "train"), (dev_x, "dev")):
-            x.update(pair_features(encoder, tokenizer, read_split(cfg, split)[0], cfg.task.max_length))
+        for x, split, packed in ((train_x, "train", data.train), (dev_x, "dev", data.eval)):
+            texts, labels = read_split(cfg, split)
+            assert list(labels) == list(packed["labels"]), f"{split}: the pair readouts' rows must be the task's rows"
+            x.update(pair_features(encoder, tokenizer, texts, cfg.task.max_length))
         readouts += PAIR_READOUTS
     train_y = torch.tensor(data.train["labels"])
     metric = cfg.task.metric
