@@ -70,7 +70,7 @@ def majority(task: str) -> float:
     """The task's majority-class dev accuracy (%), by the rule the study reports use (baselines.py)."""
     from omegaconf import OmegaConf
 
-    from peftbench.baselines import KNOWN_DEV, baseline
+    from peftbench.report.baselines import KNOWN_DEV, baseline
 
     cfg = OmegaConf.to_container(task_cfg(task, SHARED_DATA), resolve=True)  # its dev.tsv, else the official counts
     return baseline({"config": cfg, "primary_metric": "accuracy", "eval_examples": sum(KNOWN_DEV[task])})
@@ -84,7 +84,7 @@ def comparisons(jobs: list[dict], runners: list[str], methods: list[str], floor:
     """
     from scipy.stats import fisher_exact
 
-    from peftbench.stats import paired
+    from peftbench.report.stats import paired
 
     acc = {(j["runner"], j["method"]): {} for j in jobs}
     for j in jobs:
@@ -109,8 +109,8 @@ def comparisons(jobs: list[dict], runners: list[str], methods: list[str], floor:
 
 
 def tables(jobs: list[dict], comps: list[dict], runners: list[str], methods: list[str], floor: float) -> str:
-    from peftbench.cells import CLEAR, FLAG
-    from peftbench.stats import mean_std
+    from peftbench.report.cells import CLEAR, FLAG
+    from peftbench.report.stats import mean_std
 
     lines = ["| method | " + " | ".join(f"{r} accuracy" for r in runners) + " |", "|---|" + "---:|" * len(runners)]
     for m in methods:
@@ -200,7 +200,7 @@ def collected(jobs_dir: Path, task: str, methods: list[str], runners: list[str])
 
 
 def write_tables(args: argparse.Namespace, jobs: list[dict], lrs: dict, t_all: float) -> None:
-    from peftbench.cells import CLEAR
+    from peftbench.report.cells import CLEAR
 
     floor = majority(args.task) + CLEAR
     comps = comparisons(jobs, args.runners, args.methods, floor)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from peftbench.cli import main
-from peftbench.explorer import AXES, FRONT, pareto
+from peftbench.report.explorer import AXES, FRONT, pareto
 
 CHROMIUM = Path("/usr/bin/chromium")
 METHODS = ["full", "bitfit", "lora", "ia3", "prefix", "adapter_houlsby"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from peftbench.baselines import baseline
+from peftbench.report.baselines import baseline
 from peftbench.config import load_config
 from peftbench.train import train
 

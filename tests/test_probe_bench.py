@@ -1,4 +1,4 @@
-"""bench/probe_frozen.py: readouts ignore padding, the logistic regression fits what is separable, and a run on the
+"""bench/probes/probe_frozen.py: readouts ignore padding, the logistic regression fits what is separable, and a run on the
 tiny model writes every (readout, strength) cell with the trivial baselines computed from the dev labels."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 @pytest.fixture(scope="module")
 def probe():
-    spec = importlib.util.spec_from_file_location("probe_frozen", BENCH / "probe_frozen.py")
+    spec = importlib.util.spec_from_file_location("probe_frozen", BENCH / "probes" / "probe_frozen.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

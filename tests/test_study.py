@@ -142,7 +142,7 @@ def test_tiny_scaling_study_and_its_report(tmp_path, capsys):
 
 @pytest.mark.integration
 def test_minilm_study_on_real_mrpc(tmp_path, shared_data, capsys):
-    from peftbench.baselines import baseline
+    from peftbench.report.baselines import baseline
 
     args = ["study", "glue", "model=minilm_l6", f"data_dir={shared_data}", "methods=[bitfit]", "tasks=[mrpc]",
             "max_steps=2", "train_size=32", "tracking.mode=disabled", f"out={tmp_path}/s"]

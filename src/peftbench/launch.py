@@ -5,7 +5,7 @@ run's folder and overrides) and hands the runs still to do to Hydra:
 
     python -m peftbench.launch --multirun hydra/launcher=L plan=OUT/plan.json job=3,4,7 hydra.sweep.dir=...
 
-This module is that Hydra app: each job trains one run of the plan through `rundir.run_one`, so a launched run is
+This module is that Hydra app: each job trains one run of the plan through `runner.run_one`, so a launched run is
 the same as a sequential one (same folder, skip and resume rules, result.json) and `peftbench report` reads it
 unchanged. Hydra's own per-job log and config go to OUT/launches/<time>/<job>/.
 
@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .config import CONFIG_DIR, compose_config, load_config
 from .errors import UserError
-from .rundir import completed, run_one
+from .runner import completed, run_one
 
 # launcher name -> the Hydra plugin it needs (`pip install "peftbench[launchers]"` brings all three)
 PLUGINS = {"basic": None, "joblib": "hydra_plugins.hydra_joblib_launcher",

@@ -24,7 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 from .config import CONFIG_DIR, group_options, load_config
 from . import preflight
 from .errors import UserError
-from .rundir import completed, run_one  # noqa: F401  (the run loop; launch.py's jobs use it too)
+from .runner import completed, run_one  # noqa: F401  (the run loop; launch.py's jobs use it too)
 
 STUDY_KEYS = ("methods", "tasks", "seeds", "sizes", "out", "run")
 OPTIONAL_KEYS = {"launcher": None, "launch": [], "lrs": None, "parallel": 1}  # launch: hydra.* overrides for the launcher

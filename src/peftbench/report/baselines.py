@@ -11,7 +11,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from ..errors import UserError
 
 # Label counts (class 0, class 1) of the official GLUE dev sets, used when a run's dev.tsv cannot be read:
 # SST-2 0=428/1=444, MRPC 0=129/1=279, RTE entailment=146/not_entailment=131 (as counted in shared/data/SOURCES.md).
@@ -77,7 +77,7 @@ def _first_sentence(rec: dict[str, Any], metric: str) -> float | None:
     if key not in _CACHE:
         from omegaconf import OmegaConf
 
-        from .tasks import squad, squad_metric, subset_indices
+        from ..tasks import squad, squad_metric, subset_indices
 
         cfg = OmegaConf.create(rec["config"])
         dev = [e for e in squad.read_split(cfg, "dev")[0] if e["answers"]]

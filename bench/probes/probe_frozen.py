@@ -16,8 +16,8 @@ On each, an L2-regularised logistic regression (features standardised on train, 
 and scored on dev with the task's metric, at several strengths; the table gives each strength, so the best one,
 picked on dev like GLUE's dev-picked rates, is optimistic.
 
-    python bench/probe_frozen.py                               # MiniLM, MRPC, ../shared/data
-    python bench/probe_frozen.py --task rte --out /tmp/probe
+    python bench/probes/probe_frozen.py                               # MiniLM, MRPC, ../shared/data
+    python bench/probes/probe_frozen.py --task rte --out /tmp/probe
 
 Writes OUT/results.json (setup and every cell) and prints the table.
 """

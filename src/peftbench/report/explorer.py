@@ -17,6 +17,9 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from .cells import TASK_ORDER, order
+from .figures import ORDER
+
 # (record field, axis title, scale, divisor): the x axes, cost first
 AXES = [("trainable_params", "trainable parameters", "log", 1),
         ("peak_memory_bytes", "peak memory (MiB)", "linear", 2**20),
@@ -85,8 +88,6 @@ def figure(records: list[dict[str, Any]], methods: list[str], tasks: list[str]) 
 
 def write_explorer(records: list[dict[str, Any]], path: str | Path) -> Path | None:
     """Write the page for the completed `records` (None: nothing to show); every script is inlined in the file."""
-    from .report import ORDER, TASK_ORDER, order
-
     records = [r for r in records if r.get("status") == "completed" and r.get("metrics")]
     if not records:
         return None

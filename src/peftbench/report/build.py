@@ -6,7 +6,7 @@ FT per task with a paired 95% interval, costs, SQuAD scaling (full vs bitfit per
 crossover on log(size), data regimes and a decision rule derived from the measured winners), learning curves of
 runs trained with eval_every, runs that learned nothing (not ≥ CLEAR points above the majority-class baseline),
 failed and unfinished runs. Every number comes from a record; nothing is typed in by hand. The GLUE and scaling
-sections are report_glue.py and report_scaling.py; the pieces they share (cells, flags, the learning-rate choice)
+sections are glue.py and scaling.py; the pieces they share (cells, flags, the learning-rate choice)
 are cells.py.
 """
 
@@ -16,14 +16,14 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserError
+from ..record import read_record
 from . import explorer
 from .baselines import baseline
 from .cells import CLEAR, FLAG, TASK_ORDER, cell, learned_nothing, order, rate
-from .errors import UserError
 from .figures import ORDER, family
-from .record import read_record
-from .report_glue import glue_section
-from .report_scaling import scaling_section
+from .glue import glue_section
+from .scaling import scaling_section
 
 
 def collect(dirs: list[str | Path]) -> list[dict[str, Any]]:

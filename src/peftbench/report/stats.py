@@ -1,6 +1,6 @@
 """Small statistics for the report: mean ± std over seeds, paired and Welch 95% intervals, the crossover on log(size).
 
-Kept apart from report.py so the rules the report states in words are short functions the tests pin down.
+Kept apart from build.py so the rules the report states in words are short functions the tests pin down.
 """
 
 from __future__ import annotations

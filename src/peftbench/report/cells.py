@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from ..record import NOT_IDENTITY
 from .baselines import baseline
 from .figures import ORDER
-from .record import NOT_IDENTITY
 from .stats import mean_std
 
 TASK_ORDER = ["sst2", "mrpc", "rte", "squad"]

@@ -1,0 +1,15 @@
+"""The report: OUT/report.md, its PNG figures and explorer.html, built from result.json files only.
+
+  build.py      `write_report` / `collect`: the sections in order, the methods overview, learning curves
+  glue.py       the GLUE tables (per task, the learning-rate choice, every method vs full FT)
+  scaling.py    the SQuAD size curve: tie rule, crossover, data regimes, decision rule
+  cells.py      what the sections share: a table cell, flags, the rate a method is read at
+  stats.py      means, t and bootstrap intervals, paired differences
+  baselines.py  the trivial predictor a run must beat (majority class, first sentence)
+  figures.py    the matplotlib figures; explorer.py the interactive plotly page
+"""
+
+from .baselines import baseline
+from .build import collect, write_report
+
+__all__ = ["baseline", "collect", "write_report"]

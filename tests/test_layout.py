@@ -1,0 +1,65 @@
+"""The package layout: imports between peftbench's own modules form no cycle (a lazy import inside a function counts
+too: it only hides the circle), and the report's modules live in one package. A package's registry (its __init__)
+and the submodules it registers may import each other: that pair is one unit."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import peftbench
+
+SRC = Path(peftbench.__file__).parent
+
+
+def module_name(path: Path) -> str:
+    parts = ["peftbench", *path.relative_to(SRC).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> set[str]:
+    """peftbench modules the file at `path` imports, at module level or inside a function."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            for alias in node.names:  # `from . import x` imports the submodule x
+                found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    own = lambda m: MODULES[m].name == "__init__.py" and name.startswith(m + ".")  # noqa: E731  (registry <- its own)
+    return {m for m in found if m in MODULES and m != name and not own(m)}
+
+
+MODULES = {module_name(p): p for p in SRC.rglob("*.py")}
+
+
+def test_no_import_cycles():
+    graph = {name: imports(path) for name, path in MODULES.items()}
+    done: set[str] = set()
+
+    def visit(node: str, stack: list[str]) -> None:
+        if node in stack:
+            raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(node):] + [node]))
+        if node in done:
+            return
+        for nxt in sorted(graph[node]):
+            visit(nxt, stack + [node])
+        done.add(node)
+
+    for name in sorted(graph):
+        visit(name, [])
+
+
+def test_report_modules_are_one_package():
+    report = {m for m in MODULES if m.startswith("peftbench.report.")}
+    assert {"peftbench.report.build", "peftbench.report.glue", "peftbench.report.scaling", "peftbench.report.cells",
+            "peftbench.report.figures", "peftbench.report.stats", "peftbench.report.baselines",
+            "peftbench.report.explorer"} <= report
+    loose = {"report_glue", "report_scaling", "cells", "figures", "stats", "baselines", "explorer"}
+    assert not loose & {p.stem for p in SRC.glob("*.py")}
