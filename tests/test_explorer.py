@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 from pathlib import Path
 
@@ -77,7 +78,9 @@ def test_report_writes_one_self_contained_page(explorer_page):
 
 def test_explorer_in_a_headless_browser(explorer_page, tmp_path):
     if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium), as .ci/run does")
+        if os.environ.get("CI", "").lower() in ("1", "true"):  # CI never skips it
+            pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium), as .ci/run does")
+        pytest.skip(f"{CHROMIUM} not found: `apt-get install chromium` enables this browser test (CI=true fails without)")
     from playwright.sync_api import sync_playwright
 
     page_file, records = explorer_page
