@@ -55,7 +55,11 @@ FAMILIES: dict[str, Family] = {
                                        "attention": None},
                          lacks={"prefix": "its disentangled relative-position attention scores content and position "
                                           "inside its own module, with no attention function to hand extra keys to; "
-                                          "use prompt or lora"}),
+                                          "use prompt or lora"},
+                         # DeBERTa-v3's own attention: relative positions in buckets, no absolute positions
+                         tiny={"relative_attention": True, "pos_att_type": "p2c|c2p", "position_buckets": 16,
+                               "norm_rel_ebd": "layer_norm", "share_att_key": True, "position_biased_input": False,
+                               "max_relative_positions": -1}),
     "distilbert": Family(r"transformer\.layer\.\d+", {
         "query": "attention.q_lin", "key": "attention.k_lin", "value": "attention.v_lin",
         "attention_output": "attention.out_lin", "ffn_in": "ffn.lin1", "ffn_out": "ffn.lin2",
