@@ -233,3 +233,46 @@ def test_unknown_tiny_family_and_unknown_roles_are_one_line_errors():
         built("distilbert", "lora", "seq_cls", 2, "method.target_roles=[q]")
     with pytest.raises(UserError, match=r"cannot handle model 'tiny' \(distilbert, tiny random distilbert\).*q_proj"):
         built("distilbert", "lora", "seq_cls", 2, "method.target_modules=[q_proj]")
+
+
+PRESETS = {"bert_base": "bert-base-uncased", "roberta_base": "roberta-base", "xlm_roberta_base": "xlm-roberta-base",
+           "distilbert_base": "distilbert-base-uncased", "electra_base": "electra-base-discriminator",
+           "deberta_v3_base": "deberta-v3-base", "modernbert_base": "ModernBERT-base", "albert_base": "albert-base-v2"}
+
+
+def by_hand(preset: str) -> dict[str, int | str]:
+    """The main rows of `peftbench params model=PRESET`, from the shipped config's numbers and each family's layout
+    (as test_methods.by_hand does for bert-base): r 8, 20 virtual tokens, adapters hidden/16, a 2-label head."""
+    c = json.loads((Path(__file__).parents[1] / "src/peftbench/model_configs" / f"{PRESETS[preset]}.json").read_text())
+    kind = c["model_type"]
+    h, f = c.get("hidden_size", c.get("dim")), c.get("intermediate_size", c.get("hidden_dim"))
+    layers = 1 if kind == "albert" else c.get("num_hidden_layers", c.get("n_layers"))  # ALBERT: one shared layer
+    emb = c.get("embedding_size", h)
+    cls = 2 * h + 2
+    # + a dense layer before the classifier (h*h + h bias; ModernBERT: no bias, but its head norm's h weights)
+    head = cls if kind in ("bert", "albert") else h * h + h + cls
+    r, k, w = 8, 20, h // 16
+    qv = 2 * r * (h + h) if kind != "modernbert" else r * (h + 3 * h)  # ModernBERT: LoRA on the fused Wqkv
+    rows = {"lora": layers * qv + head, "prefix": k * layers * 2 * h + head, "prompt": k * emb + head,
+            "adapter_houlsby": layers * 2 * (h * w + w + w * h + h) + head}
+    if kind == "modernbert":  # no biases; LayerNorm weights only: embeddings, final, 2 per block but block 0's first
+        rows.update(bitfit="refused", ln_tuning=(2 + 2 * layers - 1) * h + head, adapter_pfeiffer="refused")
+        return rows
+    block = 4 * h + h + f + h + h  # q, k, v, attention out; its LayerNorm; FFN in, out; its LayerNorm
+    outside = emb + {"bert": h, "albert": h + h, "deberta-v2": h}.get(kind, 0)  # embeddings' LN; pooler / mapping / rel LN
+    norms = 2 * layers * 2 * h + 2 * emb + (2 * h if kind == "deberta-v2" else 0)
+    rows.update(bitfit=layers * block + outside + head, ln_tuning=norms + head)
+    if kind == "deberta-v2":
+        rows["prefix"] = "refused"
+    return rows
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_counts_follow_from_their_configs(preset):
+    from peftbench.params import count, row
+
+    for method, want in by_hand(preset).items():
+        if want == "refused":
+            assert "use " in row([f"model={preset}"], method)["refused"]
+        else:
+            assert count([f"model={preset}", f"method={method}"])["trainable"] == want, method
