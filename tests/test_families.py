@@ -259,7 +259,8 @@ def by_hand(preset: str) -> dict[str, int | str]:
         rows.update(bitfit="refused", ln_tuning=(2 + 2 * layers - 1) * h + head, adapter_pfeiffer="refused")
         return rows
     block = 4 * h + h + f + h + h  # q, k, v, attention out; its LayerNorm; FFN in, out; its LayerNorm
-    outside = emb + {"bert": h, "albert": h + h, "deberta-v2": h}.get(kind, 0)  # embeddings' LN; pooler / mapping / rel LN
+    # the embeddings' LayerNorm; + the pooler (BERT), pooler and embedding mapping (ALBERT), relative-position LN
+    outside = emb + {"bert": h, "albert": h + h, "deberta-v2": h}.get(kind, 0)
     norms = 2 * layers * 2 * h + 2 * emb + (2 * h if kind == "deberta-v2" else 0)
     rows.update(bitfit=layers * block + outside + head, ln_tuning=norms + head)
     if kind == "deberta-v2":

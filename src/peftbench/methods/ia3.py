@@ -2,7 +2,8 @@
 activations (the input of the FFN's output projection), initialised to ones; the head trains.
 
 Roles (`target_roles`, `feedforward_roles`) resolve per family (families.py); on ModernBERT's fused Wqkv the
-key/value vector scales the whole fused output, queries included. Merging folds each vector into its linear layer's weight (peft's merge_and_unload).
+key/value vector scales the whole fused output, queries included. Merging folds each vector into its linear
+layer's weight (peft's merge_and_unload).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """LoRA (Hu et al. 2021) through the `peft` library: rank-r adapters on chosen linear layers; the head trains.
 
-Configs of this one module: `lora` (query, value), `lora_all` (every linear layer of the encoder's blocks) and `dora` (peft's `use_dora`: DoRA, Liu et al. 2024, a trained magnitude per output
-unit on top of the low-rank direction update). They name roles (`target_roles`), resolved per family through
+Configs of this one module: `lora` (query, value), `lora_all` (every linear layer of the encoder's blocks) and
+`dora` (peft's `use_dora`: DoRA, Liu et al. 2024, a trained magnitude per output unit on top of the low-rank
+direction update). They name roles (`target_roles`), resolved per family through
 families.py; `method.target_modules` (names or a regex, peft's rule) overrides them.
 """
 
