@@ -176,6 +176,14 @@ def merge_peft(model: torch.nn.Module, meta: dict[str, Any]) -> torch.nn.Module:
     if not hasattr(model, "peft_config"):
         raise UserError(f"merge=true applies to peft runs only (lora, lora_all, dora, ia3, vera); method "
                         f"'{meta['method']['name']}' trains weights directly or adds modules that cannot be folded in")
+    from peft.utils import ModulesToSaveWrapper
+
+    # the trained head copies go in first: peft's IA3/VeRA unloading assumes a head with a .weight (a Linear) and
+    # breaks on a composite one (RoBERTa's dense + out_proj, DeBERTa's pooler, ModernBERT's head)
+    for name, module in list(model.named_modules()):
+        if isinstance(module, ModulesToSaveWrapper):
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent), child, module.modules_to_save[module.active_adapters[0]])
     return model.merge_and_unload()
 
 

@@ -11,18 +11,54 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 from transformers import (AutoConfig, AutoModelForQuestionAnswering, AutoModelForSequenceClassification,
-                          AutoTokenizer, BertConfig, BertTokenizerFast, PreTrainedModel, PreTrainedTokenizerBase)
+                          AutoTokenizer, BertTokenizerFast, PreTrainedModel, PreTrainedTokenizerBase)
 
 from .errors import UserError
+from .families import FAMILIES
 
 HEADS = {"seq_cls": AutoModelForSequenceClassification, "qa": AutoModelForQuestionAnswering}
 
 
-def tiny_tokenizer() -> BertTokenizerFast:
-    """A character-level WordPiece vocabulary: any lower-cased text tokenizes, offsets work, nothing to download."""
+def tiny_tokenizer(token_types: bool = True) -> BertTokenizerFast:
+    """A character-level WordPiece vocabulary: any lower-cased text tokenizes, offsets work, nothing to download.
+    `token_types=False` leaves token_type_ids out of its output, as the tokenizers of RoBERTa, DistilBERT, ... do."""
     chars = string.ascii_lowercase + string.digits + string.punctuation
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list(chars) + ["##" + c for c in chars]
-    return BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)})
+    names = ["input_ids", "token_type_ids", "attention_mask"] if token_types else ["input_ids", "attention_mask"]
+    return BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}, model_input_names=names)
+
+
+def tiny_family(model_cfg: DictConfig) -> str:
+    kind = str(model_cfg.tiny.get("model_type") or "bert")
+    if kind not in FAMILIES:
+        raise UserError(f"model.tiny.model_type='{kind}' is unknown: pick one of {', '.join(sorted(FAMILIES))}")
+    return kind
+
+
+def tiny_config(model_cfg: DictConfig) -> AutoConfig:
+    """A tiny random config of the family `model.tiny.model_type`, from the generic keys of model.tiny (hidden_size,
+    num_hidden_layers, ...) renamed and completed by the family's `tiny` rules (families.py), with the tiny
+    tokenizer's vocabulary and ids ([PAD] 0, [CLS] 2, [SEP] 3)."""
+    kind = tiny_family(model_cfg)
+    spec = {k: v for k, v in model_cfg.tiny.items() if k != "model_type"}
+    rules = FAMILIES[kind].tiny
+    kwargs = {"vocab_size": len(tiny_tokenizer()), "pad_token_id": 0}
+    for key, value in spec.items():
+        rule = rules.get(key)
+        if isinstance(rule, str) and rule.startswith("to:"):  # the family's own name for a generic key
+            kwargs[rule[3:]] = value
+        elif isinstance(rule, str) and rule.startswith("add:"):  # e.g. RoBERTa's positions start after padding_idx
+            kwargs[key] = value + int(rule[4:])
+        else:
+            kwargs[key] = value
+    for key, rule in rules.items():
+        if isinstance(rule, str) and rule.startswith("same:"):
+            kwargs.setdefault(key, spec[rule[5:]])
+        elif not (isinstance(rule, str) and rule.startswith(("to:", "add:"))):
+            kwargs.setdefault(key, rule)
+    config = AutoConfig.for_model(kind, **kwargs)
+    config.name_or_path = f"tiny random {kind}"
+    return config
 
 
 def resolve_path(model_cfg: DictConfig) -> str:
@@ -66,10 +102,12 @@ def hub_errors(model_cfg: DictConfig, what: str):
 def shipped_config(model_cfg: DictConfig) -> AutoConfig:
     """The architecture alone (no weights): from a config shipped in the package, the tiny preset, or the folder."""
     if model_cfg.get("tiny"):
-        return BertConfig(vocab_size=len(tiny_tokenizer()), **model_cfg.tiny)
+        return tiny_config(model_cfg)
     if model_cfg.get("config_file"):
         text = importlib.resources.files("peftbench.model_configs").joinpath(model_cfg.config_file).read_text()
-        return AutoConfig.for_model(**json.loads(text))
+        config = AutoConfig.for_model(**json.loads(text))
+        config.name_or_path = str(model_cfg.get("name_or_path") or model_cfg.config_file)
+        return config
     path = resolve_path(model_cfg)
     with hub_errors(model_cfg, "config"):
         return AutoConfig.from_pretrained(path)
@@ -77,7 +115,7 @@ def shipped_config(model_cfg: DictConfig) -> AutoConfig:
 
 def load_tokenizer(model_cfg: DictConfig) -> PreTrainedTokenizerBase:
     if model_cfg.get("tiny"):
-        return tiny_tokenizer()
+        return tiny_tokenizer(FAMILIES[tiny_family(model_cfg)].token_types)
     path = resolve_path(model_cfg)
     with hub_errors(model_cfg, "tokenizer"):
         return AutoTokenizer.from_pretrained(path)

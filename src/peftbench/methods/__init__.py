@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ..errors import UserError
+from ..families import describe, role_regex
 from . import adapter, bitfit, full, ia3, ln_tuning, lora, prefix, prompt, vera
 
 METHODS = {"full": full.apply, "bitfit": bitfit.apply, "lora": lora.apply, "prompt": prompt.apply, "ia3": ia3.apply,
@@ -41,13 +42,28 @@ def check_targets(model: nn.Module, targets: str | list[str], method: str) -> st
     return targets
 
 
+def targets(model: nn.Module, cfg: DictConfig, method: str, key: str = "target") -> str | list[str]:
+    """peft's target_modules: `method.{key}_modules` as given (names or a regex), else `method.{key}_roles`
+    resolved through the model family's role table (families.py) to a regex over module paths."""
+    given = cfg.get(f"{key}_modules")
+    if given is not None:
+        return check_targets(model, given if isinstance(given, str) else list(OmegaConf.to_object(given)), method)
+    roles = cfg.get(f"{key}_roles")
+    if roles is None:
+        raise ValueError(f"method.{key}_roles (or method.{key}_modules) is not set")
+    return role_regex(model, [str(r) for r in roles], f"method.{key}_roles")
+
+
 def apply_method(model: nn.Module, method_cfg: DictConfig, model_name: str) -> nn.Module:
+    """The method applied to `model`; a refusal names the method, the preset and the model it was pointed at."""
     fn = METHODS.get(method_cfg.apply)
     if fn is None:
         raise UserError(f"method.apply='{method_cfg.apply}' is unknown: pick one of {sorted(METHODS)}")
+    where = describe(model)  # before the method wraps it
     try:
         return fn(model, method_cfg)
     except LookupError as e:  # a method that cannot find the modules it needs in this architecture
-        raise UserError(f"method '{method_cfg.name}' cannot handle model '{model_name}': {e}") from None
+        why = str(e).strip("'\"")  # KeyError-style quoting off
+        raise UserError(f"method '{method_cfg.name}' cannot handle model '{model_name}' ({where}): {why}") from None
     except ValueError as e:  # a method setting it (or peft) rejects: one line, not a traceback
         raise UserError(f"method '{method_cfg.name}': {str(e).splitlines()[0]}") from None

@@ -3,13 +3,17 @@ inserted into every encoder block; the base is frozen and the adapters and the h
 
   Houlsby et al. 2019 (`positions: [attention, ffn]`): after the attention's output projection and after the FFN's.
   Pfeiffer et al. 2021 (`positions: [ffn]`): after the FFN's output projection only.
-The adapter sits where the `adapters` library puts it, on the projection's output h (after its dropout), with the
-block's input r and its LayerNorm LN (the `adapters` library pins transformers 4.x, hence this module):
+The adapter sits where the `adapters` library puts it, on the sublayer's output h (after its projection and dropout,
+before the residual), with the block's input r and its LayerNorm LN (the `adapters` library pins transformers 4.x,
+hence this module):
   Houlsby (its DoubleSeqBnConfig):  LN(h + A(h) + r)
   Pfeiffer (its SeqBnConfig, `original_ln_before: true`):  LN(h + A(LN(h + r)) + r) -- the adapter reads the
   block's normalised output, and the same (frozen) LayerNorm is applied again after it.
-Both positions are found by role: the `*SelfOutput` module (attention output) and the `*Output` module beside an
-`intermediate` (FFN output), each with `dense`, `dropout` and `LayerNorm` -- BERT, RoBERTa and their kin.
+Both are placed by role (families.py), with forward hooks, so no module is replaced and every frozen weight keeps
+its name: Houlsby hooks the family's `attention_point` / `ffn_point` (output h -> h + A(h)); Pfeiffer hooks the
+`*_post_norm` LayerNorm (input z = h + r, output LN(z) -> LN(z + A(LN(z)))). The adapter is registered on the hooked
+module's parent as `adapter` (BERT: `attention.output.adapter`, `output.adapter`). A pre-norm family (ModernBERT) has
+no post-norm, so Pfeiffer's placement refuses there. ALBERT's shared layer gets one adapter set, reused at every depth.
 Width = hidden size // `reduction_factor`. Near-identity start: both projections ~ N(0, 0.01) truncated at two
 standard deviations (Houlsby et al.), biases zero. Adapters are not linear in the weights: nothing to merge.
 """
@@ -20,6 +24,8 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 from transformers.activations import ACT2FN
+
+from ..families import family_of, modules_for
 
 POSITIONS = ("attention", "ffn")
 
@@ -38,33 +44,31 @@ class Bottleneck(nn.Module):
         return self.up(self.act(self.down(x)))
 
 
-class AdapterOutput(nn.Module):
-    """A block's output module (dense -> dropout -> LayerNorm(h + residual)) with an adapter after the dropout.
+class AfterOutput:
+    """Forward hook on the sublayer's output point: h -> h + A(h). An object, not a closure, so deepcopy follows."""
 
-    It keeps the original's children under their names, so the frozen weights keep their parameter names.
-    """
-
-    def __init__(self, output: nn.Module, adapter: Bottleneck, original_ln_before: bool) -> None:
-        super().__init__()
-        self.dense, self.dropout, self.LayerNorm = output.dense, output.dropout, output.LayerNorm
+    def __init__(self, adapter: Bottleneck) -> None:
         self.adapter = adapter
-        self.original_ln_before = original_ln_before
 
-    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
-        h = self.dropout(self.dense(hidden_states))
-        x = self.LayerNorm(h + input_tensor) if self.original_ln_before else h
-        return self.LayerNorm(h + self.adapter(x) + input_tensor)
+    def __call__(self, module: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:
+        return out + self.adapter(out)
 
 
-def role(name: str, module: nn.Module, parent: nn.Module) -> str | None:
-    if not all(hasattr(module, a) for a in ("dense", "dropout", "LayerNorm")):
-        return None
-    kind = type(module).__name__
-    if kind.endswith("SelfOutput"):
-        return "attention"
-    if kind.endswith("Output") and hasattr(parent, "intermediate"):
-        return "ffn"
-    return None
+class AroundNorm:
+    """Forward hook on the post-residual LayerNorm: input z, output LN(z) -> LN(z + A(LN(z)))."""
+
+    def __init__(self, adapter: Bottleneck) -> None:
+        self.adapter = adapter
+        self.inside = False
+
+    def __call__(self, module: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor | None:
+        if self.inside:  # the second pass through the same LayerNorm, below
+            return None
+        self.inside = True
+        try:
+            return module(args[0] + self.adapter(out))
+        finally:
+            self.inside = False
 
 
 def apply(model: nn.Module, cfg: DictConfig) -> nn.Module:
@@ -76,19 +80,23 @@ def apply(model: nn.Module, cfg: DictConfig) -> nn.Module:
         raise ValueError(f"method.positions={positions}: pick from {list(POSITIONS)}")
     if cfg.activation not in ACT2FN:
         raise ValueError(f"method.activation='{cfg.activation}' is unknown; e.g. relu, gelu, swish")
+    family = family_of(model)
+    around_norm = bool(cfg.get("original_ln_before", False))
     freeze_all_but_head(model)
-    modules = dict(model.base_model.named_modules())
-    found = []
-    for name, module in list(modules.items()):
-        parent_name, _, child = name.rpartition(".")
-        parent = modules[parent_name]
-        if name and role(name, module, parent) in positions:
-            hidden = module.dense.out_features
-            width = max(1, hidden // cfg.reduction_factor)
+    hidden = model.config.hidden_size
+    width = max(1, hidden // cfg.reduction_factor)
+    parents = dict(model.named_modules())
+    for position in positions:
+        role = f"{position}_post_norm" if around_norm else f"{position}_point"
+        points = modules_for(model, role)
+        if not points:
+            raise LookupError(family.lacks.get("post_norm" if around_norm else position,
+                                               f"no '{role}' module in this family's blocks"))
+        for name, module in points:
             adapter = Bottleneck(hidden, width, cfg.activation)
-            setattr(parent, child, AdapterOutput(module, adapter, bool(cfg.get("original_ln_before", False))))
-            found.append(role(name, module, parent))
-    missing = [p for p in positions if p not in found]
-    if missing:
-        raise LookupError(f"no {missing} output block (a *SelfOutput / *Output module with dense, dropout, LayerNorm)")
+            parent = parents[name.rpartition(".")[0]]
+            if hasattr(parent, "adapter"):
+                raise LookupError(f"two adapter positions share the module {name.rpartition('.')[0]}")
+            parent.adapter = adapter
+            module.register_forward_hook(AroundNorm(adapter) if around_norm else AfterOutput(adapter))
     return model

@@ -1,12 +1,10 @@
 """BitFit (Ben Zaken et al. 2022): train only bias terms, all of them or a subset by role, plus the task head.
 
-Roles are matched on the module path of each bias so that BERT- and RoBERTa-style encoders both work:
-  query/key/value  -> attention.self.{query,key,value}.bias
-  attention_output -> attention.output.dense.bias
-  intermediate     -> intermediate.dense.bias (FFN input)
-  output           -> layer.N.output.dense.bias (FFN output)
-  layernorm        -> every LayerNorm bias (embeddings and each layer)
-  pooler           -> pooler.dense.bias
+`biases: all` marks every bias of the encoder, whatever its module is called. A list names roles, resolved per
+family through families.py: query, key, value, attention_output, ffn_in, ffn_out (each block's projection of that
+role), norm (every LayerNorm's bias, found by class) and pooler. A fused qkv (ModernBERT) has one bias for query,
+key and value. An encoder with no biases at all (ModernBERT by default) is refused: BitFit there would train only the
+head. The names of older configs still read: intermediate = ffn_in, output = ffn_out, layernorm = norm.
 """
 
 from __future__ import annotations
@@ -16,16 +14,24 @@ import re
 from omegaconf import DictConfig
 from torch import nn
 
-ROLES = {
-    "query": r"attention\.self\.query\.bias$",
-    "key": r"attention\.self\.key\.bias$",
-    "value": r"attention\.self\.value\.bias$",
-    "attention_output": r"attention\.output\.dense\.bias$",
-    "intermediate": r"intermediate\.dense\.bias$",
-    "output": r"layer\.\d+\.output\.dense\.bias$",
-    "layernorm": r"LayerNorm\.bias$",
-    "pooler": r"pooler\.dense\.bias$",
-}
+from ..families import family_of, role_regex
+from .ln_tuning import is_norm
+
+ALIASES = {"intermediate": "ffn_in", "output": "ffn_out", "layernorm": "norm"}  # the names of runs before roles
+BLOCK_ROLES = ("query", "key", "value", "attention_output", "ffn_in", "ffn_out")
+ROLES = (*BLOCK_ROLES, "norm", "pooler")
+
+
+def role_biases(model: nn.Module, role: str) -> list[nn.Parameter]:
+    base = model.base_model
+    if role == "norm":
+        return [m.bias for m in base.modules() if is_norm(m) and getattr(m, "bias", None) is not None]
+    if role == "pooler":
+        pooler = family_of(model).pooler
+        pattern = rf"{re.escape(pooler)}\.bias" if pooler else None
+    else:
+        pattern = role_regex(model, [role], "method.biases", suffix=r"\.bias")
+    return [p for n, p in base.named_parameters() if pattern and re.fullmatch(pattern, n)]
 
 
 def apply(model: nn.Module, cfg: DictConfig) -> nn.Module:
@@ -33,19 +39,20 @@ def apply(model: nn.Module, cfg: DictConfig) -> nn.Module:
 
     freeze_all_but_head(model)
     if cfg.biases == "all":
-        wanted = {"bias": r"\.bias$"}  # every bias the encoder has, whatever its module is called
+        found = {"bias": [p for n, p in model.base_model.named_parameters() if n.endswith(".bias")]}
     else:
-        unknown = [r for r in cfg.biases if r not in ROLES]
+        roles = [ALIASES.get(str(r), str(r)) for r in cfg.biases]
+        unknown = [r for r in cfg.biases if ALIASES.get(str(r), str(r)) not in ROLES]
         if unknown:
             raise ValueError(f"method.biases has unknown roles {unknown}; known: {sorted(ROLES)}")
-        wanted = {role: ROLES[role] for role in cfg.biases}
-    found = dict.fromkeys(wanted, 0)
-    for name, param in model.base_model.named_parameters():
-        for role, pattern in wanted.items():
-            if re.search(pattern, name):
-                param.requires_grad = True
-                found[role] += 1
-    missing = [role for role, n in found.items() if n == 0]
+        found = {role: role_biases(model, role) for role in roles}
+    for params in found.values():
+        for p in params:
+            p.requires_grad = True
+    if not any(found.values()) and found:
+        raise LookupError(family_of(model).lacks.get("bias", "the encoder has no bias terms") +
+                          " (BitFit would train only the head)")
+    missing = [role for role, params in found.items() if not params]
     if missing:
-        raise LookupError(f"no bias found for {missing} (BitFit expects BERT/RoBERTa-style module paths)")
+        raise LookupError(f"no bias found for roles {missing}; pick roles this family has biases for, or biases=all")
     return model

@@ -7,19 +7,25 @@ columns. Token positions, lengths and outputs are unchanged, so QA labels need n
   projection: N    reparameterised: k embeddings of width hidden -> Linear(hidden, N) -> tanh -> Linear(N,
                    layers x 2 x hidden), trained together (Li & Liang's stabiliser); the MLP is part of the delta
 Initialisation: N(0, 1), as nn.Embedding (and so peft and P-tuning v2) does.
-peft's own prefix tuning refuses BERT under transformers 5 ("Model does not support past key values"), so the
-layer's attention is recomputed here from its own query/key/value projections and transformers' attention
-function for the configured implementation (eager, sdpa, ...). Nothing to merge: the prefixes are not weights.
+peft's own prefix tuning refuses BERT under transformers 5 ("Model does not support past key values"). Here each
+block's attention module (the family's `attention` role, families.py) gets a config stand-in that names a
+registered attention function, `peftbench_prefix`: it puts the layer's prefixes in front of the keys and values
+the module computed (after rotary embeddings, on ModernBERT: prefixes have no position), extends the mask, and calls
+the model's configured implementation (eager, sdpa, ...). So any family whose attention calls transformers'
+attention functions works; DeBERTa's disentangled attention does not, and is refused. ALBERT shares one layer
+across depth, so it gets one set of prefixes. Nothing to merge: the prefixes are not weights.
 """
 
 from __future__ import annotations
 
+import sys
+
 import torch
 from omegaconf import DictConfig
 from torch import nn
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterface
 
-NEEDED = ("query", "key", "value", "attention_head_size", "scaling", "config", "dropout")  # BERT-style
+from ..families import family_of, modules_for
 
 
 class PrefixEncoder(nn.Module):
@@ -40,55 +46,61 @@ class PrefixEncoder(nn.Module):
         return x.view(self.shape).permute(1, 2, 0, 3)
 
 
-class PrefixSelfAttention(nn.Module):
-    """One layer's self-attention with the prefix keys/values (set by PrefixModel for each forward) in front."""
+class PrefixConfig:
+    """Stands in for one attention module's config: it reports the prefix attention function (below) as the
+    implementation and forwards everything else to the model's config, so `_attn_implementation` stays live there.
+    `kv` holds this layer's (k, hidden) prefix keys and values during a forward (set by PrefixModel)."""
 
-    def __init__(self, attn: nn.Module) -> None:
-        super().__init__()
-        self.attn = attn
-        self.kv: tuple[torch.Tensor, torch.Tensor] | None = None
+    def __init__(self, config, eager) -> None:
+        self.__dict__.update(inner=config, eager=eager, kv=None)
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs):
-        a = self.attn
-        b, t = hidden_states.shape[:2]
+    @property
+    def _attn_implementation(self) -> str:
+        return IMPLEMENTATION
 
-        def split(x: torch.Tensor) -> torch.Tensor:  # (b, n, hidden) -> (b, heads, n, head size)
-            return x.view(b, x.shape[1], -1, a.attention_head_size).transpose(1, 2)
+    def __getattr__(self, name: str):
+        return getattr(self.__dict__["inner"], name)
 
-        prefix_k, prefix_v = (p.to(hidden_states.dtype).unsqueeze(0).expand(b, -1, -1) for p in self.kv)
-        query = split(a.query(hidden_states))
-        key = split(torch.cat([prefix_k, a.key(hidden_states)], dim=1))
-        value = split(torch.cat([prefix_v, a.value(hidden_states)], dim=1))
-        if attention_mask is not None:  # 4-D (b, 1, t|1, t): boolean "may attend" or additive 0 / -inf
-            shape = (*attention_mask.shape[:-1], prefix_k.shape[1])
-            boolean = attention_mask.dtype == torch.bool
-            visible = attention_mask.new_ones(shape) if boolean else attention_mask.new_zeros(shape)
-            attention_mask = torch.cat([visible, attention_mask], dim=-1)
-        attend = ALL_ATTENTION_FUNCTIONS.get_interface(a.config._attn_implementation, None)
-        if attend is None:
-            from transformers.models.bert.modeling_bert import eager_attention_forward as attend
-        kwargs.pop("cache", None)  # an encoder keeps no cache; prefixes play its part
-        out, weights = attend(a, query, key, value, attention_mask, dropout=a.dropout.p if self.training else 0.0,
-                              scaling=a.scaling, **kwargs)
-        return out.reshape(b, t, -1).contiguous(), weights
+
+def prefix_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                     attention_mask: torch.Tensor | None, **kwargs):
+    """The configured attention function with the layer's prefix keys/values in front of its own (b, heads, t, d)."""
+    cfg = module.config
+    b, heads, _, d = key.shape
+    prefix_k, prefix_v = (p.to(key.dtype).view(1, -1, heads, d).transpose(1, 2).expand(b, -1, -1, -1)
+                          for p in cfg.kv)
+    key, value = torch.cat([prefix_k, key], dim=2), torch.cat([prefix_v, value], dim=2)
+    if attention_mask is not None:  # 4-D (b, 1, t|1, t): boolean "may attend" or additive 0 / -inf
+        shape = (*attention_mask.shape[:-1], prefix_k.shape[2])
+        boolean = attention_mask.dtype == torch.bool
+        visible = attention_mask.new_ones(shape) if boolean else attention_mask.new_zeros(shape)
+        attention_mask = torch.cat([visible, attention_mask], dim=-1)
+    kwargs.pop("cache", None)  # an encoder keeps no cache; prefixes play its part
+    impl = cfg.inner._attn_implementation
+    attend = cfg.eager if impl == "eager" else ALL_ATTENTION_FUNCTIONS[impl]
+    return attend(module, query, key, value, attention_mask, **kwargs)
+
+
+IMPLEMENTATION = "peftbench_prefix"
+AttentionInterface.register(IMPLEMENTATION, prefix_attention)
 
 
 class PrefixModel(nn.Module):
-    def __init__(self, model: nn.Module, layers: list[PrefixSelfAttention], tokens: int, projection: int) -> None:
+    def __init__(self, model: nn.Module, layers: list[PrefixConfig], tokens: int, projection: int) -> None:
         super().__init__()
         self.model = model
-        self.layers = layers  # a plain list: the modules are registered inside self.model already
+        self.layers = layers  # a plain list of the attention modules' PrefixConfig: no parameters of their own
         self.prefix = PrefixEncoder(len(layers), tokens, model.config.hidden_size, projection)
 
     def forward(self, *args, **kwargs):
         kv = self.prefix()
         for i, layer in enumerate(self.layers):
-            layer.kv = (kv[i, 0], kv[i, 1])
+            layer.__dict__["kv"] = (kv[i, 0], kv[i, 1])
         try:
             return self.model(*args, **kwargs)
         finally:
             for layer in self.layers:
-                layer.kv = None  # no graph kept alive between steps
+                layer.__dict__["kv"] = None  # no graph kept alive between steps
 
 
 def apply(model: nn.Module, cfg: DictConfig) -> nn.Module:
@@ -96,16 +108,20 @@ def apply(model: nn.Module, cfg: DictConfig) -> nn.Module:
 
     if cfg.num_virtual_tokens < 1 or cfg.projection < 0:
         raise ValueError("method.num_virtual_tokens must be >= 1 and method.projection >= 0 (0: no MLP)")
+    family = family_of(model)
+    if "prefix" in family.lacks:
+        raise LookupError(family.lacks["prefix"])
+    attentions = modules_for(model, "attention")
+    if not attentions:
+        raise LookupError("no 'attention' module in this family's blocks to put prefixes on; use prompt or lora")
     freeze_all_but_head(model)
-    modules = dict(model.base_model.named_modules())
     layers = []
-    for name, module in list(modules.items()):
-        # the self-attention of each block: query/key/value projections under an `attention` parent
-        if name.endswith("attention.self") and all(hasattr(module, a) for a in NEEDED):
-            parent, _, child = name.rpartition(".")
-            wrapped = PrefixSelfAttention(module)
-            setattr(modules[parent], child, wrapped)
-            layers.append(wrapped)
-    if not layers:
-        raise LookupError("no BERT-style self-attention (attention.self with query/key/value) to put prefixes on")
+    for _, module in attentions:  # ALBERT's shared layer: one module, one set of prefixes for every depth
+        # the family's own eager attention function: the one the module falls back to for "eager"
+        eager = getattr(sys.modules[type(module).__module__], "eager_attention_forward", None)
+        if eager is None or not hasattr(module, "config"):
+            raise LookupError(f"{type(module).__name__} does not call transformers' attention functions; "
+                              "use prompt or lora")
+        module.config = PrefixConfig(module.config, eager)
+        layers.append(module.config)
     return PrefixModel(model, layers, cfg.num_virtual_tokens, cfg.projection)

@@ -4,7 +4,8 @@ The base model is frozen except its task head. Two placements:
   before_cls: P1..Pk [CLS] x [SEP]  -- the seed's and PEFT's; BERT's pooler then reads P1, not [CLS]
   after_cls:  [CLS] P1..Pk x [SEP]  -- the pooler keeps reading [CLS]
 The attention mask and token types are extended; QA start/end labels are shifted in and logits shifted back out,
-so callers never see the virtual positions.
+so callers never see the virtual positions. Any family works: the rows go in through `inputs_embeds` beside the
+model's own input embeddings (token types only where the family has them; rotary ModernBERT numbers positions itself).
 `text_positions`: `shift` (the default, PEFT's) lets BERT number the whole sequence, so every real token's absolute
 position moves right by k and [CLS] sits at k under before_cls; `keep` gives the text the position ids 0..L-1 the
 frozen model was trained with (as WARP, Hambardzumyan et al. 2021, does by permuting position ids) and the virtual
@@ -82,8 +83,8 @@ class PromptModel(nn.Module):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         attention_mask = self._insert(attention_mask, attention_mask.new_ones(b, self.k))
-        if token_type_ids is not None:
-            token_type_ids = self._insert(token_type_ids, token_type_ids.new_zeros(b, self.k))
+        if token_type_ids is not None:  # only when given: DistilBERT and ModernBERT take none
+            kwargs["token_type_ids"] = self._insert(token_type_ids, token_type_ids.new_zeros(b, self.k))
         if self.keep_positions:
             text = torch.arange(input_ids.shape[1], device=input_ids.device).expand(b, -1)
             kwargs["position_ids"] = self._insert(text, text.new_zeros(b, self.k))
@@ -91,7 +92,7 @@ class PromptModel(nn.Module):
             start_positions = torch.where(start_positions >= self.at, start_positions + self.k, start_positions)
             end_positions = torch.where(end_positions >= self.at, end_positions + self.k, end_positions)
             kwargs.update(start_positions=start_positions, end_positions=end_positions)
-        out = self.model(inputs_embeds=embeds, attention_mask=attention_mask, token_type_ids=token_type_ids, **kwargs)
+        out = self.model(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
         for key in ("start_logits", "end_logits"):
             if out.get(key) is not None:
                 logits = out[key]

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import warnings
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from peft import VeraConfig, get_peft_model
 from torch import nn
 
 
 def apply(model: nn.Module, cfg: DictConfig) -> nn.Module:
-    from . import check_targets, head_names
+    from . import head_names, targets
 
     with warnings.catch_warnings():  # peft's advice to save the projections: the key rebuilds them exactly
         warnings.filterwarnings("ignore", message="Specified to not save vera_A and vera_B")
         config = VeraConfig(
             r=cfg.r,
-            target_modules=check_targets(model, list(OmegaConf.to_object(cfg.target_modules)), "VeRA"),
+            target_modules=targets(model, cfg, "VeRA"),
             vera_dropout=cfg.dropout,
             d_initial=cfg.d_initial,
             projection_prng_key=cfg.projection_prng_key,
