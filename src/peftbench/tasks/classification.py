@@ -58,8 +58,9 @@ def is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def problem_of(labels: list[Any]) -> str:
-    """classification for whole numbers and strings, regression for floats (CSV/TSV strings parsed first)."""
+def problem_of(labels: list[Any], where: str, column_name: str) -> str:
+    """classification for whole numbers and strings, regression for floats (CSV/TSV strings parsed first). Decimals
+    mixed with text are a typo in a regression's targets, never a silent classifier over every distinct value."""
     def as_number(v):
         if is_number(v):
             return v
@@ -68,9 +69,13 @@ def problem_of(labels: list[Any]) -> str:
         except (TypeError, ValueError):
             return None
     values = [as_number(v) for v in labels]
-    if any(v is None for v in values):
-        return "classification"
-    return "regression" if any(isinstance(v, float) for v in values) else "classification"
+    decimals = any(isinstance(v, float) for v in values)
+    bad = next((i for i, v in enumerate(values) if v is None or (isinstance(v, float) and not math.isfinite(v))), None)
+    if decimals and bad is not None:
+        raise UserError(f"{where}: row {bad + 1}: regression target {labels[bad]!r} in column '{column_name}' is not a "
+                        "number (the other labels are decimals): fix the row, or set task.problem=classification "
+                        "if every value is a class")
+    return "regression" if decimals else "classification"
 
 
 def key(v: Any) -> str:
@@ -117,7 +122,8 @@ def resolve(cfg: DictConfig) -> tuple[list[list[str]], list, list[list[str]], li
     dev_texts, dev_raw, _ = read_columns(task, "dev")
     problem = task.get("problem", "auto")
     if problem == "auto":
-        problem = "classification" if hub_names or task.get("labels") else problem_of(train_raw)
+        problem = "classification" if hub_names or task.get("labels") else problem_of(train_raw, source(task, "train"),
+                                                                                     task.label)
     train_src, dev_src = source(task, "train"), source(task, "dev")
     if problem == "regression":
         train_labels, dev_labels = targets(train_raw, train_src, task.label), targets(dev_raw, dev_src, task.label)
