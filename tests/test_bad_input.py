@@ -145,3 +145,77 @@ def test_bad_input_is_one_line_exit_2_and_nothing_lost(ws, capsys, argv, message
 def test_each_bad_squad_answer_is_named(start, text, reason):
     spans, bad = check_answers("q7", "The cat sat on the mat.", [text, "cat"], [start, 4])
     assert spans == [(4, "cat")] and bad == [f"question q7: {reason}"]
+
+
+# ---- issue 31 (tasks): one's own data and the new GLUE layouts; each bad input is one line, exit 2 -------------------
+
+@pytest.fixture(scope="module")
+def own_ws(tmp_path_factory) -> Path:
+    """Own-data files (CSV, JSONL, an empty one, a task YAML), SQuAD-layout JSON, STS-B with a bad score."""
+    from conftest import write_glue
+
+    root = tmp_path_factory.mktemp("own")
+    good = "sentence,label\n" + "".join(f"text {i},{'pos' if i % 2 else 'neg'}\n" for i in range(8))
+    (root / "train.csv").write_text(good)
+    (root / "dev.csv").write_text(good)
+    (root / "dev_new_label.csv").write_text(good + "odd one,maybe\n")
+    (root / "header_only.csv").write_text("sentence,label\n")
+    (root / "scores.csv").write_text("sentence,score\n" + "".join(f"text {i},{i * 0.5}\n" for i in range(6))
+                                     + "text x,high\n")
+    (root / "my_task.yaml").write_text("train: train.csv\ndev: dev.csv\ntext: sentence\nlabl: label\n")
+    write_glue(root / "data")
+    stsb = root / "data" / "glue" / "STS-B"
+    stsb.mkdir(parents=True)
+    head = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
+    row = "0\tmain\tMSRvid\t2012\t0001\tnone\tnone\tA plane.\tA jet.\t{}\n"
+    (stsb / "train.tsv").write_text(head + row.format("4.2") + row.format("n/a"))
+    (stsb / "dev.tsv").write_text(head + row.format("1.0"))
+    from glue_layouts import mnli
+
+    (root / "data" / "glue" / "MNLI").mkdir()
+    for name in ("train", "dev"):  # dev.tsv: MNLI's dev is dev_matched.tsv + dev_mismatched.tsv
+        (root / "data" / "glue" / "MNLI" / f"{name}.tsv").write_text("\n".join(mnli(6, name == "dev")) + "\n")
+    return root
+
+
+OWN = ["task=classification", "task.train={own}/train.csv", "task.dev={own}/dev.csv", "task.text=sentence",
+       "task.label=label"]
+OWN_CASES = [
+    ([*OWN[:3], "task.text=review", "task.label=label"],
+     "no column 'review' (task.text=review); its columns are ['sentence', 'label']"),
+    ([*OWN[:4], "task.label=stars"], "no column 'stars' (task.label=stars); its columns are ['sentence', 'label']"),
+    ([*OWN, "task.text_pair=second"], "no column 'second' (task.text_pair=second)"),
+    ([*OWN[:2], "task.dev={own}/dev_new_label.csv", *OWN[3:]], "label 'maybe' never appears in the training data"),
+    (["task=classification", "task.train={own}/scores.csv", "task.dev={own}/scores.csv", "task.text=sentence",
+      "task.label=score"], "regression target 'high' in column 'score' is not a number"),
+    ([*OWN[:2], "task.dev={own}/header_only.csv", *OWN[3:]], "header_only.csv has no rows (dev split)"),
+    (["task=classification", "task.train={own}/nope.csv", *OWN[2:]], "nope.csv not found: set task.train="),
+    (["task=classification", "task.text=sentence"], "task=classification needs its data: set task.train=FILE"),
+    ([*OWN, "task.problem=ordinal"], "task.problem='ordinal' is unknown: use auto, classification, regression"),
+    (["task={own}/my_task.yaml"], "my_task.yaml: unknown key(s) ['labl']"),
+    (["task={own}/missing.yaml"], "task file {own}/missing.yaml not found"),
+    (["task=qa", "task.train={own}/none.json", "task.dev={own}/none.json"], "QA train file {own}/none.json not found"),
+    (["task=qa"], "task=qa needs its data: set task.train=FILE and task.dev=FILE"),
+    (["task=stsb", "data_dir={own}/data"], "train.tsv:3: regression target 'n/a' in column score is not a number"),
+    (["task=mnli", "data_dir={own}/data"], "dev_matched.tsv not found"),
+]
+
+
+@pytest.mark.parametrize("argv,message", OWN_CASES, ids=[c[0][-1][:40] for c in OWN_CASES])
+def test_bad_own_data_is_one_line_exit_2(own_ws, capsys, argv, message, tmp_path):
+    argv = ["train", *TINY, "method=bitfit", f"out={tmp_path / 'new'}", *(a.replace("{own}", str(own_ws)) for a in argv)]
+    before = snapshot(own_ws)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("peftbench: error: ") and message.replace("{own}", str(own_ws)) in err, err
+    assert snapshot(own_ws) == before
+
+
+def test_bad_own_data_is_named_by_the_study_preflight_before_any_run(own_ws, capsys, tmp_path):
+    argv = ["study", "glue", "tasks=[classification]", "methods=[bitfit]", "seeds=[1]", f"out={tmp_path / 'st'}",
+            *TINY, *(a.replace("{own}", str(own_ws)) for a in OWN[1:2]), f"task.dev={own_ws}/dev_new_label.csv",
+            *OWN[3:]]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "task classification:" in err and "label 'maybe' never appears" in err and err.count("\n") == 0, err
+    assert not (tmp_path / "st").exists()  # nothing ran

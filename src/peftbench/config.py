@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.resources
+import re
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -41,16 +42,62 @@ def compose_config(name: str, overrides: list[str], hint: str, hydra_node: bool 
     return cfg
 
 
+def override_value(value) -> str:
+    """A YAML value as Hydra override text: strings quoted, so spaces, commas and '=' stay text."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(override_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{override_value(v)}" for k, v in value.items()) + "}"
+    # Hydra's quoted strings: only backslashes before a quote or the closing quote are escaped (doubled)
+    text = re.sub(r"(\\*)('|$)", lambda m: m.group(1) * 2 + ("\\'" if m.group(2) else ""), str(value))
+    return f"'{text}'"
+
+
+def task_file_overrides(path: Path) -> list[str]:
+    """`task=my_task.yaml`: the packaged `classification` task (`qa` for kind: squad) with the file's keys over it,
+    as overrides in the file's place (so later task.* overrides still win); `name` defaults to the file's stem."""
+    if not path.is_file():
+        raise UserError(f"task file {path} not found: give task=NAME ({', '.join(group_options('task'))}) or the "
+                        "path of a task .yaml file")
+    try:
+        own = OmegaConf.to_container(OmegaConf.load(path))
+    except (OmegaConfBaseException, OSError, ValueError) as e:  # yaml errors are ValueErrors of their own kinds
+        raise UserError(f"task file {path}: not readable YAML ({str(e).strip().splitlines()[0]})") from None
+    if not isinstance(own, dict):
+        raise UserError(f"task file {path}: expected a mapping of task keys (name, train, dev, text, label, ...)")
+    base = "qa" if own.get("kind") in ("squad", "qa") else "classification"
+    own.pop("kind", None)
+    known = OmegaConf.load(CONFIG_DIR / "task" / f"{base}.yaml")
+    unknown = [k for k in own if k not in known]
+    if unknown:
+        raise UserError(f"task file {path}: unknown key(s) {unknown}; a {base} task has {', '.join(known)}")
+    for k in ("train", "dev"):  # a relative data path is relative to the task file, not to where one runs from
+        if isinstance(own.get(k), str) and not Path(own[k]).expanduser().is_absolute():
+            own[k] = str((path.parent / own[k]).resolve())
+    own.setdefault("name", path.stem)
+    return [f"task={base}", *(f"task.{k}={override_value(v)}" for k, v in own.items())]
+
+
 def load_config(overrides: list[str] | None = None, name: str = "train") -> DictConfig:
     """The resolved config for `overrides`; every error becomes one UserError line naming the key."""
-    overrides = list(overrides or [])
-    for o in overrides:
+    given, overrides = list(overrides or []), []
+    for o in given:
         if "=" not in o:
             raise UserError(f"argument '{o}' is not key=value: write e.g. task=rte method=bitfit")
         key, value = o.split("=", 1)
         group = key.lstrip("+~")
+        if group == "task" and value.endswith((".yaml", ".yml")):  # a task file of the user's own
+            overrides += task_file_overrides(Path(value).expanduser())
+            continue
         if group in ("model", "method", "task") and value not in group_options(group) and "/" not in value:
             raise UserError(f"unknown {group} '{value}': pick one of {', '.join(group_options(group))}")
+        overrides.append(o)
     cfg = compose_config(name, overrides,
                          "unknown key: `peftbench train --help` lists them; add a new key with +key=value")
     validate(cfg)

@@ -1,12 +1,14 @@
-"""`peftbench data DIR`: GLUE (SST-2, MRPC, RTE) and SQuAD v1.1 from the hub, written in the layout data_dir expects.
+"""`peftbench data DIR`: the whole GLUE (nine tasks) and SQuAD v1.1 from the hub, written in the layout data_dir expects.
 
 Each task is read through the task's own hub branch (`load_dataset(*task.hub)`, the call a run with no data_dir
-makes) and written as the local readers read it:
-  DIR/glue/SST-2|MRPC|RTE/{train,dev}.tsv   UTF-8, tab-separated, a header with the task's text and label columns
-                                            (labels as the local files write them: "0"/"1", RTE's strings)
-  DIR/squad/{train,dev}-v1.1.json           the official v1.1 layout: data[].{title, paragraphs[].{context, qas[]}}
+makes) and written as the local readers read it, in GLUE's own layout (download_glue_data.py's):
+  DIR/glue/<Task>/{train,dev}.tsv   UTF-8, tab-separated, a header with the task's text and label columns (labels as
+                                    the local files write them: "0"/"1", RTE/QNLI/MNLI's strings, STS-B's scores);
+                                    CoLA with NO header (source, label, mark "*" for unacceptable, sentence), MNLI's
+                                    dev as dev_matched.tsv and dev_mismatched.tsv
+  DIR/squad/{train,dev}-v1.1.json   the official v1.1 layout: data[].{title, paragraphs[].{context, qas[]}}
 Files already there are kept (named), unless overwrite=true; every file is written to a temp file, then renamed.
-Options: tasks=[sst2,mrpc,rte,squad] overwrite=true, and task.* / other run keys (e.g. task.hub=...) for one task.
+Options: tasks=[cola,sst2,...,squad] overwrite=true, and task.* / other run keys (e.g. task.hub=...) for one task.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from typing import Callable
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .config import group_options, load_config
+from .config import load_config
 from .errors import UserError
 
 SPLITS = ("train", "dev")
+GLUE_TASKS = ["cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli"]  # `peftbench data`'s default
 
 
 def _atomic(path: Path, write: Callable) -> None:
@@ -51,21 +54,33 @@ def glue_files(cfg, root: Path) -> dict[Path, Callable]:
     task = cfg.task
     files = {}
     for split in SPLITS:
-        def write(f, split=split):
-            texts, labels = glue.read_split(cfg, split)  # the hub branch: cfg.data_dir is None
-            header = [*task.text_fields, task.label_field]
-            names = [str(x) for x in task.labels]  # plain strings: an OmegaConf lookup per row is slow
-            f.write("\t".join(header) + "\n")
-            fixed = 0
-            for i, label in enumerate(labels):
-                row = []
-                for column in texts:
-                    value, changed = _clean(column[i])
-                    row.append(value)
-                    fixed += changed
-                f.write("\t".join([*row, names[label]]) + "\n")
-            return len(labels), fixed
-        files[Path(root) / task.dir / f"{split}.tsv"] = write
+        for stem, hub_split, _ in glue.parts(task, split):
+            def write(f, stem=stem, hub_split=hub_split):
+                texts, labels = glue.read_part(cfg, stem, hub_split)  # the hub branch: cfg.data_dir is None
+                # a file with no header (CoLA) holds every column of task.columns; the others stay empty, but
+                # CoLA's mark column says what the label says: "*" for unacceptable
+                header = list(task.columns) if task.get("columns") else [*task.text_fields, task.label_field]
+                where = {c: j for j, c in enumerate(task.text_fields)}
+                if not task.get("columns"):
+                    f.write("\t".join(header) + "\n")
+                names = None if glue.regression(task) else [str(x) for x in task.labels]  # plain strings: fast
+                fixed = 0
+                for i, label in enumerate(labels):
+                    row = []
+                    for c in header:
+                        if c in where:
+                            value, changed = _clean(texts[where[c]][i])
+                            fixed += changed
+                        elif c == task.label_field:
+                            value = f"{label:g}" if names is None else names[label]
+                        elif c == "original_label":
+                            value = "*" if names is not None and label == 0 else ""
+                        else:
+                            value = "nyu-mll/glue" if c == "source" else ""
+                        row.append(value)
+                    f.write("\t".join(row) + "\n")
+                return len(labels), fixed
+            files[Path(root) / task.dir / f"{stem}.tsv"] = write
     return files
 
 
@@ -94,7 +109,7 @@ def squad_files(cfg, root: Path) -> dict[Path, Callable]:
 
 def write_data(root: str, overrides: list[str] | None = None) -> int:
     """Write every asked task's files under `root`; print one line per file; 0 when all are there."""
-    tasks, overwrite, rest = ["sst2", "mrpc", "rte", "squad"], False, []
+    tasks, overwrite, rest = [*GLUE_TASKS, "squad"], False, []
     for o in overrides or []:
         key, _, value = o.partition("=")
         if key in ("tasks", "overwrite"):
@@ -110,9 +125,9 @@ def write_data(root: str, overrides: list[str] | None = None) -> int:
                 tasks = [str(t) for t in (parsed if OmegaConf.is_list(parsed) else [parsed])]
         else:
             rest.append(o)
-    unknown = [t for t in tasks if t not in group_options("task")]
+    unknown = [t for t in tasks if t not in [*GLUE_TASKS, "squad"]]
     if unknown or not tasks:
-        raise UserError(f"tasks={tasks}: unknown task {unknown}; pick from {', '.join(group_options('task'))}")
+        raise UserError(f"tasks={tasks}: unknown task {unknown}; pick from {', '.join([*GLUE_TASKS, 'squad'])}")
     if len(tasks) > 1 and any(o.split("=", 1)[0].lstrip("+~").startswith("task.") for o in rest):
         raise UserError("task.* settings apply to one task: add tasks=[NAME]")
     plan = {}

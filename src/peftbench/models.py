@@ -125,6 +125,8 @@ def load_model(model_cfg: DictConfig, head: str, num_labels: int = 2, random_ini
     """The encoder with a fresh task head; `random_init` builds it from the config alone (parameter counts, tests)."""
     auto = HEADS[head]
     kwargs = {"num_labels": num_labels} if head == "seq_cls" else {}
+    if head == "seq_cls" and num_labels == 1:  # one output: a regression head, MSE on float targets (STS-B)
+        kwargs["problem_type"] = "regression"
     if random_init or model_cfg.get("tiny"):
         config = shipped_config(model_cfg)
         for k, v in kwargs.items():

@@ -49,10 +49,15 @@ def check_data(cfg: DictConfig) -> int | None:
     from .tasks import TASKS
 
     task = cfg.task
-    if from_hub(cfg):
+    # task=classification / task=qa read the user's task.train / task.dev, else the hub; never data_dir
+    hub_only = not (task.get("train") or task.get("dev")) if "train" in task else from_hub(cfg)
+    if hub_only:
         from datasets import load_dataset_builder
 
+        if not task.get("hub"):
+            raise UserError(f"task={task.name} needs its data: set task.train=FILE and task.dev=FILE, or task.hub=ID")
         hub = list(task.hub) if not isinstance(task.hub, str) else [task.hub]
+        hub += [task.hub_config] if task.get("hub_config") else []
         try:
             load_dataset_builder(*hub)
         except Exception as e:  # datasets raises many kinds (connection, not found, offline): all mean "not here"
@@ -61,6 +66,10 @@ def check_data(cfg: DictConfig) -> int | None:
                             "data_dir=DIR (`peftbench data DIR` writes it once, with network)") from None
         return None
     module = TASKS[task.kind]
+    if task.kind == "classification":  # the whole check of the run's own reader: columns, labels, targets, rows
+        from omegaconf import OmegaConf
+
+        return len(module.resolve(OmegaConf.create(OmegaConf.to_container(cfg)))[1])  # a copy: resolve fills it in
     if task.kind == "squad":
         train, bad, src = module.read_split(cfg, "train")
         module.read_split(cfg, "dev")
@@ -69,20 +78,21 @@ def check_data(cfg: DictConfig) -> int | None:
             raise UserError(f"{src}: none of its {len(train)} questions has an answer at its answer_start "
                             f"(first: {bad[0] if bad else 'no answers'})")
         return pool
-    rows = 0
-    for split in ("dev", "train"):  # header only: a bad row is found by the run that reads it, as before
-        rows = tsv_rows(Path(cfg.data_dir) / task.dir / f"{split}.tsv", [*task.text_fields, task.label_field])
-    return rows
+    names = list(task.columns) if task.get("columns") else None  # CoLA: no header line
+    for stem, _, _ in module.parts(task, "dev"):  # header only: a bad row is found by the run that reads it, as before
+        tsv_rows(Path(cfg.data_dir) / task.dir / f"{stem}.tsv", [*task.text_fields, task.label_field], names)
+    return tsv_rows(Path(cfg.data_dir) / task.dir / "train.tsv", [*task.text_fields, task.label_field], names)
 
 
-def tsv_rows(path: Path, columns: list[str]) -> int:
-    """Rows under the header of a GLUE TSV after checking that it exists, decodes, and has `columns`."""
+def tsv_rows(path: Path, columns: list[str], names: list[str] | None = None) -> int:
+    """Rows under the header of a GLUE TSV after checking that it exists, decodes, and has `columns`; `names`: the
+    file has no header line and these are its columns (CoLA), so every line is a row."""
     if not path.is_file():
         raise UserError(f"data file {path} not found: set data_dir to the folder holding "
                         f"{path.parent.parent.name}/{path.parent.name}/ (`peftbench data DIR` writes it)")
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
-            header = f.readline().rstrip("\r\n").split("\t")
+            header = names or f.readline().rstrip("\r\n").split("\t")
             rows = sum(1 for line in f if line.strip())
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: not valid UTF-8 at byte {e.start}: re-save the file as UTF-8") from None
@@ -91,6 +101,8 @@ def tsv_rows(path: Path, columns: list[str]) -> int:
     missing = [c for c in columns if c not in header]
     if missing:
         raise UserError(f"{path}:1: missing column(s) {missing}; the header has {header}")
+    if not rows:
+        raise UserError(f"{path} has no rows: an empty split cannot train or score")
     return rows
 
 

@@ -1,7 +1,8 @@
 """Inference on a saved run: predictions for new inputs (`peftbench predict`) and re-scoring (`peftbench evaluate`).
 
 An input is a text, a (text, text_pair) pair for sentence-pair tasks, or a (question, context) pair for QA heads.
-Classification answers {label, probability}; QA answers {answer, score, start} with the span read back from the
+Classification answers {label, probability} (the label's name from the run's delta.json: a user's own data
+records the classes it found), a regression head {answer: the value as text, score: the value}; QA answers {answer, score, start} with the span read back from the
 context through the tokenizer's offsets (windows with a stride when the context is long; the best span wins).
 Both batch through predict.predict, the function training evaluates with; `evaluate_run` scores its outputs with
 the task's own `score`, as training does.
@@ -33,7 +34,12 @@ N_BEST = 20
 
 def n_texts(run: Run) -> int:
     """Texts per input: 2 for sentence pairs and QA (question, context), else 1."""
-    return 2 if run.head == "qa" else len(run.meta["task"].get("text_fields") or [None])
+    task = run.meta["task"]
+    if run.head == "qa":
+        return 2
+    if task.get("kind") == "classification":  # a user's own data: task.text [+ task.text_pair]
+        return 2 if task.get("text_pair") else 1
+    return len(task.get("text_fields") or [None])
 
 
 def check_inputs(run: Run, inputs: list[Input]) -> list[list[str]]:
@@ -62,6 +68,8 @@ def classify(run: Run, columns: list[list[str]], batch_size: int) -> list[dict[s
     enc = run.tokenizer(*columns, truncation=True, max_length=run.meta["task"].get("max_length", 512))
     rows = Packed.from_lists({k: v for k, v in enc.items() if k in MODEL_INPUTS}, run.tokenizer.pad_token_id)
     logits = np.stack(model_outputs(run.model, rows, batch_size, run.device)["logits"])
+    if run.meta.get("num_labels") == 1:  # a regression head (STS-B, a user's float targets): the predicted value
+        return [{"answer": f"{float(x[0]):.4g}", "score": float(x[0])} for x in logits]  # the CLI prints both
     probs = np.exp(logits - logits.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
     names = run.meta.get("label_names") or [str(x) for x in run.meta["task"].get("labels", [])]
@@ -117,7 +125,8 @@ def read_inputs(path: Path, run: Run) -> list[Input]:
         choices = [["question", "context"]]
     else:
         want = n_texts(run)
-        choices = [list(task.get("text_fields") or []), list(task.get("hub_text_fields") or []),
+        own = [task["text"], *([task["text_pair"]] if task.get("text_pair") else [])] if task.get("text") else []
+        choices = [list(task.get("text_fields") or []), list(task.get("hub_text_fields") or []), own,
                    ["text", "text_pair"][:want]]
     try:
         text = path.read_text(encoding="utf-8-sig")

@@ -80,7 +80,8 @@ def _as_list(study: DictConfig, key: str) -> list:
 def _check(study: DictConfig) -> None:
     for key, group in (("methods", "method"), ("tasks", "task")):
         values = _as_list(study, key)
-        unknown = [str(v) for v in values if str(v) not in group_options(group)]
+        unknown = [str(v) for v in values if str(v) not in group_options(group)
+                   and not (group == "task" and str(v).endswith((".yaml", ".yml")))]  # a task file: load_config checks it
         if unknown or not values:
             raise UserError(f"{key}={values}: unknown {group} {unknown}; pick from {', '.join(group_options(group))}")
     for s in _as_list(study, "seeds"):
@@ -144,6 +145,17 @@ def lr_folder(lr: float) -> str:
     return f"lr{lr:g}"
 
 
+def task_folder(task: str) -> str:
+    """A run folder's task part: the task's name, also for a task file (its `name`, else its stem), never a path."""
+    if not task.endswith((".yaml", ".yml")):
+        return task
+    try:
+        name = OmegaConf.load(Path(task).expanduser()).get("name")
+    except (OSError, OmegaConfBaseException, ValueError, AttributeError):
+        name = None  # an unreadable file: load_config names the problem when the run is composed
+    return str(name or Path(task).stem).replace("/", "_")
+
+
 def plan(study: DictConfig, pools: dict[str, int | None] | None = None) -> list[tuple[Path, list[str]]]:
     """Every run of the study as (run folder, overrides for `load_config`): tasks, methods, sizes, rates, seeds.
 
@@ -162,7 +174,7 @@ def plan(study: DictConfig, pools: dict[str, int | None] | None = None) -> list[
             for size in sizes:
                 for lr in lr_grid(study, method) or [None]:
                     for seed in _as_list(study, "seeds"):
-                        folder = out / task / method
+                        folder = out / task_folder(str(task)) / method
                         # the W&B group first, so a tracking.group= of the user's wins
                         over = [f"tracking.group={out.name}", *study.run, f"task={task}", f"method={method}",
                                 f"seed={seed}"]

@@ -132,6 +132,7 @@ def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker, s
     task = TASKS[cfg.task.kind]
     tokenizer = load_tokenizer(cfg.model)
     data = task.load(cfg, tokenizer)
+    record["primary_metric"] = cfg.task.metric  # task=classification finds it from its labels (accuracy | pearson)
     for note in data.notes:
         log.info(note)
     model = load_model(cfg.model, task.HEAD, data.num_labels)

@@ -1,8 +1,10 @@
 """Trivial baselines a run must beat to count as having learned something, computed from its eval set.
 
-GLUE: the best constant prediction (majority-class accuracy; F1 of predicting class 1 everywhere), from the labels
-of the run's dev.tsv, else from the official dev sets' label counts. SQuAD: the context's first sentence as the
-answer, scored with the official rules on the run's eval questions.
+GLUE and a user's own classification data: the best constant prediction (majority-class accuracy; F1 of predicting
+class 1 everywhere), from the labels of the run's dev file (MNLI: each of its two dev files, `accuracy_mm` the
+mismatched one), else from the official dev sets' label counts. A constant prediction has MCC 0 (CoLA) and no
+correlation with the targets (STS-B's Pearson and Spearman: 0). SQuAD: the context's first sentence as the answer,
+scored with the official rules on the run's eval questions.
 """
 
 from __future__ import annotations
@@ -19,11 +21,15 @@ KNOWN_DEV = {"sst2": (428, 444), "mrpc": (129, 279), "rte": (146, 131)}
 _CACHE: dict = {}  # baselines by eval file, computed once per process
 
 
-def label_counts(path: Path, label_field: str, labels: list[str]) -> list[int]:
-    """Rows per class in a GLUE TSV; read here, not with tasks.glue, so a report never imports torch."""
+ZERO = ("mcc", "pearson", "spearman")  # a constant prediction's score in these: 0 (no correlation)
+
+
+def label_counts(path: Path, label_field: str, labels: list[str], columns: list[str] | None = None) -> list[int]:
+    """Rows per class in a GLUE TSV (`columns`: its column names when it has no header line, as CoLA's); read here,
+    not with tasks.glue, so a report never imports torch."""
     with open(path, encoding="utf-8-sig", newline="") as f:
         rows = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        col = next(rows).index(label_field)
+        col = (list(columns) if columns else next(rows)).index(label_field)
         found = [row[col].strip() for row in rows if row]
     return [found.count(name) for name in labels]
 
@@ -36,8 +42,12 @@ def baseline(rec: dict[str, Any], metric: str | None = None) -> float | None:
     """
     kind, metric = rec["config"].get("task", {}).get("kind"), metric or rec.get("primary_metric")
     try:
-        if kind == "glue" and metric in ("accuracy", "f1"):
+        if kind in ("glue", "classification") and metric in ZERO:
+            return 0.0
+        if kind == "glue" and metric.split("_")[0] in ("accuracy", "f1"):
             return _majority(rec, metric)
+        if kind == "classification" and metric in ("accuracy", "f1"):
+            return _own_majority(rec, metric)
         if kind == "squad":
             return _first_sentence(rec, metric)
     except (UserError, OSError, KeyError, ValueError):
@@ -48,17 +58,46 @@ def baseline(rec: dict[str, Any], metric: str | None = None) -> float | None:
 def _majority(rec: dict[str, Any], metric: str) -> float | None:
     cfg = rec["config"]
     task = cfg["task"]
-    path = Path(str(cfg.get("data_dir"))) / str(task.get("dir")) / "dev.tsv"
+    base, _, suffix = metric.partition("_")
+    stems = list(task.get("dev_files") or ["dev"])
+    suffixes = list(task.get("dev_suffixes") or [""] * len(stems))
+    part = f"_{suffix}" if suffix else ""
+    if part not in suffixes:
+        return None
+    stem = stems[suffixes.index(part)]
+    path = Path(str(cfg.get("data_dir"))) / str(task.get("dir")) / f"{stem}.tsv"
     if path not in _CACHE:
         try:
-            _CACHE[path] = label_counts(path, task["label_field"], [str(x) for x in task["labels"]])
+            _CACHE[path] = label_counts(path, task["label_field"], [str(x) for x in task["labels"]], task.get("columns"))
         except (OSError, KeyError, ValueError):  # no readable dev file: fall back to the official counts
             _CACHE[path] = None
     counts = _CACHE[path]
     if counts is None:
         known = KNOWN_DEV.get(task.get("name"))
-        counts = known if known and sum(known) == rec.get("eval_examples") else None
-    if counts is None:
+        counts = known if known and sum(known) == rec.get("eval_examples") and len(stems) == 1 else None
+    return _constant(counts, base)
+
+
+def _own_majority(rec: dict[str, Any], metric: str) -> float | None:
+    """task=classification: the dev labels' counts by the run's own reader (local files only: never the hub)."""
+    task = rec["config"]["task"]
+    if not task.get("train") or not task.get("dev"):
+        return None
+    key = ("classification", str(task["train"]), str(task["dev"]), str(task.get("label")), str(task.get("labels")))
+    if key not in _CACHE:
+        from omegaconf import OmegaConf
+
+        from ..tasks import classification
+
+        cfg = OmegaConf.create(rec["config"])
+        *_, dev = classification.resolve(cfg)
+        _CACHE[key] = None if cfg.task.problem == "regression" else [dev.count(i) for i in range(len(cfg.task.labels))]
+    return _constant(_CACHE[key], metric)
+
+
+def _constant(counts, metric: str) -> float | None:
+    """The best constant prediction's accuracy, or F1 (of class 1 when binary, else macro), from class counts."""
+    if not counts or not sum(counts):
         return None
     shares = [c / sum(counts) for c in counts]
     if metric == "accuracy":

@@ -12,10 +12,11 @@ from .baselines import baseline
 from .figures import ORDER
 from .stats import mean_std
 
-TASK_ORDER = ["sst2", "mrpc", "rte", "squad"]
-# The seed's metrics table (study slides, "Metrics"): MRPC reports accuracy beside its primary F1. (SQuAD's
-# secondary, exact match, has its own columns in the scaling table.)
-SECONDARY = {"mrpc": "accuracy"}
+TASK_ORDER = ["cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli", "squad"]  # GLUE's own order
+# The seed's metrics table (study slides, "Metrics"): MRPC reports accuracy beside its primary F1, as GLUE does for
+# QQP; STS-B Spearman beside Pearson; MNLI the mismatched dev set beside the matched one. (SQuAD's secondary, exact
+# match, has its own columns in the scaling table.)
+SECONDARY = {"mrpc": "accuracy", "qqp": "accuracy", "stsb": "spearman", "mnli": "accuracy_mm"}
 CLEAR = 1.0                   # points a run must beat the majority-class baseline by to count as having learned
 FLAG = "⚠"
 

@@ -74,24 +74,32 @@ def parameter_efficiency(by, methods, tasks, metric, means, path: Path) -> None:
 
 
 def part1_results(by, methods, tasks, metric, path: Path, baselines: dict | None = None) -> None:
-    """A panel per GLUE task, a horizontal bar per method (error bar: std over seeds), the majority baseline dashed."""
+    """A panel per GLUE task (rows of up to 5), a horizontal bar per method (error bar: std over seeds), the trivial
+    baseline dashed (majority class; 0 for MCC and correlations, whose bars may go below 0)."""
     baselines = baselines or {}
-    fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks) + 1.6, 0.34 * len(methods) + 1.8),
+    cols = min(len(tasks), 5)
+    rows = -(-len(tasks) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols + 1.6, rows * (0.34 * len(methods) + 1.8)),
                              sharey=True, squeeze=False)
     ys = np.arange(len(methods))[::-1]  # the first method on top
-    for ax, t in zip(axes[0], tasks):
+    for ax, t in zip(axes.ravel(), tasks):
+        low = 0.0
         for y, m in zip(ys, methods):
             vals = [r["metrics"][metric[t]] for r in by[m].get(t, [])]
             if vals:
                 mean, std = _stats(vals)
+                low = min(low, mean - std)
                 ax.barh(y, mean, 0.7, color=color(m), xerr=std if len(vals) > 1 else None, capsize=2)
         if baselines.get(t) is not None:
             ax.axvline(baselines[t], color="black", linestyle="--", linewidth=1, label="majority baseline")
             ax.legend(loc="lower right", fontsize=8, frameon=True)
-        ax.set_xlim(0, 100)
+        ax.set_xlim(0 if low >= 0 else low - 5, 100)
         ax.set_xlabel(f"{t} dev {metric[t]} (%)")
         ax.grid(True, axis="x", alpha=0.3)
-    axes[0][0].set_yticks(ys, methods)
+    for ax in axes.ravel()[len(tasks):]:
+        ax.set_visible(False)
+    for row in axes:
+        row[0].set_yticks(ys, methods)
     fig.suptitle("GLUE dev results (error bars: std over seeds; dashed: the best constant prediction)")
     _save(fig, path)
 

@@ -65,7 +65,9 @@ def glue_section(recs: list[dict], out: Path, tag: str) -> list[str]:
         lines.append(f"| {m} | " + " | ".join(texts[m][c] for c in cols) + f" | {trainable} |")
     lines += ["", f"Each cell: the task's primary metric on the dev set in %, mean ± sample std over seeds (n runs). "
               f"**Bold**: best overall; _italics_: best PEFT method (not full); {FLAG}: a run in the cell did "
-              f"not beat the majority-class baseline by {CLEAR:g} point (see *Learned nothing*)."]
+              f"not beat the majority-class baseline by {CLEAR:g} point (see *Learned nothing*)"
+              + ("; for MCC, Pearson and Spearman the baseline, a constant prediction, scores 0" if
+                 any(metric[t] in ("mcc", "pearson", "spearman") for t in tasks) else "") + "."]
     if tuned:
         lines[-1] += (" `@ rate`: the learning rate picked for that method and task — the rate with the highest mean "
                       "dev score over seeds among the rates with the most runs (a tie goes to the lower rate). GLUE "

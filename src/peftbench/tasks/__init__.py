@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 from ..data import Packed
 
-from . import glue, squad
+from . import classification, glue, squad
 
-TASKS = {"glue": glue, "squad": squad}
+TASKS = {"glue": glue, "squad": squad, "classification": classification}
 
 
 @dataclass

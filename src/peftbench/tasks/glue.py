@@ -1,26 +1,31 @@
-"""GLUE sentence(-pair) classification: SST-2, MRPC, RTE are rows of a table (their task configs).
+"""GLUE sentence(-pair) classification and regression: all nine tasks are rows of a table (their task configs).
 
 Local files are read in GLUE's TSV layout as `download_glue_data.py` writes it: UTF-8 (MRPC starts with a BOM),
-tab-separated, quote characters are text (no CSV quoting), labels as written ("0"/"1" or RTE's strings).
+tab-separated, quote characters are text (no CSV quoting), labels as written ("0"/"1" or RTE's strings). A task
+config says how its files differ: `columns` names the columns of a file with no header line (CoLA), `dev_files`
+lists a dev split held in several files (MNLI: matched, mismatched; `dev_suffixes` tells their metrics apart),
+`problem: regression` reads float targets for a one-output MSE head (STS-B), `metrics` lists what `score` reports.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import numpy as np
-import torch
 from omegaconf import DictConfig
-from torchmetrics.functional.classification import binary_f1_score, multiclass_accuracy, multiclass_f1_score
 
 from ..errors import UserError
 
 HEAD = "seq_cls"
+DEFAULT_METRICS = ("accuracy", "f1")  # SST-2, MRPC, RTE report both
 
 
-def read_tsv(path: Path, text_fields: list[str], label_field: str, labels: list[str]) -> tuple[list[list[str]], list[int]]:
-    """Texts (one list per field) and class ids; every problem is one UserError naming file and line."""
+def read_tsv(path: Path, text_fields: list[str], label_field: str, labels: list[str] | None,
+             columns: list[str] | None = None) -> tuple[list[list[str]], list]:
+    """Texts (one list per field) and class ids (float targets when `labels` is None); every problem is one
+    UserError naming file and line. `columns`: the file has no header line and these are its columns' names."""
     if not path.is_file():
         raise UserError(f"data file {path} not found: set data_dir to the folder holding {path.parent.parent.name}/{path.parent.name}/")
     try:
@@ -28,40 +33,78 @@ def read_tsv(path: Path, text_fields: list[str], label_field: str, labels: list[
             rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: not valid UTF-8 at byte {e.start}: re-save the file as UTF-8") from None
-    if not rows:
+    if columns is None and not rows:
         raise UserError(f"{path} is empty: expected a header line with {text_fields + [label_field]}")
-    header = rows[0]
+    header, first = (rows[0], 2) if columns is None else (list(columns), 1)
+    body = rows[1:] if columns is None else rows
     missing = [c for c in text_fields + [label_field] if c not in header]
     if missing:
-        raise UserError(f"{path}:1: missing column(s) {missing}; the header has {header}")
+        where = "the header has" if columns is None else "task.columns names"
+        raise UserError(f"{path}:1: missing column(s) {missing}; {where} {header}")
     cols = [header.index(c) for c in text_fields]
     label_col = header.index(label_field)
-    label_id = {name: i for i, name in enumerate(labels)}
+    label_id = None if labels is None else {name: i for i, name in enumerate(labels)}
     texts: list[list[str]] = [[] for _ in text_fields]
-    ids: list[int] = []
-    for lineno, row in enumerate(rows[1:], start=2):
+    ids: list = []
+    for lineno, row in enumerate(body, start=first):
         if len(row) != len(header):
-            raise UserError(f"{path}:{lineno}: {len(row)} fields, the header has {len(header)}")
+            what = "the header has" if columns is None else "task.columns names"
+            raise UserError(f"{path}:{lineno}: {len(row)} fields, {what} {len(header)}")
         label = row[label_col].strip()
-        if label not in label_id:
+        if label_id is None:
+            try:
+                value = float(label)
+            except ValueError:
+                value = math.nan
+            if not math.isfinite(value):
+                raise UserError(f"{path}:{lineno}: regression target '{label}' in column {label_field} is not a number")
+            ids.append(value)
+        elif label not in label_id:
             raise UserError(f"{path}:{lineno}: label '{label}' is not one of {labels}")
+        else:
+            ids.append(label_id[label])
         for t, c in zip(texts, cols):
             t.append(row[c])
-        ids.append(label_id[label])
     if not ids:
-        raise UserError(f"{path} has a header but no rows")
+        raise UserError(f"{path} has a header but no rows" if columns is None else f"{path} has no rows")
     return texts, ids
 
 
-def read_split(cfg: DictConfig, split: str) -> tuple[list[list[str]], list[int]]:
+def regression(task: DictConfig) -> bool:
+    return task.get("problem") == "regression"
+
+
+def parts(task: DictConfig, split: str) -> list[tuple[str, str, str]]:
+    """(file stem, hub split, metric suffix) of each file of a split: one, or MNLI's two dev sets."""
+    if split == "train":
+        return [("train", "train", "")]
+    stems = list(task.get("dev_files") or ["dev"])
+    hub = list(task.get("hub_dev") or ["validation"] * len(stems))
+    suffixes = list(task.get("dev_suffixes") or [""] * len(stems))
+    return list(zip(stems, hub, suffixes))
+
+
+def read_part(cfg: DictConfig, stem: str, hub_split: str) -> tuple[list[list[str]], list]:
     task = cfg.task
-    if cfg.data_dir is None:  # the hub: GLUE's own columns and integer labels
+    if cfg.data_dir is None:  # the hub: GLUE's own columns and labels (class ids, STS-B's floats)
         from .hub import load_split
 
-        columns = load_split(task.hub, split).to_dict()  # whole columns at once (iterating one is row by row)
-        return [columns[c] for c in task.hub_text_fields], columns["label"]
-    return read_tsv(Path(cfg.data_dir) / task.dir / f"{split}.tsv", list(task.text_fields), task.label_field,
-                    [str(x) for x in task.labels])
+        columns = load_split(task.hub, hub_split).to_dict()  # whole columns at once (iterating one is row by row)
+        return [columns[c] for c in task.hub_text_fields], columns[task.get("hub_label_field") or "label"]
+    labels = None if regression(task) else [str(x) for x in task.labels]
+    columns = list(task.columns) if task.get("columns") else None
+    return read_tsv(Path(cfg.data_dir) / task.dir / f"{stem}.tsv", list(task.text_fields), task.label_field, labels,
+                    columns)
+
+
+def read_split(cfg: DictConfig, split: str) -> tuple[list[list[str]], list]:
+    """Texts and labels of a split; a dev split in several files comes back as their concatenation, in order."""
+    texts, labels = None, []
+    for stem, hub_split, _ in parts(cfg.task, split):
+        t, ids = read_part(cfg, stem, hub_split)
+        texts = t if texts is None else [a + b for a, b in zip(texts, t)]
+        labels = labels + list(ids)
+    return texts, labels
 
 
 def load(cfg: DictConfig, tokenizer):
@@ -74,22 +117,76 @@ def load(cfg: DictConfig, tokenizer):
     keep = subset_indices(len(train_labels), cfg.train_size, cfg.seed)
     train_texts = [[t[i] for i in keep] for t in train_texts]
     train_labels = [train_labels[i] for i in keep]
-    eval_texts, eval_labels = read_split(cfg, "dev")
+    sizes, eval_texts, eval_labels = [], None, []
+    for stem, hub_split, suffix in parts(cfg.task, "dev"):
+        t, ids = read_part(cfg, stem, hub_split)
+        eval_texts = t if eval_texts is None else [a + b for a, b in zip(eval_texts, t)]
+        eval_labels += list(ids)
+        sizes.append((suffix, len(ids)))
+    return encoded(cfg, tokenizer, train_texts, train_labels, eval_texts, eval_labels, sizes)
 
-    def encode(texts: list[list[str]], labels: list[int]) -> Packed:
+
+def encoded(cfg: DictConfig, tokenizer, train_texts, train_labels, eval_texts, eval_labels, sizes, meta=None):
+    """TaskData of tokenized splits; shared by every sequence-classification task module."""
+    from ..data import Packed
+    from . import TaskData
+
+    reg = regression(cfg.task)
+
+    def encode(texts: list[list[str]], labels: list) -> Packed:
         enc = tokenizer(*texts, truncation=True, max_length=cfg.task.max_length)
-        return Packed.from_lists({**enc, "labels": labels}, tokenizer.pad_token_id)
+        packed = Packed.from_lists({**enc, "labels": [0] * len(labels) if reg else labels}, tokenizer.pad_token_id)
+        if reg:  # float targets: Packed keeps non-sequence columns as int64, an MSE head needs float32
+            packed.columns["labels"] = np.asarray(labels, dtype=np.float32)
+        return packed
 
+    num_labels = 1 if reg else len(cfg.task.labels)
+    metrics = list(cfg.task.get("metrics") or (("pearson", "spearman") if reg else DEFAULT_METRICS))
     return TaskData(train=encode(train_texts, train_labels), eval=encode(eval_texts, eval_labels),
-                    num_labels=len(cfg.task.labels), train_examples=len(train_labels),
-                    eval_examples=len(eval_labels), meta={"labels": np.array(eval_labels)})
+                    num_labels=num_labels, train_examples=len(train_labels), eval_examples=len(eval_labels),
+                    meta={"labels": np.array(eval_labels), "parts": sizes, "metrics": metrics, "regression": reg,
+                          **(meta or {})})
 
 
-def score(data, outputs: dict[str, list[np.ndarray]]) -> tuple[dict[str, float], list[int]]:
-    """Accuracy and F1 (binary: of class 1, as GLUE reports MRPC; else macro) in percent."""
-    preds = torch.from_numpy(np.stack(outputs["logits"]).argmax(-1))
+def metric(name: str, preds, target, k: int) -> float:
+    """One metric in percent (GLUE's leaderboard scale: MCC and correlations x 100 too)."""
+    import torch
+    from torchmetrics.functional import matthews_corrcoef, pearson_corrcoef, spearman_corrcoef
+    from torchmetrics.functional.classification import binary_f1_score, multiclass_accuracy, multiclass_f1_score
+
+    if name == "accuracy":
+        value = multiclass_accuracy(preds, target, num_classes=k, average="micro")
+    elif name == "f1":  # binary: of class 1, as GLUE reports MRPC and QQP; else macro
+        value = binary_f1_score(preds, target) if k == 2 else multiclass_f1_score(preds, target, num_classes=k,
+                                                                                  average="macro")
+    elif name == "mcc":
+        value = matthews_corrcoef(preds, target, task="binary" if k == 2 else "multiclass", num_classes=k)
+    elif name in ("pearson", "spearman"):
+        if len(preds) < 2 or bool((preds == preds[0]).all()) or bool((target == target[0]).all()):
+            return 0.0  # a constant has no correlation (scipy says nan): scored as the constant baseline, 0
+        fn = pearson_corrcoef if name == "pearson" else spearman_corrcoef
+        value = fn(preds.double(), target.double())
+    else:
+        raise UserError(f"task.metrics: unknown metric '{name}': use accuracy, f1, mcc, pearson or spearman")
+    value = float(value.item())
+    return round(100 * value, 4) if math.isfinite(value) else 0.0
+
+
+def score(data, outputs: dict[str, list[np.ndarray]]) -> tuple[dict[str, float], list]:
+    """The task's metrics in percent (default accuracy and F1); a dev set in several parts scores each, the
+    metrics of part i named with its suffix (MNLI: accuracy, accuracy_mm)."""
+    import torch
+
+    logits = np.stack(outputs["logits"])
+    reg = data.meta.get("regression", False)
+    preds = torch.from_numpy(logits[:, 0].astype(np.float64) if reg else logits.argmax(-1))
     target = torch.from_numpy(data.meta["labels"])
-    k = data.num_labels
-    acc = multiclass_accuracy(preds, target, num_classes=k, average="micro")
-    f1 = binary_f1_score(preds, target) if k == 2 else multiclass_f1_score(preds, target, num_classes=k, average="macro")
-    return {"accuracy": round(100 * acc.item(), 4), "f1": round(100 * f1.item(), 4)}, preds.tolist()
+    names = data.meta.get("metrics", DEFAULT_METRICS)
+    sizes = data.meta.get("parts") or [("", len(target))]
+    metrics, start = {}, 0
+    for suffix, n in sizes:
+        p, t = preds[start : start + n], target[start : start + n]
+        start += n
+        for name in names:
+            metrics[name + suffix] = metric(name, p, t, data.num_labels)
+    return metrics, preds.tolist()

@@ -86,7 +86,7 @@ def read_squad(path: Path) -> tuple[list[Example], list[str]]:
     return examples, bad
 
 
-def read_hub(repo: str, split: str) -> tuple[list[Example], list[str]]:
+def read_hub(repo, split: str) -> tuple[list[Example], list[str]]:
     """The same examples from the hub's SQuAD parquet (id, title, context, question, answers{text, answer_start})."""
     from .hub import load_split
 
@@ -102,12 +102,26 @@ def read_hub(repo: str, split: str) -> tuple[list[Example], list[str]]:
 
 
 def read_split(cfg: DictConfig, split: str) -> tuple[list[Example], list[str], str]:
-    """Examples, one line per answer with a wrong offset, and where they came from: task.data_dir, else
-    ${data_dir}/squad, else the hub."""
-    folder = cfg.task.get("data_dir") or (Path(cfg.data_dir) / "squad" if cfg.data_dir else None)
+    """Examples, one line per answer with a wrong offset, and where they came from: task.train / task.dev (a user's
+    files, task=qa), else task.data_dir, else ${data_dir}/squad, else the hub (task.hub [+ task.hub_config])."""
+    own = cfg.task.get(split)
+    if own:
+        path = Path(str(own)).expanduser()
+        if not path.is_file():
+            raise UserError(f"QA {split} file {path} not found: set task.{split}= to a JSON file in SQuAD v1.1's layout")
+        examples, bad = read_squad(path)
+        if not examples:
+            raise UserError(f"{path} holds no questions")
+        return examples, bad, str(path)
+    folder = cfg.task.get("data_dir") or (Path(cfg.data_dir) / "squad" if cfg.data_dir and "train" not in cfg.task
+                                          else None)  # task=qa: its own files or the hub, never ${data_dir}/squad
     if folder is None:
-        examples, bad = read_hub(cfg.task.hub, split)
-        return examples, bad, cfg.task.hub
+        if not cfg.task.get("hub"):
+            raise UserError(f"task={cfg.task.name} needs its data: set task.train=FILE and task.dev=FILE (SQuAD v1.1 "
+                            "JSON), or task.hub=ID [task.hub_config=NAME] (a dataset with SQuAD's columns)")
+        hub = [cfg.task.hub, cfg.task.hub_config] if cfg.task.get("hub_config") else cfg.task.hub
+        examples, bad = read_hub(hub, split)
+        return examples, bad, "/".join(map(str, hub)) if isinstance(hub, list) else hub
     path = Path(folder) / FILES[split]
     if not path.is_file():
         hint = " (no offline train file exists for SQuAD: use task.data_dir=/path/to/shared/data/squad-devsplit, " \
