@@ -26,9 +26,12 @@ def _train(args: argparse.Namespace) -> int:
     from .config import load_config
     from .train import train
 
+    from .runner import verdict
+
     rec = train(load_config(args.overrides))
     if PartialState().is_main_process:  # under `accelerate launch` the others stay quiet
-        print(f"{rec['status']}: {rec['run']['task']} {rec['run']['method']} {rec['metrics']} -> "
+        others = [f"{k} {v:.2f}" for k, v in rec["metrics"].items() if k != rec["primary_metric"]]
+        print(f"{rec['status']}: {rec['run']['task']} {rec['run']['method']}: {'; '.join([verdict(rec), *others])} -> "
               f"{os.path.join(rec['config']['out'], 'result.json')}")
     return 0
 
@@ -47,6 +50,7 @@ def _study(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from .quickstart import study_report
     from .report import write_report
 
     if not args.study:
@@ -54,20 +58,23 @@ def _report(args: argparse.Namespace) -> int:
             raise UserError("report: name the folders to read (DIR...) or a study (--study NAME)")
         print(f"wrote {write_report(args.dirs, args.out)}")
         return 0
-    from .study import load_study, plan
-
     if len(args.dirs) > 1:
         raise UserError(f"report --study {args.study}: give at most one DIR (the study's out folder), "
                         f"not {len(args.dirs)}")
-    # two presets may share one folder (all_minilm and glue_minilm do): read only the runs this one plans
-    study = load_study(args.study, [f"out={args.dirs[0]}"] if args.dirs else [])
-    runs = [folder for folder, _ in plan(study)]
-    found = [f for f in runs if (f / "result.json").is_file()]
-    if not found:
-        raise UserError(f"report --study {args.study}: none of its {len(runs)} planned runs has a result.json under "
-                        f"{study.out}; run `peftbench study {args.study}` first, or give the study's out folder")
-    source = f"the runs of study `{args.study}` in `{study.out}` ({len(found)} of its {len(runs)} planned runs found)"
-    print(f"wrote {write_report(found, args.out, source=source)}")
+    print(f"wrote {study_report(args.study, [f'out={args.dirs[0]}'] if args.dirs else [], args.out)}")
+    return 0
+
+
+def _quickstart(args: argparse.Namespace) -> int:
+    from .quickstart import run_quickstart
+
+    return run_quickstart(args.overrides, dry_run=args.dry_run)
+
+
+def _list(args: argparse.Namespace) -> int:
+    from .quickstart import list_configs
+
+    print(list_configs(args.groups))
     return 0
 
 
@@ -110,11 +117,23 @@ def _data(args: argparse.Namespace) -> int:
     return write_data(args.dir, args.overrides)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("peftbench")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        from . import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="peftbench", description=(
         "Full fine-tuning vs BitFit, BitFit-subset, LoRA and prompt tuning on BERT-family encoders: "
         "GLUE (SST-2, MRPC, RTE) and SQuAD v1.1, with costs and reports."))
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    parser.add_argument("--version", action="version", version=f"peftbench {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, fn, help_text in [
         ("train", _train, "fine-tune one run (key=value overrides)"),
@@ -124,6 +143,18 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("overrides", nargs="*", metavar="key=value")
         p.set_defaults(fn=fn)
+    p = sub.add_parser("quickstart", help="the whole tool in ~4 minutes: five methods on an SST-2 slice, then the report",
+                       description="Train full, bitfit, bitfit_subset, lora and prompt on 3,000 SST-2 rows (one epoch, "
+                       "MiniLM, each at a rate it learns at) and write the report, its figures and explorer.html: the "
+                       "study preset configs/study/quickstart.yaml, then `report --study quickstart`. key=value as for "
+                       "`study` (out=DIR, data_dir=DIR, model=..., any run key); completed runs are skipped.")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and which are left to do; run nothing")
+    p.set_defaults(fn=_quickstart)
+    p = sub.add_parser("list", help="the methods, tasks, models and study presets, one line each",
+                       description="What the packaged configs offer, from each config's own description.")
+    p.add_argument("groups", nargs="*", metavar="GROUP", help="methods | tasks | models | studies (default: all)")
+    p.set_defaults(fn=_list)
     p = sub.add_parser("study", help="run a grid of runs from configs/study/NAME.yaml; finished runs are skipped",
                        description="Run a study (glue | scaling | FILE.yaml): methods x tasks x sizes x seeds, one "
                        "run after another. Study keys: methods=[..] tasks=[..] seeds=[..] sizes=[..] out=DIR "

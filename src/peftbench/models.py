@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.resources
 import json
+import logging
 import string
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,7 @@ from transformers import (AutoConfig, AutoModelForQuestionAnswering, AutoModelFo
 from .errors import UserError
 from .families import FAMILIES
 
+log = logging.getLogger("peftbench")  # train.log while a run trains
 HEADS = {"seq_cls": AutoModelForSequenceClassification, "qa": AutoModelForQuestionAnswering}
 
 
@@ -121,6 +123,66 @@ def load_tokenizer(model_cfg: DictConfig) -> PreTrainedTokenizerBase:
         return AutoTokenizer.from_pretrained(path)
 
 
+class _HeldReport(logging.Filter):
+    """Holds back transformers' LOAD REPORT (modeling_utils' logger) until the loading info says what it is about."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "LOAD REPORT" in record.getMessage():
+            self.records.append(record)
+            return False
+        return True
+
+
+def _keys(keys: list[str]) -> str:
+    """'classifier.weight', 'classifier.bias' -> 'classifier.{weight,bias}'."""
+    groups: dict[str, list[str]] = {}
+    for k in keys:
+        module, _, leaf = k.rpartition(".")
+        groups.setdefault(module, []).append(leaf)
+    return ", ".join(f"{m}.{{{','.join(ls)}}}" if len(ls) > 1 else f"{m}.{ls[0]}" if m else ls[0]
+                     for m, ls in groups.items())
+
+
+def _from_pretrained(auto, path: str, **kwargs) -> PreTrainedModel:
+    """`auto.from_pretrained`, with transformers' multi-line load report for the new task head made one line of the
+    run's log (train.log). A report of anything more (encoder weights missing, unexpected or of another shape) is
+    shown in full, as transformers writes it, and its gist goes to train.log too."""
+    tlog = logging.getLogger("transformers.modeling_utils")  # where log_state_dict_report writes (transformers 5)
+    held, info = _HeldReport(), None
+    tlog.addFilter(held)
+    try:
+        model, info = auto.from_pretrained(path, output_loading_info=True, **kwargs)
+    finally:
+        tlog.removeFilter(held)
+        if info is None:  # it raised (shapes, conversion): the report tells why
+            for record in held.records:
+                tlog.handle(record)
+    prefix = f"{model.base_model_prefix}."
+    encoder = getattr(model, model.base_model_prefix, None)
+    parts = {name for name, _ in encoder.named_children()} if encoder is not None else set()
+    new_head = [k for k in model.state_dict() if k in info["missing_keys"] and not k.startswith(prefix)]
+    missing = sorted(set(info["missing_keys"]) - set(new_head))
+    # a checkpoint's weights for parts this architecture lacks (the pooler under a QA head, a pretraining head)
+    dropped = sorted(k for k in info["unexpected_keys"] if k.removeprefix(prefix).split(".")[0] not in parts)
+    unexpected = sorted(set(info["unexpected_keys"]) - set(dropped))
+    if missing or unexpected or info["mismatched_keys"]:
+        for record in held.records:
+            tlog.handle(record)
+        log.warning("loading %s: %s", path, "; ".join(
+            [f"encoder weights missing from the checkpoint, newly initialised: {_keys(missing)}"] * bool(missing)
+            + [f"checkpoint weights the model has no place for: {_keys(unexpected)}"] * bool(unexpected)
+            + [f"weights of another shape: {_keys([k[0] for k in info['mismatched_keys']])}"] * bool(
+                info["mismatched_keys"])))
+    elif new_head or dropped:
+        log.info("; ".join([f"new head initialised: {_keys(new_head)}"] * bool(new_head)
+                           + [f"unused checkpoint weights: {_keys(dropped)}"] * bool(dropped)))
+    return model
+
+
 def load_model(model_cfg: DictConfig, head: str, num_labels: int = 2, random_init: bool = False) -> PreTrainedModel:
     """The encoder with a fresh task head; `random_init` builds it from the config alone (parameter counts, tests)."""
     auto = HEADS[head]
@@ -135,4 +197,4 @@ def load_model(model_cfg: DictConfig, head: str, num_labels: int = 2, random_ini
     # safetensors only: a pickled .bin checkpoint can run code on load
     path = resolve_path(model_cfg)
     with hub_errors(model_cfg, "weights"):
-        return auto.from_pretrained(path, use_safetensors=True, **kwargs)
+        return _from_pretrained(auto, path, use_safetensors=True, **kwargs)

@@ -16,10 +16,27 @@ from .record import identity, read_record
 from .rundir import CHECKPOINT, Busy
 
 
-def _metric(rec: dict[str, Any]) -> str:
+# what the trivial predictor of report/baselines.py is, by task kind and metric (a GLUE F1: one class everywhere)
+BASELINE_NAMES = {("glue", "accuracy"): "majority class", "glue": "constant prediction", "squad": "first sentence"}
+
+
+def verdict(rec: dict[str, Any]) -> str:
+    """The run's primary metric against its task's trivial baseline, by the report's rule (report/cells.py), e.g.
+    'accuracy 52.35 (majority class 52.71: learned nothing)' or 'accuracy 88.30 (majority class 50.92: +37.38)'."""
+    from .report.cells import learned_nothing  # here: the report package loads matplotlib, a dry run needs none
+    from .report.baselines import baseline
+
     key = rec.get("primary_metric")
     value = rec.get("metrics", {}).get(key)
-    return f"{key} {value:.2f}" if isinstance(value, (int, float)) else "no metric"
+    if not isinstance(value, (int, float)):
+        return "no metric"
+    text = f"{key} {value:.2f}"
+    b = baseline(rec) if isinstance(rec.get("config"), dict) else None
+    if b is None:
+        return text  # unknown (a hub eval set, or a task without one): say nothing rather than guess
+    kind = rec["config"].get("task", {}).get("kind")
+    name = BASELINE_NAMES.get((kind, key)) or BASELINE_NAMES.get(kind, "baseline")
+    return f"{text} ({name} {b:.2f}: {'learned nothing' if learned_nothing(rec) else f'{value - b:+.2f}'})"
 
 
 def completed(folder: Path, cfg: DictConfig) -> bool:
@@ -36,7 +53,7 @@ def run_one(folder: Path, cfg: DictConfig, label: str) -> str:
     same = old.get("identity") == identity(cfg)
     if old.get("status") == "completed":
         if same:
-            print(f"{label}: skipped, completed ({_metric(old)})", flush=True)
+            print(f"{label}: skipped, completed ({verdict(old)})", flush=True)
             return "skipped"
         print(f"{label}: its config changed since it completed; running it again", flush=True)
         if "overwrite" in cfg:
@@ -51,7 +68,7 @@ def run_one(folder: Path, cfg: DictConfig, label: str) -> str:
     t0 = time.perf_counter()
     try:
         rec = train(cfg)
-        print(f"{label}: {_metric(rec)} ({time.perf_counter() - t0:.0f} s)", flush=True)
+        print(f"{label}: {verdict(rec)} ({time.perf_counter() - t0:.0f} s)", flush=True)
         return "ran"
     except Exception as e:  # one broken run must not stop the others; its record says failed
         where = ""
