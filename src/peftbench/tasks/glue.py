@@ -108,8 +108,7 @@ def read_split(cfg: DictConfig, split: str) -> tuple[list[list[str]], list]:
 
 
 def load(cfg: DictConfig, tokenizer):
-    from ..data import Packed
-    from . import TaskData, subset_indices
+    from . import subset_indices
 
     train_texts, train_labels = read_split(cfg, "train")
     if cfg.train_size is not None and cfg.train_size > len(train_labels):
@@ -150,7 +149,6 @@ def encoded(cfg: DictConfig, tokenizer, train_texts, train_labels, eval_texts, e
 
 def metric(name: str, preds, target, k: int) -> float:
     """One metric in percent (GLUE's leaderboard scale: MCC and correlations x 100 too)."""
-    import torch
     from torchmetrics.functional import matthews_corrcoef, pearson_corrcoef, spearman_corrcoef
     from torchmetrics.functional.classification import binary_f1_score, multiclass_accuracy, multiclass_f1_score
 
