@@ -8,11 +8,13 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from peftbench.cli import main
 from peftbench.rundir import LOCK
 from peftbench.tasks.squad import check_answers
 
+CUDA = torch.cuda.is_available()  # the device cases hold where there is none (CI)
 TINY = ["model=tiny", "max_steps=2", "tracking.mode=disabled", "eval_batch_size=32"]  # + task=rte method=bitfit
 
 
@@ -39,6 +41,11 @@ def ws(tmp_path_factory) -> Path:
     (root / "locked" / LOCK).write_text(json.dumps({"host": os.uname().nodename, "pid": os.getpid(),
                                                      "started_at": "now"}))
     (root / "inputs.jsonl").write_text('{"sentence1": "a"}\nnot json\n')
+    from transformers import BertConfig, BertModel, GPT2Config, GPT2Model
+
+    GPT2Model(GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=99)).save_pretrained(root / "gpt2")
+    BertModel(BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64)).save_pretrained(root / "no-tokenizer")  # weights, no tokenizer files
     (root / "empty").mkdir()
     return root
 
@@ -74,8 +81,45 @@ CASES = [
     (["train", *TINY, "out={ws}/run"], "holds a completed run"),
     (["train", *TINY, "out={ws}/run", "resume=true", "lr=0.5"], "holds a completed run"),
     (["train", *TINY, "out={ws}/locked", "overwrite=true"], "is in use by a running run: pid"),
+    # train: every knob's type and range (schema.py), and nothing silent
+    (["train", *TINY, "model.name_or_path={ws}/gpt2", "model.tiny=null"],
+     "is GPT2Model (model_type gpt2), a decoder-only language model: peftbench fine-tunes encoders"),
+    (["train", *TINY, "model.name_or_path={ws}/no-tokenizer", "model.tiny=null"], "has no tokenizer files"),
+    (["train", *TINY, "compile=true", "compile_mode=nosuch"], "compile_mode='nosuch' is unknown: use default,"),
+    *([] if CUDA else [(["train", *TINY, "device=cuda"], "device=cuda, but torch sees no CUDA GPU here")]),
+    (["train", *TINY, "resume=true"], "has no checkpoint.pt to resume from"),
+    (["train", *TINY, "task.max_length=100000"], "task.max_length=100000 is above the 512 positions of model 'tiny'"),
+    (["train", *TINY, "task.max_length=4"], "task.max_length=4 must be >= 8"),
+    (["train", *TINY, "warmup_ratio=1.5"], "warmup_ratio=1.5 is out of range: give a number >= 0 and <= 1"),
+    (["train", *TINY, "weight_decay=-0.1"], "weight_decay=-0.1 must be >= 0"),
+    (["train", *TINY, "max_grad_norm=0"], "max_grad_norm=0 must be > 0"),
+    (["train", *TINY, "schedule=weekly"], "schedule='weekly' is unknown: use epochs, steps"),
+    (["train", *TINY, "device=tpu"], "device='tpu' is unknown: use auto, cpu, cuda"),
+    (["train", *TINY, "tracking.mode=cloud"], "tracking.mode='cloud' is unknown"),
+    (["train", *TINY, "group_by_length=maybe"], "group_by_length='maybe' is not true or false"),
+    (["train", *TINY, "pad_multiple=0"], "pad_multiple=0 must be >= 1"),
+    (["train", *TINY, "steps.epochs_equiv=0"], "steps.epochs_equiv=0 must be > 0"),
+    (["train", *TINY, "+colour=red"], "unknown key(s) ['colour']"),
+    (["train", *TINY, "model.tiny.model_type=gpt2"], "model.tiny.model_type='gpt2' is unknown: use bert,"),
+    (["train", *TINY, "method=lora", "method.dropout=1"], "method.dropout=1 is out of range"),
+    (["train", *TINY, "method=lora", "method.alpha=0"], "method.alpha=0 must be > 0"),
+    (["train", *TINY, "method=lora", "method.target_roles=[]"], "method.target_roles=[] is empty"),
+    (["train", *TINY, "method=lora", "method.target_roles=[qkv]"], "method.target_roles has unknown item(s) ['qkv']"),
+    (["train", *TINY, "method=bitfit", "method.biases=some"], "method.biases='some' is unknown: use all, or a list"),
+    (["train", *TINY, "method=prompt", "method.init=zeros"], "method.init='zeros' is unknown: use normal, vocab"),
+    (["train", *TINY, "method=prompt", "method.position=middle"], "method.position='middle' is unknown"),
+    (["train", *TINY, "method=prefix", "method.projection=-1"], "method.projection=-1 must be >= 0"),
+    (["train", *TINY, "method=adapter_houlsby", "method.activation=gelu2"], "method.activation='gelu2' is unknown"),
+    (["train", *TINY, "method=adapter_houlsby", "method.positions=[]"], "method.positions=[] is empty"),
+    (["train", *TINY, "task=squad", "task.doc_stride=0"], "task.doc_stride=0 must be > 0"),
+    (["train", *TINY, "task=mnli", "task.metrics=[bleu]"], "task.metrics has unknown item(s) ['bleu']"),
     # study
     (["study", "nope"], "unknown study 'nope'"),
+    (["study", "glue", "--dry-run", "model=tiny", "tasks=[rte]", "data_dir={data}", "task.max_length=9999"],
+     "task.max_length=9999 is above the 512 positions of model 'tiny'"),
+    (["study", "glue", "model=tiny", "tasks=[rte]", "data_dir={data}", "warmup_ratio=2"], "warmup_ratio=2 is out of"),
+    *([] if CUDA else [(["study", "glue", "model=tiny", "tasks=[rte]", "data_dir={data}", "device=cuda"],
+                        "device=cuda, but torch sees no CUDA GPU here")]),
     (["study", "glue", "seeds=[1.5]"], "seeds: 1.5 is not an integer"),
     (["study", "glue", "method=lora"], "write methods=[...] instead"),
     (["study", "glue", "sizes=[0]"], "not a positive integer"),
@@ -93,13 +137,20 @@ CASES = [
     (["predict", "{run}", "colour=red", "--text", "a"], "'colour=red': expected one of"),
     (["predict", "{run}", "--input", "{ws}/missing.jsonl"], "input file"),
     (["predict", "{run}", "--input", "{ws}/inputs.jsonl"], "inputs.jsonl:2: not a JSON object"),
+    (["predict", "{run}", "batch_size=0", "--text", "a"], "batch_size=0 must be > 0"),
+    (["predict", "{run}", "merge=perhaps", "--text", "a"], "merge='perhaps' is not true or false"),
     # evaluate
     (["evaluate", "{ws}/nowhere"], "nowhere does not exist: give the out= folder"),
     (["evaluate", "{run}", "data_dir={ws}/nowhere"], "data file"),
     (["evaluate", "{run}", "colour=red"], "'colour=red': expected one of"),
+    (["evaluate", "{run}", "eval_batch_size=-1"], "eval_batch_size=-1 must be > 0"),
+    *([] if CUDA else [(["evaluate", "{run}", "device=cuda"], "device=cuda, but torch sees no CUDA GPU here")]),
     # params
     (["params", "model=nope"], "unknown model 'nope'"),
     (["params", "oops"], "is not key=value"),
+    (["params", "model=tiny", "method=lora", "method.r=0"], "method.r=0 must be > 0"),
+    (["params", "model.name_or_path={ws}/gpt2", "model.config_file=null", "model.package=null"],
+     "is GPT2Model (model_type gpt2), a decoder-only language model"),
     # data
     (["data", "{ws}/d", "tasks=[nope]"], "unknown task ['nope']"),
     (["data", "{ws}/d", "overwrite=maybe"], "write overwrite=true or overwrite=false"),
@@ -134,6 +185,8 @@ def test_bad_input_is_one_line_exit_2_and_nothing_lost(ws, capsys, argv, message
         assert name.rsplit("/", 1)[-1] in ("result.json", "train.log"), name
         if name.endswith("result.json"):
             assert json.loads(after[name])["status"] == "failed"
+    # nor a completed-looking record anywhere a bad run could write (its own out=, a study's folders)
+    assert not [p for p in tmp_path.rglob("result.json") if json.loads(p.read_text()).get("status") == "completed"]
 
 
 @pytest.mark.parametrize("start,text,reason", [

@@ -221,3 +221,12 @@ def test_tiny_lr_study_records_the_rate_and_the_report_picks_one(tmp_path, glue_
     md = (tmp_path / "r/report.md").read_text()
     assert "### Learning-rate grid" in md and "| bitfit | 0.001 |" in md and "| bitfit | 0.01 |" in md
     assert "| bitfit | rte | 0.0005 | not run |" in md  # bitfit's own rate was not in this grid
+
+
+def test_resume_true_on_a_study_resumes_only_where_there_is_a_checkpoint(tmp_path, glue_dir, capsys):
+    # `train resume=true` into a fresh folder is an error (nothing to resume); a study decides per folder
+    args = ["study", "glue", "methods=[bitfit]", "tasks=[rte]", f"data_dir={glue_dir}", f"out={tmp_path}",
+            "resume=true", *TINY]
+    assert main(args) == 0
+    assert "1 ran, 0 skipped, 0 failed" in capsys.readouterr().out
+    assert json.loads((tmp_path / "rte/bitfit/seed42/result.json").read_text())["status"] == "completed"

@@ -13,6 +13,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from . import schema
 from .errors import UserError
 
 CONFIG_DIR = Path(str(importlib.resources.files("peftbench") / "configs"))
@@ -104,37 +105,6 @@ def load_config(overrides: list[str] | None = None, name: str = "train") -> Dict
     return cfg
 
 
-POSITIVE = ["batch_size", "grad_accum", "eval_batch_size", "epochs", "max_steps", "train_size", "lr", "task.max_length",
-            "method.r", "method.num_virtual_tokens", "steps.min_steps", "steps.cap", "steps.epochs_equiv", "log_every"]
-# counts of things: 1.5 epochs or a rank of 8.0 is a typo, and numpy/torch reject a float seed with a traceback
-INTEGER = ["seed", "train_size", "batch_size", "grad_accum", "eval_batch_size", "epochs", "max_steps", "task.max_length",
-           "method.r", "method.num_virtual_tokens", "steps.min_steps", "steps.cap", "eval_every", "checkpoint_every",
-           "log_every"]
-
-
 def validate(cfg: DictConfig) -> None:
-    for key in INTEGER:
-        value = OmegaConf.select(cfg, key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise UserError(f"{key}={value!r} is not a whole number: give an integer, e.g. {key}=3")
-    if cfg.get("seed") is None or not 0 <= cfg.seed < 2**32:  # numpy's seed range
-        raise UserError(f"seed={cfg.seed} is out of range: give an integer from 0 to {2**32 - 1}")
-    for key in POSITIVE:
-        value = OmegaConf.select(cfg, key)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise UserError(f"{key}={value!r} is not a number: give a positive number")
-        if value <= 0:
-            raise UserError(f"{key}={value} must be > 0")
-    for key in ("eval_every", "checkpoint_every"):  # 0 or null: off
-        if (cfg.get(key) or 0) < 0:
-            raise UserError(f"{key}={cfg[key]} must be >= 0 (0 or null turns it off)")
-    if cfg.method.lr <= 0:
-        raise UserError(f"method.lr={cfg.method.lr} must be > 0")
-    if cfg.schedule not in ("epochs", "steps"):
-        raise UserError(f"schedule={cfg.schedule!r} is unknown: use epochs or steps")
-    if cfg.precision not in ("auto", "fp16", "bf16", "fp32"):
-        raise UserError(f"precision={cfg.precision!r} is unknown: use auto, fp16, bf16 or fp32")
-    if cfg.tracking.mode not in ("online", "offline", "disabled"):
-        raise UserError(f"tracking.mode={cfg.tracking.mode!r} is unknown: use online, offline or disabled")
+    """Every knob's type and range (schema.SCHEMA), before anything loads; one UserError line naming the key."""
+    schema.check(cfg)

@@ -15,10 +15,13 @@ from transformers import (AutoConfig, AutoModelForQuestionAnswering, AutoModelFo
                           AutoTokenizer, BertTokenizerFast, PreTrainedModel, PreTrainedTokenizerBase)
 
 from .errors import UserError
-from .families import FAMILIES
+from .families import FAMILIES, SUPPORTED
 
 log = logging.getLogger("peftbench")  # train.log while a run trains
 HEADS = {"seq_cls": AutoModelForSequenceClassification, "qa": AutoModelForQuestionAnswering}
+# what AutoTokenizer reads from a folder; a model folder with none of them has no tokenizer of its own
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
+                   "sentencepiece.bpe.model", "spm.model")
 
 
 def tiny_tokenizer(token_types: bool = True) -> BertTokenizerFast:
@@ -90,12 +93,12 @@ def resolve_path(model_cfg: DictConfig) -> str:
 
 
 @contextmanager
-def hub_errors(model_cfg: DictConfig, what: str):
+def hub_errors(model_cfg: DictConfig, what: str, path: str | None = None):
     """A hub id that cannot be fetched (offline, a typo, a private repo) is one line, not a traceback."""
     try:
         yield
     except OSError as e:  # transformers raises OSError (or a subclass) for every "cannot find/download" case
-        path = model_cfg.get("name_or_path")
+        path = path or model_cfg.get("name_or_path")
         why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"model '{model_cfg.name}': cannot load the {what} of '{path}' ({why}): give a local folder "
                         "with model.name_or_path=DIR, or fetch it once with network (HF_HUB_OFFLINE unset)") from None
@@ -116,11 +119,56 @@ def shipped_config(model_cfg: DictConfig) -> AutoConfig:
 
 
 def load_tokenizer(model_cfg: DictConfig) -> PreTrainedTokenizerBase:
+    """The model's own tokenizer (its folder or hub id), or the one `model.tokenizer` names; never one from elsewhere."""
     if model_cfg.get("tiny"):
         return tiny_tokenizer(FAMILIES[tiny_family(model_cfg)].token_types)
-    path = resolve_path(model_cfg)
-    with hub_errors(model_cfg, "tokenizer"):
+    path = model_cfg.get("tokenizer")
+    if path is None:
+        path = resolve_path(model_cfg)
+        if Path(path).is_dir() and not any((Path(path) / f).is_file() for f in TOKENIZER_FILES):
+            raise UserError(f"model folder {path} has no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}, ...): save "
+                            "the tokenizer beside the weights (tokenizer.save_pretrained(DIR)), or name one with "
+                            "model.tokenizer=DIR_OR_HUB_ID")
+    elif Path(str(path)).expanduser().exists():
+        path = str(Path(str(path)).expanduser())
+    with hub_errors(model_cfg, "tokenizer", str(path)):
         return AutoTokenizer.from_pretrained(path)
+
+
+def check_encoder(model_cfg: DictConfig, config: AutoConfig) -> None:
+    """A decoder-only, encoder-decoder or head-less model is one line naming its architecture. An encoder family
+    without a role table (families.py) still trains with the methods that need no roles (full, prompt)."""
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES)
+
+    kind = config.model_type
+    if kind in FAMILIES:
+        return
+    if getattr(config, "is_encoder_decoder", False):
+        why = "an encoder-decoder model"
+    elif kind in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and kind not in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        why = "a decoder-only language model"
+    elif kind not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
+        why = "a model without a sequence-classification head in transformers"
+    else:
+        return
+    arch = (getattr(config, "architectures", None) or [type(config).__name__])[0]
+    where = model_cfg.get("name_or_path") or model_cfg.name
+    raise UserError(f"model '{model_cfg.name}' ({where}) is {arch} (model_type {kind}), {why}: peftbench fine-tunes "
+                    f"encoders ({', '.join(SUPPORTED)}); give one with model=PRESET or model.name_or_path=DIR")
+
+
+def max_positions(config: AutoConfig) -> int | None:
+    """The longest input the model's absolute position embeddings take; None when positions are relative only."""
+    n = getattr(config, "max_position_embeddings", None)
+    if n is None or getattr(config, "position_biased_input", True) is False:  # DeBERTa-v3: relative positions only
+        return None
+    if getattr(config, "position_embedding_type", "absolute") not in ("absolute", None):
+        return None
+    if config.model_type in ("roberta", "xlm-roberta", "camembert"):  # positions start after padding_idx
+        n -= (config.pad_token_id or 0) + 1
+    return n
 
 
 class _HeldReport(logging.Filter):

@@ -14,10 +14,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from . import schema
 from .config import CONFIG_DIR, group_options, load_config
 from .errors import UserError
 from .methods import apply_method
-from .models import load_model
+from .models import check_encoder, load_model, shipped_config
 from .tasks import TASKS
 
 
@@ -25,6 +26,8 @@ from .tasks import TASKS
 def _setup(overrides: tuple[str, ...]):
     """The composed config and a meta-device build per (model, task): composing and building once, not per method."""
     cfg = load_config(list(overrides))
+    if not cfg.model.get("tiny") and not cfg.model.get("config_file"):  # a folder or hub id: an encoder, or one line
+        check_encoder(cfg.model, shipped_config(cfg.model))
     head = TASKS[cfg.task.kind].HEAD
     with torch.device("meta"):
         return cfg, load_model(cfg.model, head, num_labels=len(cfg.task.get("labels") or [0, 1]), random_init=True)
@@ -73,6 +76,8 @@ def params_table(overrides: list[str]) -> str:
     rest = [o for o in overrides if not o.startswith("method=")]
     methods = [g.split("=", 1)[1] for g in given] or group_options("method")
     methods.sort(key=lambda m: (m != "full", m))  # the baseline first
+    for m in methods:  # a bad method.KEY=VALUE is the command's error, not a refused row
+        schema.check(OmegaConf.create({"method": method_config(rest + [f"method={m}"])}), part="method")
     rows = [row(rest, m) for m in methods]
     cfg, base = _setup(tuple(o for o in rest if not o.lstrip("+~").startswith("method")))
     total = sum(p.numel() for p in base.parameters())

@@ -1,12 +1,13 @@
 """Before a study's first run: everything knowable about its runs is checked at once, one line per problem.
 
 A study must never fail at run 37 for a reason knowable before run 1. `check(configs, out)` looks at:
-  - each model once: its config and tokenizer resolve (package, folder, or hub id / local HF cache); offline, a hub
-    id's weights must be in the cache;
+  - each model once: its config and tokenizer resolve (package, folder, or hub id / local HF cache), it is an encoder
+    with the head the task needs; offline, a hub id's weights must be in the cache;
   - each task's data once: local files present, decodable and with the columns the task reads (GLUE: the header;
     SQuAD: the whole layout and its answers, by the run's own reader), or the hub dataset resolvable; a train_size
     above the rows there;
-  - each run: batch_size divisible into grad_accum micro-batches; the study folder writable.
+  - each run: batch_size divisible into grad_accum micro-batches; task.max_length within the model's positions; the
+    device there when the runs train here; the study folder writable.
 It raises one UserError holding every problem, one per line (the CLI prints each as its own `peftbench: error:` line).
 """
 
@@ -20,24 +21,53 @@ from omegaconf import DictConfig
 from .errors import UserError
 
 
-def check_model(model: DictConfig) -> None:
-    """Config and tokenizer of `model` resolve; a UserError (one line) when not."""
-    if model.get("tiny"):
-        return
+def check_model(model: DictConfig):
+    """Config, architecture and tokenizer of `model` resolve; returns its AutoConfig; a UserError (one line) when not."""
     from huggingface_hub import constants, try_to_load_from_cache
+
     from transformers import AutoConfig
 
-    from .models import hub_errors, load_tokenizer, resolve_path
+    from .models import check_encoder, hub_errors, load_tokenizer, resolve_path, tiny_config
 
+    if model.get("tiny"):
+        return tiny_config(model)
     path = resolve_path(model)
     with hub_errors(model, "config"):
-        AutoConfig.from_pretrained(path)
+        config = AutoConfig.from_pretrained(path)
+    check_encoder(model, config)
     load_tokenizer(model)
     if not Path(path).is_dir() and constants.HF_HUB_OFFLINE:  # a hub id offline: the weights must be cached too
         if not any(isinstance(try_to_load_from_cache(path, f), str)
                    for f in ("model.safetensors", "model.safetensors.index.json")):
             raise UserError(f"model '{model.name}': '{path}' has no *.safetensors weights in the local Hugging Face "
                             "cache and HF_HUB_OFFLINE=1: fetch it once with network, or set model.name_or_path=DIR")
+    return config
+
+
+def check_length(cfg: DictConfig, config) -> None:
+    """task.max_length fits the model's absolute positions (a longer input would fail mid-run, or silently differ)."""
+    from .models import max_positions
+
+    limit = max_positions(config)
+    if limit is not None and cfg.task.max_length > limit:
+        raise UserError(f"task.max_length={cfg.task.max_length} is above the {limit} positions of model "
+                        f"'{cfg.model.name}' ({config.model_type}, max_position_embeddings="
+                        f"{config.max_position_embeddings}): give task.max_length={limit} or less")
+
+
+def check_device(cfg: DictConfig) -> None:
+    """A device that is not here is an error, never a silent run on the CPU (fp16 and bf16 autocast run on both)."""
+    import torch
+
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("device=cuda, but torch sees no CUDA GPU here (torch.cuda.is_available() is False): run on a "
+                        "GPU machine, or device=auto / device=cpu to train on the CPU")
+
+
+def check_run(cfg: DictConfig) -> None:
+    """What `train` checks before its folder is touched: the device, the model and the task's length against it."""
+    check_device(cfg)
+    check_length(cfg, check_model(cfg.model))
 
 
 def from_hub(cfg: DictConfig) -> bool:
@@ -113,21 +143,29 @@ def writable(out: Path) -> bool:
     return p.is_dir() and os.access(p, os.W_OK | os.X_OK)
 
 
-def problems(configs: list[DictConfig], out: Path | None = None) -> list[str]:
-    """Every problem of these run configs, one line each (models, then data, then runs), each source checked once."""
+def problems(configs: list[DictConfig], out: Path | None = None, local: bool = True) -> list[str]:
+    """Every problem of these run configs, one line each (models, then data, then runs), each source checked once.
+    `local`: the runs train on this machine, so its device is theirs (not so on a cluster launcher)."""
     model_lines: list[str] = []
     data_lines: list[str] = []
     run_lines: list[str] = []
-    models: set[str] = set()
+    models: dict[str, object] = {}
     pools: dict[tuple, int | None] = {}
     for cfg in configs:
         key = repr((cfg.model.get("name_or_path"), cfg.model.get("package"), bool(cfg.model.get("tiny"))))
         if key not in models:
-            models.add(key)
+            models[key] = None
             try:
-                check_model(cfg.model)
+                models[key] = check_model(cfg.model)
             except UserError as e:
                 model_lines.append(str(e))
+        try:
+            if models[key] is not None:
+                check_length(cfg, models[key])
+            if local:
+                check_device(cfg)
+        except UserError as e:
+            run_lines.append(str(e))
         source = (cfg.task.name, cfg.data_dir, cfg.task.get("data_dir"), str(cfg.task.get("hub")))
         if source not in pools:
             try:
@@ -146,9 +184,9 @@ def problems(configs: list[DictConfig], out: Path | None = None) -> list[str]:
     return list(dict.fromkeys(model_lines + data_lines + run_lines))  # each line once, in order
 
 
-def check(configs: list[DictConfig], out: Path | None = None) -> None:
+def check(configs: list[DictConfig], out: Path | None = None, local: bool = True) -> None:
     """Raise one UserError listing every problem (one per line), or return when there is none."""
-    lines = problems(configs, out)
+    lines = problems(configs, out, local)
     if len(lines) > 1:
         lines.append(f"{len(lines)} problems found before the first run; nothing ran")
     if lines:

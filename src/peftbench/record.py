@@ -55,6 +55,8 @@ def identity_fields(config: dict[str, Any]) -> dict[str, Any]:
     for key in NOT_IDENTITY:
         data.pop(key, None)
     data.get("task", {}).pop("data_dir", None)
+    if data.get("model", {}).get("tokenizer", 0) is None:  # the model's own tokenizer, as before the key existed
+        data["model"].pop("tokenizer")
     return data
 
 
@@ -62,6 +64,38 @@ def identity(cfg: DictConfig) -> str:
     """What makes two runs the same experiment: the resolved config minus where it is written or mirrored."""
     data = identity_fields(OmegaConf.to_container(cfg, resolve=True))
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+QV = ["query", "value"]
+# Before families.py's roles the method configs named BERT's modules. A run recorded then, on a BERT-layout model, is
+# the same experiment as today's role config: its recorded identity is one of `identities(cfg)` (no rerun, no mix-up).
+PRE_ROLES = {
+    "lora": ({"target_roles": QV, "target_modules": None}, {"target_modules": QV}),
+    "dora": ({"target_roles": QV, "target_modules": None}, {"target_modules": QV}),
+    "vera": ({"target_roles": QV, "target_modules": None}, {"target_modules": QV}),
+    "lora_all": ({"target_roles": ["query", "key", "value", "attention_output", "ffn_in", "ffn_out"],
+                  "target_modules": None},
+                 {"target_modules": r".*\.layer\.\d+\.(attention\.self\.(query|key|value)|attention\.output\.dense|"
+                                    r"intermediate\.dense|output\.dense)"}),
+    "ia3": ({"target_roles": ["key", "value", "ffn_out"], "feedforward_roles": ["ffn_out"], "target_modules": None,
+             "feedforward_modules": None},
+            {"target_modules": r".*\.layer\.\d+\.(attention\.self\.(key|value)|output\.dense)",
+             "feedforward_modules": r".*\.layer\.\d+\.output\.dense"}),
+    "bitfit_subset": ({"biases": ["query", "ffn_in"]}, {"biases": ["query", "intermediate"]}),
+}
+
+
+def identities(cfg: DictConfig) -> set[str]:
+    """identity(cfg), and the identity the same run had before role configs (PRE_ROLES), if it had another."""
+    data = identity_fields(OmegaConf.to_container(cfg, resolve=True))
+    ids = {hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]}
+    now, before = PRE_ROLES.get(data.get("method", {}).get("name"), (None, None))
+    if now and all(data["method"].get(k) == v for k, v in now.items()):
+        for k in now:
+            data["method"].pop(k)
+        data["method"].update(before)
+        ids.add(hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16])
+    return ids
 
 
 def versions() -> dict[str, str]:

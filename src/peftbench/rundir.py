@@ -24,7 +24,7 @@ from typing import Any, Callable
 from omegaconf import DictConfig, OmegaConf
 
 from .errors import UserError
-from .record import identity, identity_fields, read_record
+from .record import identities, identity_fields, read_record
 
 LOCK = "run.lock"
 CHECKPOINT = "checkpoint.pt"  # = checkpoint.FILE (not imported: that would pull in torch for a study's plan)
@@ -133,13 +133,16 @@ def _check(out: Path, cfg: DictConfig) -> None:
         raise UserError(f"{out} holds a completed run ({r.get('task')} {r.get('method')} {r.get('model')} seed "
                         f"{r.get('seed')}, finished {rec.get('finished_at')}){': nothing to resume' if resume else ''}; "
                         "pick another out=, or overwrite=true to replace it")
+    if resume and not checkpoint and not overwrite:  # as Trainer's "no valid checkpoint found": never a silent restart
+        raise UserError(f"resume=true, but {out} has no {CHECKPOINT} to resume from: drop resume=true to start this run "
+                        "(or give the out= of the run that was interrupted)")
     if checkpoint and resume and not overwrite:
         if rec is None or "config" not in rec:
             raise UserError(f"{out / CHECKPOINT} has no readable result.json beside it, so its run's config is unknown: "
                             "overwrite=true to start over")
         every = differing_keys(rec["config"], cfg)
         diff = [d for d in every if d.split(":")[0] not in RESUME_MAY_CHANGE]
-        if rec.get("identity") != identity(cfg) and (diff or not every):  # not every: hashed by another version
+        if rec.get("identity") not in identities(cfg) and (diff or not every):  # not every: hashed by another version
             raise UserError(f"resume=true, but the checkpoint in {out} is of another config: "
                             f"{'; '.join(diff) if diff else 'identity ' + str(rec.get('identity'))} (only keys outside "
                             "the run's identity, like grad_accum or eval_every, may change): run without those "

@@ -12,7 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from .record import identity, read_record
+from .record import identities, read_record
 from .rundir import CHECKPOINT, Busy
 
 
@@ -42,7 +42,7 @@ def verdict(rec: dict[str, Any]) -> str:
 def completed(folder: Path, cfg: DictConfig) -> bool:
     """Whether `folder` holds a completed run of this very config."""
     old = read_record(folder / "result.json") or {}
-    return old.get("status") == "completed" and old.get("identity") == identity(cfg)
+    return old.get("status") == "completed" and old.get("identity") in identities(cfg)
 
 
 def run_one(folder: Path, cfg: DictConfig, label: str) -> str:
@@ -50,7 +50,9 @@ def run_one(folder: Path, cfg: DictConfig, label: str) -> str:
     from .train import train  # here, not at the top: a study's plan and dry run never load torch
 
     old = read_record(folder / "result.json") or {}
-    same = old.get("identity") == identity(cfg)
+    same = old.get("identity") in identities(cfg)
+    if "resume" in cfg and not (folder / CHECKPOINT).is_file():
+        cfg.resume = False  # the study decides per folder: resume=true on its command line cannot fail a fresh run
     if old.get("status") == "completed":
         if same:
             print(f"{label}: skipped, completed ({verdict(old)})", flush=True)

@@ -22,6 +22,8 @@ from omegaconf import OmegaConf
 
 from .delta import Run, load_run
 from .errors import UserError
+from .preflight import check_device
+from .schema import SCHEMA, check_value
 from .record import read_record
 from .data import Packed
 from .predict import predict as model_outputs
@@ -171,6 +173,9 @@ def parse_options(overrides: list[str], allowed: set[str]) -> dict[str, Any]:
         if not sep or key not in allowed:
             raise UserError(f"'{o}': expected one of {', '.join(f'{k}=...' for k in sorted(allowed))}")
         opts[key] = value if key in ("data_dir", "model.name_or_path") else yaml.safe_load(value)
+        check_value(key, opts[key], SCHEMA.get(key) or {"type": "bool"})  # the same rules as train's (merge: a bool)
+    if opts.get("device") == "cuda":
+        check_device(OmegaConf.create({"device": "cuda", "precision": "auto"}))
     return opts
 
 
@@ -178,10 +183,16 @@ def load_for(run_dir: Path, opts: dict[str, Any]) -> Run:
     """The CLI's load: options parsed by parse_options, no weight-loading progress bars (stderr is for errors)."""
     from transformers.utils import logging as hf_logging
 
+    bars, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()  # the base's "head newly initialized" report: the delta brings the head
     model = {"name_or_path": opts["model.name_or_path"]} if "model.name_or_path" in opts else None
-    return load_run(run_dir, model, device=opts.get("device") or "cpu", merge=bool(opts.get("merge")))
+    try:
+        return load_run(run_dir, model, device=opts.get("device") or "cpu", merge=bool(opts.get("merge")))
+    finally:  # in-process callers (a notebook, the tests) keep transformers' own settings
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def evaluate_run(run_dir: Path, overrides: list[str]) -> dict[str, Any]:

@@ -241,7 +241,8 @@ def run_study(name: str, overrides: list[str] | None = None, dry_run: bool = Fal
     # Compose every config first: a bad key fails here, in one line, before hours of training.
     configs = [(folder, load_config(over)) for folder, over in runs]
     out = Path(study.out)
-    preflight.check([cfg for _, cfg in configs], out)  # models, data, folder: every problem at once, before run 1
+    local = not study.launcher or study.launcher in ("basic", "joblib", "submitit_local")  # runs train on this machine
+    preflight.check([cfg for _, cfg in configs], out, local)  # models, data, folder: every problem at once, before run 1
     if dry_run:
         print_plan(configs, out)
         return 0

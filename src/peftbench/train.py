@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from . import checkpoint, cost
+from . import checkpoint, cost, preflight
 from .data import pad_multiple, total_steps, train_batches
 from .delta import base_fingerprint, save_delta
 from .errors import UserError
@@ -83,6 +83,7 @@ def setup_logging(out: Path) -> logging.Handler:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fine-tune cfg.model on cfg.task with cfg.method; write result.json, train.log and the delta in cfg.out."""
     out = Path(cfg.out)
+    preflight.check_run(cfg)  # device, model, lengths: a run that cannot be what was asked stops before its folder
     main = PartialState(cpu=on_cpu(cfg)).is_main_process  # under `accelerate launch` only the main process writes
     try:
         out.mkdir(parents=True, exist_ok=True)
