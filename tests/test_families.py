@@ -227,9 +227,9 @@ def test_tokenizer_feeds_token_types_only_to_families_that_take_them():
 
 
 def test_unknown_tiny_family_and_unknown_roles_are_one_line_errors():
-    with pytest.raises(UserError, match=re.escape("model.tiny.model_type='gpt2' is unknown: pick one of albert")):
+    with pytest.raises(UserError, match=re.escape("model.tiny.model_type='gpt2' is unknown: use bert, roberta")):
         load_model(tiny("gpt2").model, "seq_cls")
-    with pytest.raises(UserError, match=re.escape("method 'lora': method.target_roles has unknown roles ['q']")):
+    with pytest.raises(UserError, match=re.escape("method.target_roles has unknown item(s) ['q']: use query, key")):
         built("distilbert", "lora", "seq_cls", 2, "method.target_roles=[q]")
     with pytest.raises(UserError, match=r"cannot handle model 'tiny' \(distilbert, tiny random distilbert\).*q_proj"):
         built("distilbert", "lora", "seq_cls", 2, "method.target_modules=[q_proj]")

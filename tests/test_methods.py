@@ -298,9 +298,13 @@ def test_method_that_cannot_handle_a_model_says_so():
 def test_bad_method_settings_are_one_line_errors(over, message):
     from peftbench.errors import UserError
 
+    from peftbench.params import method_config
+
+    # the method's own checks, for a config that did not come through load_config (whose schema refuses these first:
+    # tests/test_schema.py, tests/test_bad_input.py)
     model = load_model(load_config(["model=tiny"]).model, "seq_cls")
     with pytest.raises(UserError, match=re.escape(message)):
-        apply_method(model, load_config(["model=tiny", *over]).method, "tiny")
+        apply_method(model, method_config(over), "tiny")
 
 
 def test_prefix_compiles_to_the_same_logits_and_gradients():

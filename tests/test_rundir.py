@@ -97,9 +97,9 @@ def test_resume_refuses_another_config_and_names_the_keys(tmp_path, glue_dir, mo
     interrupted(out, glue_dir, monkeypatch)
     capsys.readouterr()
     before = snapshot(out)
-    assert train(glue_dir, out, "resume=true", "lr=1e-1", "+method.extra=4") == 2
+    assert train(glue_dir, out, "resume=true", "lr=1e-1", "weight_decay=0.02") == 2
     err = one_error_line(capsys)
-    assert "checkpoint in" in err and "lr: 0.01 -> 0.1" in err and "method.extra: \"(absent)\" -> 4" in err
+    assert "checkpoint in" in err and "lr: 0.01 -> 0.1" in err and "weight_decay: 0.01 -> 0.02" in err
     assert snapshot(out) == before
     assert train(glue_dir, out) == 2  # neither resume nor overwrite: the paused run is kept
     assert "unfinished run with a checkpoint" in one_error_line(capsys) and snapshot(out) == before
