@@ -146,3 +146,24 @@ def test_baselines_of_the_new_metrics(data_dir, tmp_path):
     assert baseline(rec("mnli", "accuracy_mm", 15)) == pytest.approx(100 * 2 / 6)
     assert baseline(rec("qnli", "accuracy", 10)) == 50.0
     assert baseline(rec("qqp", "f1", 10)) == pytest.approx(100 * 2 * 0.5 / 1.5)  # predict 1 everywhere
+
+
+def test_a_study_over_all_nine_then_its_report_and_predict(data_dir, tmp_path, capsys):
+    """The nine tasks through the rest of the tool: one study plans and runs them, the report has a column for each
+    (GLUE's order), and predict answers with each kind of head: a class name (MNLI's 3) and a number (STS-B)."""
+    nine = ["cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli"]
+    out = tmp_path / "s"
+    assert main(["study", "glue", "methods=[bitfit]", f"tasks=[{','.join(nine)}]", f"data_dir={data_dir}",
+                 f"out={out}", "model=tiny", "max_steps=2", "train_size=12", "tracking.mode=disabled",
+                 "eval_batch_size=32"]) == 0
+    assert "9 ran, 0 skipped, 0 failed" in capsys.readouterr().out
+    assert main(["report", str(out), "--out", str(tmp_path / "r")]) == 0
+    header = next(ln for ln in (tmp_path / "r" / "report.md").read_text().splitlines() if ln.startswith("| method |"))
+    assert [c.split(" (")[0] for c in header.strip("|").split(" | ")[1:1 + len(nine)]] == nine, header
+    capsys.readouterr()
+    assert main(["predict", str(out / "mnli" / "bitfit" / "seed42"), "--text", "A man sleeps.", "--text-pair",
+                 "Someone is asleep."]) == 0
+    label = capsys.readouterr().out.split("\t")[0]
+    assert label in ("entailment", "neutral", "contradiction")
+    assert main(["predict", str(out / "stsb" / "bitfit" / "seed42"), "--text", "A cat.", "--text-pair", "A dog."]) == 0
+    float(capsys.readouterr().out.split("\t")[0])  # a similarity score, not a class
