@@ -52,3 +52,4 @@ def shared_data() -> Path:
 def _no_network(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setenv("PEFTBENCH_CACHE", "off")  # `params` tables are computed, never read from ~/.cache

@@ -12,7 +12,9 @@ from .errors import UserError
 TRAIN_HELP = """Fine-tune one model on one task with one method; writes OUT/result.json, train.log, delta.*.
 
 Overrides are Hydra key=value pairs composed over the packaged configs:
-  task=sst2|mrpc|rte|squad   method=full|bitfit|bitfit_subset|lora|prompt   model=bert_base|minilm_l6|tiny
+  task=cola|sst2|mrpc|qqp|stsb|mnli|qnli|rte|wnli|squad, or your own data: task=classification|qa task.train=FILE ...
+  method=full|bitfit|bitfit_subset|lora|prompt|...   model=bert_base|roberta_base|deberta_v3_base|minilm_l6|tiny|...
+  (`peftbench list` names every method, task, model and study preset)
   seed=42  data_dir=DIR  train_size=N  epochs=3  lr=X  max_steps=N  schedule=epochs|steps  out=DIR
   precision=auto|fp16|bf16|fp32  device=auto|cpu|cuda  eval_every=N  tracking.mode=online|offline|disabled
 Any other key by its full path, e.g. method.r=16 method.position=before_cls model.name_or_path=DIR.
@@ -37,9 +39,14 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _params(args: argparse.Namespace) -> int:
-    from .params import params_table
+    from .paramcache import cached
 
-    print(params_table(args.overrides))
+    def compute(overrides: list[str]) -> str:
+        from .params import params_table  # torch, transformers, peft: only on a cache miss
+
+        return params_table(overrides)
+
+    print(cached(args.overrides, compute))
     return 0
 
 
@@ -130,8 +137,9 @@ def _version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="peftbench", description=(
-        "Full fine-tuning vs BitFit, BitFit-subset, LoRA and prompt tuning on BERT-family encoders: "
-        "GLUE (SST-2, MRPC, RTE) and SQuAD v1.1, with costs and reports."))
+        "Full fine-tuning vs BitFit, BitFit-subset, LoRA, prompt tuning and more on encoders (BERT, RoBERTa, "
+        "DistilBERT, ELECTRA, ALBERT, DeBERTa-v2/v3, ModernBERT): the whole GLUE, SQuAD v1.1 and your own "
+        "CSV/JSONL/Parquet/hub data, with costs and reports. `peftbench list` says what is packaged."))
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     parser.add_argument("--version", action="version", version=f"peftbench {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -193,11 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.set_defaults(fn=_evaluate)
-    p = sub.add_parser("data", help="write GLUE (SST-2, MRPC, RTE) and SQuAD v1.1 from the hub into DIR, the "
+    p = sub.add_parser("data", help="write the whole GLUE (nine tasks) and SQuAD v1.1 from the hub into DIR, the "
                        "layout data_dir expects", description="Fetch GLUE and SQuAD v1.1 through the tasks' own hub "
-                       "loaders and write DIR/glue/{SST-2,MRPC,RTE}/{train,dev}.tsv and DIR/squad/{train,dev}-v1.1.json"
-                       ", then run with data_dir=DIR. Options: tasks=[sst2,mrpc,rte,squad] overwrite=true (files "
-                       "already there are kept otherwise).")
+                       "loaders and write DIR/glue/<Task>/{train,dev}.tsv in GLUE's own layout (CoLA with no header, MNLI's "
+                       "dev_matched/dev_mismatched) and DIR/squad/{train,dev}-v1.1.json, then run with data_dir=DIR. "
+                       "Options: tasks=[cola,sst2,mrpc,qqp,stsb,mnli,qnli,rte,wnli,squad] (default: all) "
+                       "overwrite=true (files already there are kept otherwise).")
     p.add_argument("dir", metavar="DIR")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.set_defaults(fn=_data)

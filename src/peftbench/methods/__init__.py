@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -13,6 +14,10 @@ from . import adapter, bitfit, full, ia3, ln_tuning, lora, prefix, prompt, vera
 
 METHODS = {"full": full.apply, "bitfit": bitfit.apply, "lora": lora.apply, "prompt": prompt.apply, "ia3": ia3.apply,
            "vera": vera.apply, "ln_tuning": ln_tuning.apply, "adapter": adapter.apply, "prefix": prefix.apply}
+
+# peft asks transformers 5.x for a renamed attribute on every get_peft_model / from_pretrained: a note between the two
+# libraries, not about the user's run, printed on stderr of every LoRA/IA3/VeRA/DoRA run and reload
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
 def head_names(model: nn.Module) -> list[str]:
