@@ -43,6 +43,20 @@ def test_the_line_says_the_metric_against_the_baseline(dev_70):
     assert verdict(record("accuracy", 88.3, None, eval_examples=872)) == "accuracy 88.30 (majority class 50.92: +37.38)"
     assert verdict(record("accuracy", 88.3, None, eval_examples=50)) == "accuracy 88.30"  # unknown: no claim
     assert verdict({"primary_metric": "accuracy", "metrics": {}}) == "no metric"
+    # CoLA's MCC and STS-B's Pearson: a constant prediction scores 0
+    assert verdict(record("mcc", 0.4, dev_70, name="cola")) == "mcc 0.40 (constant prediction 0.00: learned nothing)"
+    assert verdict(record("pearson", 12.0, dev_70, name="stsb")) == "pearson 12.00 (constant prediction 0.00: +12.00)"
+
+
+def test_own_classification_data_says_majority_class_too(tmp_path):
+    """task=classification's accuracy is judged against its own dev file's majority class, by that name."""
+    (tmp_path / "train.csv").write_text("text,label\n" + "a,neg\nb,pos\n" * 5)
+    (tmp_path / "dev.csv").write_text("text,label\n" + "a,neg\n" * 1 + "b,pos\n" * 3)
+    rec = {"primary_metric": "accuracy", "metrics": {"accuracy": 80.0}, "eval_examples": 4,
+           "config": {"data_dir": None, "task": {"kind": "classification", "name": "classification",
+                                                 "train": str(tmp_path / "train.csv"), "dev": str(tmp_path / "dev.csv"),
+                                                 "text": "text", "text_pair": None, "label": "label"}}}
+    assert verdict(rec) == "accuracy 80.00 (majority class 75.00: +5.00)"
 
 
 def test_train_prints_the_verdict_and_the_other_metrics(tmp_path, glue_dir, capsys):

@@ -16,8 +16,9 @@ from .record import identities, read_record
 from .rundir import CHECKPOINT, Busy
 
 
-# what the trivial predictor of report/baselines.py is, by task kind and metric (a GLUE F1: one class everywhere)
-BASELINE_NAMES = {("glue", "accuracy"): "majority class", "glue": "constant prediction", "squad": "first sentence"}
+# what the trivial predictor of report/baselines.py is: QA's first sentence; for classification (GLUE's or one's own)
+# the majority class in accuracy (MNLI's accuracy_mm too), else one constant prediction (an F1, MCC, Pearson)
+BASELINE_NAMES = {"squad": "first sentence", "accuracy": "majority class"}
 
 
 def verdict(rec: dict[str, Any]) -> str:
@@ -35,7 +36,7 @@ def verdict(rec: dict[str, Any]) -> str:
     if b is None:
         return text  # unknown (a hub eval set, or a task without one): say nothing rather than guess
     kind = rec["config"].get("task", {}).get("kind")
-    name = BASELINE_NAMES.get((kind, key)) or BASELINE_NAMES.get(kind, "baseline")
+    name = BASELINE_NAMES.get(kind) or BASELINE_NAMES.get(key.split("_")[0], "constant prediction")
     return f"{text} ({name} {b:.2f}: {'learned nothing' if learned_nothing(rec) else f'{value - b:+.2f}'})"
 
 
