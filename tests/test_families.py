@@ -277,3 +277,23 @@ def test_preset_counts_follow_from_their_configs(preset):
             assert "use " in row([f"model={preset}"], method)["refused"]
         else:
             assert count([f"model={preset}", f"method={method}"])["trainable"] == want, method
+
+
+# The encoders' published sizes (AutoModel, no head: what `model.num_parameters()` gives for each hub checkpoint,
+# e.g. roberta-base 125M, deberta-v3-base 184M with its 128k-token embeddings, ModernBERT-base 149M): a shipped
+# config with one field off (a vocab, a width, a layer count) builds a different number.
+PUBLISHED = {"bert_base": 109_482_240, "roberta_base": 124_645_632, "xlm_roberta_base": 278_043_648,
+             "distilbert_base": 66_362_880, "electra_base": 108_891_648, "deberta_v3_base": 183_831_552,
+             "modernbert_base": 149_014_272, "albert_base": 11_683_584}
+
+
+@pytest.mark.parametrize("preset", PUBLISHED)
+def test_shipped_configs_build_the_published_model_sizes(preset):
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    name = PRESETS[preset]
+    config = AutoConfig.from_pretrained(Path(__file__).parents[1] / "src/peftbench/model_configs" / f"{name}.json")
+    with torch.device("meta"):
+        model = AutoModel.from_config(config)
+    assert sum(p.numel() for p in model.parameters()) == PUBLISHED[preset]
