@@ -14,8 +14,6 @@ Options: tasks=[cola,sst2,...,squad] overwrite=true, and task.* / other run keys
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -24,22 +22,10 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .config import load_config
 from .errors import UserError
+from .record import write_atomic
 
 SPLITS = ("train", "dev")
 GLUE_TASKS = ["cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli"]  # `peftbench data`'s default
-
-
-def _atomic(path: Path, write: Callable) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            write(f)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _clean(text: str) -> tuple[str, bool]:
@@ -140,7 +126,8 @@ def write_data(root: str, overrides: list[str] | None = None) -> int:
             print(f"kept {path} (already there; overwrite=true replaces it)")
             continue
         counts = {}
-        _atomic(path, lambda f, write=write: counts.update(n=write(f)))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, lambda f, write=write: counts.update(n=write(f)))
         n, fixed = counts["n"]
         print(f"wrote {path} ({n:,} rows{f'; {fixed} fields had tabs or line breaks, now spaces' if fixed else ''})")
     print(f"data_dir={Path(root)} now holds {', '.join(tasks)}")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from importlib.metadata import distributions
 from pathlib import Path
 from typing import Callable
@@ -59,12 +58,11 @@ def cached(overrides: list[str], compute: Callable[[list[str]], str]) -> str:
     if path.is_file():
         return path.read_text(encoding="utf-8")
     table = compute(overrides)
+    from .record import write_atomic  # omegaconf: only on a miss, which imported torch anyway
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(table)
-        os.replace(tmp, path)
+        write_atomic(path, lambda f: f.write(table))
     except OSError:  # a read-only home: the answer is still right, just not remembered
         pass
     return table

@@ -22,7 +22,7 @@ import platform
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -33,20 +33,25 @@ NOT_IDENTITY = ("out", "tracking", "log_every", "eval_batch_size", "data_dir", "
                 "overwrite")
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Temp file in the same folder, fsync, rename: a crash never leaves a half-written file under `path`."""
+def write_atomic(path: Path, write: Callable[[IO[str]], Any]) -> None:
+    """write(f) into a temp file in the same folder, fsync, rename: a crash never leaves a half-written file under
+    `path` (the folder must exist)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; records are meant to be shared
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=False, default=str)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    write_atomic(path, lambda f: json.dump(obj, f, indent=2, sort_keys=False, default=str))
 
 
 def identity_fields(config: dict[str, Any]) -> dict[str, Any]:

@@ -16,10 +16,6 @@ from .record import identities, read_record
 from .rundir import CHECKPOINT, Busy
 
 
-# what the trivial predictor of report/baselines.py is: QA's first sentence; for classification (GLUE's or one's own)
-# the majority class in accuracy (MNLI's accuracy_mm too), else one constant prediction (an F1, MCC, Pearson)
-BASELINE_NAMES = {"squad": "first sentence", "accuracy": "majority class"}
-
 
 def verdict(rec: dict[str, Any]) -> str:
     """The run's primary metric against its task's trivial baseline, by the report's rule (report/cells.py), e.g.
@@ -36,7 +32,10 @@ def verdict(rec: dict[str, Any]) -> str:
     if b is None:
         return text  # unknown (a hub eval set, or a task without one): say nothing rather than guess
     kind = rec["config"].get("task", {}).get("kind")
-    name = BASELINE_NAMES.get(kind) or BASELINE_NAMES.get(key.split("_")[0], "constant prediction")
+    # report/baselines.py's trivial predictor: QA's first sentence; in accuracy (MNLI's accuracy_mm too) the majority
+    # class; in an F1, MCC or Pearson one constant prediction
+    name = ("first sentence" if kind == "squad" else
+            "majority class" if key.split("_")[0] == "accuracy" else "constant prediction")
     return f"{text} ({name} {b:.2f}: {'learned nothing' if learned_nothing(rec) else f'{value - b:+.2f}'})"
 
 
