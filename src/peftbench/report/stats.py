@@ -1,4 +1,5 @@
-"""Small statistics for the report: mean ± std over seeds, paired and Welch 95% intervals, the crossover on log(size).
+"""Small statistics for the report: mean ± std over seeds, paired and Welch 95% intervals, the crossover on log(size),
+Holm-adjusted p-values, Expected Validation Performance (Dodge et al. 2019) and the rule that stops `seeds=auto`.
 
 Kept apart from build.py so the rules the report states in words are short functions the tests pin down.
 """
@@ -41,6 +42,76 @@ def paired(base: dict, other: dict) -> dict | None:
     covers = half is None or low <= 0 <= high
     verdict = "not distinguishable" if covers else ("higher" if mean > 0 else "lower")
     return {"delta": mean, "half": half, "low": low, "high": high, "n": n, "verdict": verdict}
+
+
+def paired_p(base: dict, other: dict) -> float | None:
+    """Two-sided p-value of the paired t-test of Δ = other − base over the shared keys; None below two pairs.
+
+    Every Δ equal (sd 0): p = 1 when they are all 0, else 0 (the interval is a point away from 0).
+    """
+    from scipy.stats import t
+
+    keys = sorted(set(base) & set(other))
+    if len(keys) < 2:
+        return None
+    mean, sd, n = mean_std([other[k] - base[k] for k in keys])
+    if not sd:
+        return 1.0 if mean == 0 else 0.0
+    return float(2 * t.sf(abs(mean) / (sd / math.sqrt(n)), n - 1))
+
+
+def holm(pvalues: list[float | None]) -> list[float | None]:
+    """Holm's step-down adjustment of a family of p-values (None entries stay None and are not counted).
+
+    The i-th smallest of m p-values becomes max over j <= i of min(1, (m - j + 1) * p_(j)): strong control of the
+    family-wise error rate at the level the adjusted values are compared with, under any dependence.
+    """
+    known = sorted((p, i) for i, p in enumerate(pvalues) if p is not None)
+    m, out, running = len(known), list(pvalues), 0.0
+    for j, (p, i) in enumerate(known):
+        running = max(running, min(1.0, (m - j) * p))
+        out[i] = running
+    return out
+
+
+def evp(scores: list[float], k: int) -> tuple[float, float]:
+    """Expected Validation Performance: the expected best of k configurations drawn i.i.d. (with replacement) from
+    the N scored ones, and its standard deviation (Dodge et al. 2019, "Show Your Work", eq. 1).
+
+    With the scores sorted v_(1) <= ... <= v_(N), P(max of k = v_(i)) = (i/N)^k - ((i-1)/N)^k.
+    """
+    v = np.sort(np.asarray(scores, dtype=float))
+    n = len(v)
+    if n == 0 or k < 1:
+        raise ValueError(f"evp needs scores and k >= 1 (got {n} scores, k={k})")
+    i = np.arange(1, n + 1)
+    w = (i / n) ** k - ((i - 1) / n) ** k
+    mean = float(w @ v)
+    return mean, float(math.sqrt(max(0.0, float(w @ v**2) - mean**2)))
+
+
+STOP_REASONS = {"excludes_zero": "its paired 95% interval against full excludes 0",
+                "ci_target": "its interval's half-width reached ci_target",
+                "max_seeds": "max_seeds reached"}
+
+
+def seed_decision(deltas: list[float], min_seeds: int, max_seeds: int, ci_target: float) -> str | None:
+    """`seeds=auto`'s rule for one method against full FT, given the paired Δs (one per final seed, in seed order).
+
+    None: run another round. Else why it stops (a key of STOP_REASONS), checked in this order once n >= min_seeds:
+    the paired 95% interval excludes 0; its half-width is <= ci_target (points); n >= max_seeds.
+    """
+    n = len(deltas)
+    if n < min_seeds:
+        return None
+    if n >= 2:
+        mean, sd, _ = mean_std(deltas)
+        half = t95(n - 1) * sd / math.sqrt(n)
+        if abs(mean) > half:
+            return "excludes_zero"
+        if half <= ci_target:
+            return "ci_target"
+    return "max_seeds" if n >= max_seeds else None
 
 
 def compare(base: list[float], other: list[float]) -> dict:
