@@ -330,7 +330,15 @@ def test_method_that_cannot_handle_a_model_says_so():
     (["method=prompt", "method.init=uniform"], "method 'prompt': method.init='uniform' is unknown; pick one of"),
     (["method=prompt_residual", "method.reparam=lstm"], "method 'prompt_residual': method.reparam='lstm' is unknown"),
     (["method=prompt_residual", "method.bottleneck=0"], "method 'prompt_residual': method.bottleneck=0 must be"),
-    (["method=prompt", "+method.text_positions=kept"], "method 'prompt': method.text_positions='kept' is unknown")])
+    (["method=prompt", "+method.text_positions=kept"], "method 'prompt': method.text_positions='kept' is unknown"),
+    (["method=lora_pissa", "method.init_lora_weights=svd"], "method 'lora_pissa': method.init_lora_weights='svd' is "
+                                                           "unknown; pick one of ['gaussian', 'pissa', 'olora']"),
+    (["method=oft", "method.peft_config=PromptTuningConfig"], "method 'oft': method.peft_config='PromptTuningConfig' "
+                                                             "is not a peft tuner peftbench can place"),
+    (["method=oft", "+method.peft_args.rank=4"], "method 'oft': method.peft_args: "),
+    (["method=c3a"], "method 'c3a': The block size should be a factor of the input size"),  # 64 on a 32-wide model
+    (["method=adalora", "method.tinit_ratio=0.5", "method.tfinal_ratio=0.5"], "method 'adalora': method.tinit_ratio "
+                                                                             "+ method.tfinal_ratio must be below 1")])
 def test_bad_method_settings_are_one_line_errors(over, message):
     from peftbench.errors import UserError
 
@@ -361,3 +369,54 @@ def test_prefix_compiles_to_the_same_logits_and_gradients():
     assert torch.allclose(a, b, atol=1e-6) and ga.keys() == gb.keys()
     assert all(torch.allclose(ga[n], gb[n], atol=1e-6) for n in ga) and ga["prefix.embedding.weight"].abs().sum() > 0
     assert all(layer.kv is None for layer in model.layers)  # no graph kept alive after a compiled step either
+
+
+def test_loraplus_gives_b_its_ratio_of_the_rate_and_other_methods_the_loops_groups():
+    from peftbench.methods import param_groups
+
+    model, cfg = tiny("loraplus")
+    groups = param_groups(model, cfg.method, 1e-3, 0.01)
+    names = {id(p): n for n, p in model.named_parameters()}
+    by_lr = {}
+    for g in groups:
+        by_lr.setdefault(g["lr"], set()).update(names[id(p)].removeprefix("base_model.model.") for p in g["params"])
+    assert sorted(by_lr) == [1e-3, 16e-3]
+    # peft's rule: lora_B and every 1-D tensor (the head's bias) at 16x; lora_A and the head's weight at the rate
+    assert by_lr[16e-3] == {f"bert.encoder.layer.{i}.attention.self.{m}.lora_B.default.weight" for i in range(2)
+                            for m in ("query", "value")} | {"classifier.modules_to_save.default.bias"}
+    assert by_lr[1e-3] == {f"bert.encoder.layer.{i}.attention.self.{m}.lora_A.default.weight" for i in range(2)
+                           for m in ("query", "value")} | {"classifier.modules_to_save.default.weight"}
+    lora, cfg = tiny("lora")
+    assert param_groups(lora, cfg.method, 1e-3, 0.01) is None  # the loop's own groups
+
+
+def test_adalora_step_hook_sets_the_run_length_and_prunes_to_the_target_rank():
+    from peftbench.methods import step_hook
+
+    model, cfg = tiny("adalora", **{"method.delta_t": 1})
+    hook = step_hook(model, cfg.method, 20)
+    live = model.peft_config["default"]
+    assert (live.total_step, live.tinit, live.tfinal) == (20, 2, 4)  # 10% and 20% of 20 steps
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    torch.manual_seed(1)
+    for step in range(1, 21):
+        ids = torch.randint(5, 60, (4, 12))
+        model(input_ids=ids, labels=torch.tensor([0, 1, 0, 1])).loss.backward()
+        opt.step()
+        hook(step)
+        opt.zero_grad()
+    kept = sum(int((p != 0).sum()) for n, p in model.named_parameters() if "lora_E" in n)
+    assert kept == 8 * 4  # the budget: target_r 8 on each of 4 modules (2 blocks x query, value), of 12 x 4
+    plain, cfg = tiny("lora")
+    assert step_hook(plain, cfg.method, 20)(1) is None  # every other method: a no-op
+
+
+@pytest.mark.parametrize("method", ["lora_pissa", "lora_olora"])
+def test_pissa_and_olora_start_where_the_base_is_with_the_frozen_weight_changed(method):
+    plain, _ = tiny("ln_tuning")  # the same seeded base, its function untouched
+    model, _ = tiny(method)
+    plain.eval(), model.eval()
+    ids = torch.randint(5, 60, (2, 9))
+    torch.testing.assert_close(model(input_ids=ids).logits, plain(input_ids=ids).logits, atol=1e-5, rtol=1e-5)
+    base = model.base_model.model.bert.encoder.layer[0].attention.self.query.base_layer.weight
+    assert not torch.allclose(base, plain.bert.encoder.layer[0].attention.self.query.weight, atol=1e-3)
