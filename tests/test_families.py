@@ -306,3 +306,28 @@ def test_shipped_configs_build_the_published_model_sizes(preset):
     with torch.device("meta"):
         model = AutoModel.from_config(config)
     assert sum(p.numel() for p in model.parameters()) == PUBLISHED[preset]
+
+
+def test_the_loop_takes_a_methods_optimizer_groups_and_calls_its_step_hook(tmp_path, data, monkeypatch):
+    """LoRA+'s groups reach the optimizer, AdaLoRA's hook runs after each step: the loop never names either."""
+    from peftbench.methods import adalora
+
+    seen = {"lrs": None, "steps": []}
+    adamw, hook = torch.optim.AdamW, adalora.step_hook
+
+    def spy_optimizer(groups, **kw):
+        seen["lrs"] = sorted({g.get("lr", kw["lr"]) for g in groups})  # a group without its own: the default
+        return adamw(groups, **kw)
+
+    def spy_hook(model, cfg, total):
+        call = hook(model, cfg, total)
+        return lambda step: seen["steps"].append((step, total)) or call(step)
+
+    monkeypatch.setattr(torch.optim, "AdamW", spy_optimizer)
+    monkeypatch.setattr(adalora, "step_hook", spy_hook)
+    train_run(tmp_path / "plus", data, "bert", "method=loraplus")  # lr=1e-2, B at 16x
+    assert seen["lrs"] == [pytest.approx(1e-2), pytest.approx(16e-2)]
+    train_run(tmp_path / "ada", data, "bert", "method=adalora")
+    assert seen["steps"] == [(1, 2), (2, 2)]
+    lora = train_run(tmp_path / "lora", data, "bert", "method=lora")
+    assert lora and seen["lrs"] == [pytest.approx(1e-2)]  # the loop's own groups, one rate
