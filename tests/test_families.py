@@ -62,7 +62,10 @@ ADAPTERS = {"bert": ("attention.output", "output"), "deberta-v2": ("attention.ou
 REFUSALS = {("deberta-v2", "prefix"): "disentangled relative-position attention",
             ("modernbert", "bitfit"): "no bias terms", ("modernbert", "bitfit_subset"): "no bias terms",
             ("modernbert", "adapter_pfeiffer"): "pre-norm"}
-PEFT = ("lora", "lora_all", "dora", "ia3", "vera")  # merge=true folds these into the weights
+# peft runs merge (merge=true folds them into the weights) but where peft has no weight to fold into
+NO_MERGE = {("modernbert", "beft"): "modernbert model (Base layer has no bias"}
+# the tiny models are 32 wide: settings whose shipped value needs a wider layer
+TINY = {"c3a": ["method.peft_args.block_size=16"], "road": ["method.peft_args.group_size=16"]}
 ALL = sorted(FAMILIES)
 
 
@@ -136,13 +139,19 @@ def test_every_method_trains_reloads_and_merges_or_refuses_on_every_family(tmp_p
         assert "\n" not in msg and REFUSALS[family, method] in msg and "use " in msg
         assert msg.startswith(f"method '{method}' cannot handle model 'tiny' ({family}, tiny random {family}): ")
         return
-    overrides = ["method.reduction_factor=4"] if method.startswith("adapter") else []
+    overrides = ["method.reduction_factor=4"] if method.startswith("adapter") else TINY.get(method, [])
     cfg, trained = train_run(out, data, family, f"method={method}", *overrides)
     rows = TASKS["glue"].load(cfg, load_tokenizer(cfg.model)).eval
     want = outputs(trained, cfg, rows=rows)[0]
     run = load_run(out)
     assert np.array_equal(outputs(run.model, cfg, rows=rows)[0], want)
-    if method in PEFT:  # what load_run(merge=True) does, on the run just loaded
+    if (family, method) in NO_MERGE:
+        with pytest.raises(UserError) as e:
+            merge_peft(run.model, run.meta)
+        msg = str(e.value)
+        assert "\n" not in msg and msg.startswith(f"merge=true: method '{method}' cannot be folded into this "
+                                                  f"{NO_MERGE[family, method]}") and "use it unmerged" in msg
+    elif hasattr(run.model, "peft_config"):  # what load_run(merge=True) does, on the run just loaded
         merged = merge_peft(run.model, run.meta)
         assert not hasattr(merged, "peft_config")
         np.testing.assert_allclose(outputs(merged, cfg, rows=rows)[0], want, atol=1e-5)
@@ -297,3 +306,28 @@ def test_shipped_configs_build_the_published_model_sizes(preset):
     with torch.device("meta"):
         model = AutoModel.from_config(config)
     assert sum(p.numel() for p in model.parameters()) == PUBLISHED[preset]
+
+
+def test_the_loop_takes_a_methods_optimizer_groups_and_calls_its_step_hook(tmp_path, data, monkeypatch):
+    """LoRA+'s groups reach the optimizer, AdaLoRA's hook runs after each step: the loop never names either."""
+    from peftbench.methods import adalora
+
+    seen = {"lrs": None, "steps": []}
+    adamw, hook = torch.optim.AdamW, adalora.step_hook
+
+    def spy_optimizer(groups, **kw):
+        seen["lrs"] = sorted({g.get("lr", kw["lr"]) for g in groups})  # a group without its own: the default
+        return adamw(groups, **kw)
+
+    def spy_hook(model, cfg, total):
+        call = hook(model, cfg, total)
+        return lambda step: seen["steps"].append((step, total)) or call(step)
+
+    monkeypatch.setattr(torch.optim, "AdamW", spy_optimizer)
+    monkeypatch.setattr(adalora, "step_hook", spy_hook)
+    train_run(tmp_path / "plus", data, "bert", "method=loraplus")  # lr=1e-2, B at 16x
+    assert seen["lrs"] == [pytest.approx(1e-2), pytest.approx(16e-2)]
+    train_run(tmp_path / "ada", data, "bert", "method=adalora")
+    assert seen["steps"] == [(1, 2), (2, 2)]
+    lora = train_run(tmp_path / "lora", data, "bert", "method=lora")
+    assert lora and seen["lrs"] == [pytest.approx(1e-2)]  # the loop's own groups, one rate

@@ -14,7 +14,15 @@ from peftbench.params import count
 
 BERT_BASE = {"full": 109_483_778, "bitfit": 104_450, "bitfit_subset": 47_618, "lora": 296_450, "prompt": 16_898,
              "ia3": 56_834, "dora": 314_882, "vera": 26_114, "lora_all": 1_328_642, "ln_tuning": 39_938,
-             "adapter_houlsby": 1_790_594, "adapter_pfeiffer": 896_066, "prefix": 370_178, "prompt_residual": 215_938}
+             "adapter_houlsby": 1_790_594, "adapter_pfeiffer": 896_066, "prefix": 370_178, "prompt_residual": 215_938,
+             # the methods of 2025-26 (issue #38)
+             "adalora": 444_194, "lora_pissa": 296_450, "lora_olora": 296_450, "rslora": 296_450, "loraplus": 296_450,
+             "oft": 287_234, "boft": 167_426, "hra": 148_994, "fourierft": 25_538, "loha": 591_362, "lokr": 27_650,
+             "c3a": 222_722, "shira": 296_450, "road": 19_970, "miss": 296_450, "beft": 10_754}
+NEW_2026 = ["adalora", "lora_pissa", "lora_olora", "rslora", "loraplus", "oft", "boft", "hra", "fourierft", "loha",
+            "lokr", "c3a", "shira", "road", "miss", "beft"]
+# the tiny models are 32 wide: settings whose shipped value needs a wider layer
+TINY = {"c3a": {"method.peft_args.block_size": 16}, "road": {"method.peft_args.group_size": 16}}
 
 
 def by_hand(method: str) -> int:
@@ -22,7 +30,7 @@ def by_hand(method: str) -> int:
     768, FFN 3072, a 2-label head 768 x 2 + 2): the other side of the pinned numbers above."""
     layers, h, ffn, head = 12, 768, 3072, 768 * 2 + 2
     c = load_config([f"method={method}"]).method
-    if method in ("lora", "dora", "lora_all"):
+    if method in ("lora", "dora", "lora_all", "lora_pissa", "lora_olora", "rslora", "loraplus"):
         shapes = [(h, h)] * 2 if method != "lora_all" else [(h, h)] * 4 + [(h, ffn), (ffn, h)]  # (in, out)
         per = sum(c.r * (i + o) + (o if c.get("use_dora") else 0) for i, o in shapes)  # A, B (+ DoRA's magnitude)
         return layers * per + head
@@ -39,6 +47,34 @@ def by_hand(method: str) -> int:
         return c.num_virtual_tokens * layers * 2 * h + head
     if method == "prompt_residual":  # the rows, W_down + bias, W_up + bias, the LayerNorm's weight and bias
         return c.num_virtual_tokens * h + (h * c.bottleneck + c.bottleneck) + (c.bottleneck * h + h) + 2 * h + head
+    a = c.get("peft_args") or {}
+    qv = 2 * layers  # the new methods sit on query and value (beft: value only), each h -> h
+    if method == "adalora":  # P (init_r x in), Q (out x init_r), E (init_r): pruning zeroes E, it does not resize
+        return qv * (c.init_r * (h + h) + c.init_r) + head
+    if method == "oft":  # h / b blocks, each a skew-symmetric b x b matrix: its b(b-1)/2 free entries
+        b = a["oft_block_size"]
+        return qv * (h // b) * (b * (b - 1) // 2) + head
+    if method == "boft":  # factors x (h / b) blocks of b x b, and a scale per output unit
+        b = a["boft_block_size"]
+        return qv * (a["boft_n_butterfly_factor"] * (h // b) * b * b + h) + head
+    if method == "hra":  # r Householder vectors of the input width
+        return qv * a["r"] * h + head
+    if method == "fourierft":  # n spectral coefficients per layer
+        return qv * a["n_frequency"] + head
+    if method == "loha":  # two rank-r pairs (out x r, r x in)
+        return qv * 2 * a["r"] * (h + h) + head
+    if method == "lokr":  # 768 = 24 x 32: a full 24 x 24 factor and a rank-r 32 x 32 one (r x 32 + 32 x r)
+        return qv * (24 * 24 + a["r"] * (32 + 32)) + head
+    if method == "c3a":  # (h / b) x (h / b) kernels of b entries
+        return qv * (h // a["block_size"]) ** 2 * a["block_size"] + head
+    if method == "shira":  # r x (in + out) sparse entries: LoRA r's budget
+        return qv * a["r"] * (h + h) + head
+    if method == "road":  # road_1: an angle and a scale per output pair
+        return qv * 2 * (h // 2) + head
+    if method == "miss":  # one r x out shard
+        return qv * a["r"] * h + head
+    if method == "beft":  # a bias vector on each value projection
+        return layers * h + head
     raise KeyError(method)
 
 
@@ -58,7 +94,7 @@ def test_bert_base_counts_match_the_seed(method, expected):
 
 
 @pytest.mark.parametrize("method", ["ia3", "dora", "vera", "lora_all", "ln_tuning", "adapter_houlsby",
-                                    "adapter_pfeiffer", "prefix", "prompt_residual"])
+                                    "adapter_pfeiffer", "prefix", "prompt_residual", *NEW_2026])
 def test_new_methods_counts_follow_from_their_configs(method):
     assert by_hand(method) == BERT_BASE[method]
 
@@ -190,7 +226,7 @@ def test_prefix_attention_is_softmax_over_prefix_and_tokens(impl):
 @pytest.mark.parametrize("method", group_options("method"))
 def test_one_step_changes_exactly_the_trainable_tensors(method):
     # a 2-unit ReLU bottleneck (32 // 16) can be dead on the one token the head reads: use 8 units
-    model, _ = tiny(method, **({"method.reduction_factor": 4} if method.startswith("adapter") else {}))
+    model, _ = tiny(method, **({"method.reduction_factor": 4} if method.startswith("adapter") else TINY.get(method, {})))
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     ids = torch.randint(5, 60, (4, 12))
@@ -294,7 +330,15 @@ def test_method_that_cannot_handle_a_model_says_so():
     (["method=prompt", "method.init=uniform"], "method 'prompt': method.init='uniform' is unknown; pick one of"),
     (["method=prompt_residual", "method.reparam=lstm"], "method 'prompt_residual': method.reparam='lstm' is unknown"),
     (["method=prompt_residual", "method.bottleneck=0"], "method 'prompt_residual': method.bottleneck=0 must be"),
-    (["method=prompt", "+method.text_positions=kept"], "method 'prompt': method.text_positions='kept' is unknown")])
+    (["method=prompt", "+method.text_positions=kept"], "method 'prompt': method.text_positions='kept' is unknown"),
+    (["method=lora_pissa", "method.init_lora_weights=svd"], "method 'lora_pissa': method.init_lora_weights='svd' is "
+                                                           "unknown; pick one of ['gaussian', 'pissa', 'olora']"),
+    (["method=oft", "method.peft_config=PromptTuningConfig"], "method 'oft': method.peft_config='PromptTuningConfig' "
+                                                             "is not a peft tuner peftbench can place"),
+    (["method=oft", "+method.peft_args.rank=4"], "method 'oft': method.peft_args: "),
+    (["method=c3a"], "method 'c3a': The block size should be a factor of the input size"),  # 64 on a 32-wide model
+    (["method=adalora", "method.tinit_ratio=0.5", "method.tfinal_ratio=0.5"], "method 'adalora': method.tinit_ratio "
+                                                                             "+ method.tfinal_ratio must be below 1")])
 def test_bad_method_settings_are_one_line_errors(over, message):
     from peftbench.errors import UserError
 
@@ -325,3 +369,54 @@ def test_prefix_compiles_to_the_same_logits_and_gradients():
     assert torch.allclose(a, b, atol=1e-6) and ga.keys() == gb.keys()
     assert all(torch.allclose(ga[n], gb[n], atol=1e-6) for n in ga) and ga["prefix.embedding.weight"].abs().sum() > 0
     assert all(layer.kv is None for layer in model.layers)  # no graph kept alive after a compiled step either
+
+
+def test_loraplus_gives_b_its_ratio_of_the_rate_and_other_methods_the_loops_groups():
+    from peftbench.methods import param_groups
+
+    model, cfg = tiny("loraplus")
+    groups = param_groups(model, cfg.method, 1e-3, 0.01)
+    names = {id(p): n for n, p in model.named_parameters()}
+    by_lr = {}
+    for g in groups:
+        by_lr.setdefault(g["lr"], set()).update(names[id(p)].removeprefix("base_model.model.") for p in g["params"])
+    assert sorted(by_lr) == [1e-3, 16e-3]
+    # peft's rule: lora_B and every 1-D tensor (the head's bias) at 16x; lora_A and the head's weight at the rate
+    assert by_lr[16e-3] == {f"bert.encoder.layer.{i}.attention.self.{m}.lora_B.default.weight" for i in range(2)
+                            for m in ("query", "value")} | {"classifier.modules_to_save.default.bias"}
+    assert by_lr[1e-3] == {f"bert.encoder.layer.{i}.attention.self.{m}.lora_A.default.weight" for i in range(2)
+                           for m in ("query", "value")} | {"classifier.modules_to_save.default.weight"}
+    lora, cfg = tiny("lora")
+    assert param_groups(lora, cfg.method, 1e-3, 0.01) is None  # the loop's own groups
+
+
+def test_adalora_step_hook_sets_the_run_length_and_prunes_to_the_target_rank():
+    from peftbench.methods import step_hook
+
+    model, cfg = tiny("adalora", **{"method.delta_t": 1})
+    hook = step_hook(model, cfg.method, 20)
+    live = model.peft_config["default"]
+    assert (live.total_step, live.tinit, live.tfinal) == (20, 2, 4)  # 10% and 20% of 20 steps
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    torch.manual_seed(1)
+    for step in range(1, 21):
+        ids = torch.randint(5, 60, (4, 12))
+        model(input_ids=ids, labels=torch.tensor([0, 1, 0, 1])).loss.backward()
+        opt.step()
+        hook(step)
+        opt.zero_grad()
+    kept = sum(int((p != 0).sum()) for n, p in model.named_parameters() if "lora_E" in n)
+    assert kept == 8 * 4  # the budget: target_r 8 on each of 4 modules (2 blocks x query, value), of 12 x 4
+    plain, cfg = tiny("lora")
+    assert step_hook(plain, cfg.method, 20)(1) is None  # every other method: a no-op
+
+
+@pytest.mark.parametrize("method", ["lora_pissa", "lora_olora"])
+def test_pissa_and_olora_start_where_the_base_is_with_the_frozen_weight_changed(method):
+    plain, _ = tiny("ln_tuning")  # the same seeded base, its function untouched
+    model, _ = tiny(method)
+    plain.eval(), model.eval()
+    ids = torch.randint(5, 60, (2, 9))
+    torch.testing.assert_close(model(input_ids=ids).logits, plain(input_ids=ids).logits, atol=1e-5, rtol=1e-5)
+    base = model.base_model.model.bert.encoder.layer[0].attention.self.query.base_layer.weight
+    assert not torch.allclose(base, plain.bert.encoder.layer[0].attention.self.query.weight, atol=1e-3)

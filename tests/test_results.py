@@ -13,7 +13,8 @@ from peftbench.record import identities, read_record
 from peftbench.study import load_study, plan
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
-PRESETS = ["all_minilm", "glue_minilm", "prompt_minilm", "prompt_residual_minilm", "scaling_minilm"]  # the studies whose out is under results/
+PRESETS = ["all_minilm", "glue_minilm", "prompt_minilm", "prompt_residual_minilm", "scaling_minilm",
+           "methods2026_minilm"]  # the studies whose out is under results/
 
 
 @cache
@@ -40,7 +41,7 @@ def test_presets_write_under_results() -> None:
     shared = p["all_minilm"].keys() & p["glue_minilm"].keys()
     assert len(shared) == (5 + 1 + 1) * 2 * 2  # (MiniLM rates + BitFit 1e-3 + prompt 3e-3) x tasks x seeds 1-2
     assert all(p["all_minilm"][f][1:] == p["glue_minilm"][f][1:] for f in shared)  # [0] is the W&B group
-    assert len(planned()) == 90 + 64 - len(shared) + 6 + 18 + 16
+    assert len(planned()) == 90 + 64 - len(shared) + 6 + 18 + 16 + 18  # methods2026_minilm: 17 methods + a 2nd rate
 
 
 @pytest.mark.skipif(not COMMITTED, reason="no committed results")
@@ -61,3 +62,17 @@ def test_committed_runs_are_planned_completed_runs() -> None:
         elif not (folder / "train.log").is_file():
             wrong.append(f"{folder}: no train.log")
     assert not wrong, "\n".join(wrong)
+
+
+def test_every_method_of_2025_26_learns_the_sst2_slice() -> None:
+    """methods2026_minilm: each new method's best committed run beats SST-2's majority class (50.92) by 10 points."""
+    from peftbench.config import group_options
+
+    best: dict[str, float] = {}
+    for path in (RESULTS / "methods2026_minilm").rglob("result.json"):
+        rec = read_record(path)
+        best[rec["config"]["method"]["name"]] = max(best.get(rec["config"]["method"]["name"], 0),
+                                                    rec["metrics"]["accuracy"])
+    study = load_study("methods2026_minilm")
+    assert sorted(best) == sorted(study.methods) and set(study.methods) <= set(group_options("method"))
+    assert {m: acc for m, acc in best.items() if acc < 50.92 + 10} == {}

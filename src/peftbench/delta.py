@@ -172,10 +172,12 @@ def task_head(meta: dict[str, Any]) -> str:
 
 def merge_peft(model: torch.nn.Module, meta: dict[str, Any]) -> torch.nn.Module:
     """A peft method's update folded into the base weights by peft's merge_and_unload (LoRA, DoRA, VeRA: W + a
-    low-rank update; IA3: W rescaled): a plain model, same outputs up to float rounding."""
+    low-rank update; IA3: W rescaled; OFT, BOFT, HRA: W rotated; BEFT: a bias added): a plain model, same outputs
+    up to float rounding."""
     if not hasattr(model, "peft_config"):
-        raise UserError(f"merge=true applies to peft runs only (lora, lora_all, dora, ia3, vera); method "
-                        f"'{meta['method']['name']}' trains weights directly or adds modules that cannot be folded in")
+        raise UserError(f"merge=true applies to peft runs only (lora and its variants, ia3, vera and the other peft "
+                        f"tuners); method '{meta['method']['name']}' trains weights directly or adds modules that "
+                        "cannot be folded in")
     from peft.utils import ModulesToSaveWrapper
 
     # the trained head copies go in first: peft's IA3/VeRA unloading assumes a head with a .weight (a Linear) and
@@ -184,7 +186,14 @@ def merge_peft(model: torch.nn.Module, meta: dict[str, Any]) -> torch.nn.Module:
         if isinstance(module, ModulesToSaveWrapper):
             parent, _, child = name.rpartition(".")
             setattr(model.get_submodule(parent), child, module.modules_to_save[module.active_adapters[0]])
-    return model.merge_and_unload()
+    try:
+        return model.merge_and_unload()
+    except ValueError as e:  # peft's own refusal, e.g. BEFT's bias on a layer that has none to fold into
+        from .families import model_type
+
+        raise UserError(f"merge=true: method '{meta['method']['name']}' cannot be folded into this "
+                        f"{model_type(model.get_base_model())} model ({str(e).splitlines()[0]}): use it unmerged "
+                        "(leave out merge=true)") from None
 
 
 def load_run(run_dir: Path, model_overrides: dict[str, Any] | None = None, device: str = "cpu",

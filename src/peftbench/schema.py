@@ -120,6 +120,33 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "method.reduction_factor": pos_int(),
     "method.activation": spec(STR, choices=ACTIVATIONS),
     "method.original_ln_before": spec(BOOL),
+    # LoRA's variants (rsLoRA, PiSSA, OLoRA, LoRA+), AdaLoRA
+    "method.use_rslora": spec(BOOL),
+    "method.init_lora_weights": spec(STR, choices=["gaussian", "pissa", "olora"]),
+    "method.loraplus_lr_ratio": spec(NUM, min=1),
+    "method.init_r": pos_int(),
+    "method.target_r": pos_int(),
+    "method.tinit_ratio": spec(NUM, min=0, lt=1),
+    "method.tfinal_ratio": spec(NUM, min=0, lt=1),
+    "method.delta_t": pos_int(),
+    "method.orth_reg_weight": spec(NUM, min=0),
+    # any peft tuner by its config class (methods/peft_method.py): peft checks the arguments not declared here
+    "method.peft_config": spec(STR),
+    "method.peft_args": spec("dict", open=True),
+    "method.peft_args.r": pos_int(),
+    "method.peft_args.alpha": spec(NUM, gt=0),
+    "method.peft_args.oft_block_size": pos_int(),
+    "method.peft_args.boft_block_size": pos_int(),
+    "method.peft_args.boft_n_butterfly_factor": pos_int(),
+    "method.peft_args.n_frequency": pos_int(),
+    "method.peft_args.scaling": spec(NUM, gt=0),
+    "method.peft_args.random_loc_seed": spec(INT, min=0),
+    "method.peft_args.block_size": pos_int(),
+    "method.peft_args.mask_type": spec(STR, choices=["random"]),
+    "method.peft_args.random_seed": spec(INT, min=0),
+    "method.peft_args.variant": spec(STR, choices=["road_1", "road_2", "road_4"]),
+    "method.peft_args.group_size": pos_int(),
+    "method.peft_args.init_weights": spec(BOOL),
     # BitFit
     "method.biases": spec("str|list", str_choices=["all"], choices=BIAS_ROLES, empty=True),  # []: the head only
     # configs/task: shared keys

@@ -25,7 +25,8 @@ from . import checkpoint, cost, preflight
 from .data import pad_multiple, total_steps, train_batches
 from .delta import base_fingerprint, save_delta
 from .errors import UserError
-from .methods import apply_method
+from .methods import apply_method, step_hook
+from .methods import param_groups as method_groups
 from .models import load_model, load_tokenizer
 from .predict import evaluate
 from .record import new_record, write_json_atomic
@@ -143,13 +144,16 @@ def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker, s
     record.update(cost.param_counts(model, base_total))
     lr = cfg.lr if cfg.lr is not None else cfg.method.lr
     steps = total_steps(cfg, len(data.train))
+    after_step = step_hook(model, cfg.method, steps)  # a no-op but for methods that act each step (AdaLoRA)
     # Only the model goes through accelerate (device, DDP). The step is the plain torch AMP recipe: accelerate's
     # optimizer and scheduler wrappers cost ~1 ms of host time per step (package lookups on every call), and its
     # scheduler steps once per process per step, which assumes a sharded data loader; our batch is global.
     model = accelerator.prepare(model)
     device = accelerator.device
     # the fused kernel: on full FT its step is ~6x cheaper than foreach on CPU (bench/README.md)
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=lr, fused=device.type in ("cpu", "cuda"))
+    groups = (method_groups(accelerator.unwrap_model(model), cfg.method, lr, cfg.weight_decay)  # LoRA+'s, or ours
+              or param_groups(model, cfg.weight_decay))
+    optimizer = torch.optim.AdamW(groups, lr=lr, fused=device.type in ("cpu", "cuda"))
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * steps), steps)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")  # bf16 needs none
     if cfg.compile:
@@ -227,6 +231,7 @@ def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker, s
                     torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
                 scaler.step(optimizer)  # fused AdamW skips an overflowed step on the device: no host sync
                 scaler.update()
+                after_step(step + 1)  # after the update, before the gradients are cleared (AdaLoRA reads them)
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 running += loss.detach()

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import re
 import warnings
+from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ..errors import UserError
 from ..families import describe, role_regex
-from . import adapter, bitfit, full, ia3, ln_tuning, lora, prefix, prompt, vera
+from . import adalora, adapter, bitfit, full, ia3, ln_tuning, lora, peft_method, prefix, prompt, vera
 
-METHODS = {"full": full.apply, "bitfit": bitfit.apply, "lora": lora.apply, "prompt": prompt.apply, "ia3": ia3.apply,
-           "vera": vera.apply, "ln_tuning": ln_tuning.apply, "adapter": adapter.apply, "prefix": prefix.apply}
+# a method config's `apply` names its module; a module may also define the loop's two hooks (below)
+MODULES = {"full": full, "bitfit": bitfit, "lora": lora, "prompt": prompt, "ia3": ia3, "vera": vera,
+           "ln_tuning": ln_tuning, "adapter": adapter, "prefix": prefix, "adalora": adalora, "peft": peft_method}
+METHODS = {name: module.apply for name, module in MODULES.items()}
 
 # peft asks transformers 5.x for a renamed attribute on every get_peft_model / from_pretrained: a note between the two
 # libraries, not about the user's run, printed on stderr of every LoRA/IA3/VeRA/DoRA run and reload
 warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+# BOFT tries to build its CUDA kernel on every build and says so when it cannot (CPU); boft.yaml's butterfly factor
+# is 1, the value peft falls back to, so the run is the same with or without the kernel
+warnings.filterwarnings("ignore", message="Failed to load the CUDA extension")
+warnings.filterwarnings("ignore", message="Setting boft_n_butterfly_factor to 1")
 
 
 def head_names(model: nn.Module) -> list[str]:
@@ -72,3 +79,16 @@ def apply_method(model: nn.Module, method_cfg: DictConfig, model_name: str) -> n
         raise UserError(f"method '{method_cfg.name}' cannot handle model '{model_name}' ({where}): {why}") from None
     except ValueError as e:  # a method setting it (or peft) rejects: one line, not a traceback
         raise UserError(f"method '{method_cfg.name}': {str(e).splitlines()[0]}") from None
+
+
+def param_groups(model: nn.Module, method_cfg: DictConfig, lr: float, weight_decay: float) -> list[dict[str, Any]] | None:
+    """The optimizer's parameter groups if the method sets its own (LoRA+: B at a higher rate); None: the loop's."""
+    hook = getattr(MODULES.get(method_cfg.apply), "param_groups", None)
+    return hook(model, method_cfg, lr, weight_decay) if hook else None
+
+
+def step_hook(model: nn.Module, method_cfg: DictConfig, total_steps: int) -> Callable[[int], None]:
+    """What the loop calls after every optimizer step with the step number (AdaLoRA's rank allocation); most
+    methods need nothing. `model` is the applied method's model, before any wrapping (DDP, compile)."""
+    hook = getattr(MODULES.get(method_cfg.apply), "step_hook", None)
+    return hook(model, method_cfg, total_steps) if hook else (lambda step: None)
