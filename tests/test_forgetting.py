@@ -113,3 +113,28 @@ def test_forgetting_knob_is_checked(tmp_path, glue_dir, capsys):
     assert main(["train", "model=tiny", "task=mrpc", f"data_dir={glue_dir}", f"out={tmp_path / 'x'}",
                  "forgetting=maybe"]) == 2
     assert "forgetting='maybe' is not true or false" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("head", [True, False])
+def test_a_checkpoint_folder_with_and_without_an_mlm_head(tmp_path, glue_dir, head):
+    """A saved checkpoint: its own pre-trained MLM head is read; an encoder-only folder (as MiniLM's) records null
+    and says why."""
+    import torch
+    from transformers import AutoModel, AutoModelForMaskedLM
+
+    from peftbench.config import load_config
+    from peftbench.models import tiny_config, tiny_tokenizer
+
+    folder = tmp_path / "ckpt"
+    torch.manual_seed(1)
+    config = tiny_config(load_config(["model=tiny"]).model)
+    (AutoModelForMaskedLM if head else AutoModel).from_config(config).save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    f = run(tmp_path, glue_dir, "run", "method=lora", "model.tiny=null", f"model.name_or_path={folder}")["forgetting"]
+    assert 0 < f["cka"] < 1
+    if head:
+        assert f["mlm_note"] is None and f["mlm_loss_delta"] != 0
+        assert f["mlm_loss_delta"] == pytest.approx(f["mlm_loss_tuned"] - f["mlm_loss_base"], abs=2e-6)
+    else:
+        assert f["mlm_loss_base"] is f["mlm_loss_tuned"] is f["mlm_loss_delta"] is None
+        assert f["mlm_note"].startswith("the checkpoint has no MLM head weights")

@@ -30,6 +30,7 @@ import torch
 from omegaconf import DictConfig
 from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput
+from transformers.utils import logging as hf_logging
 
 from .models import resolve_path, shipped_config
 
@@ -86,6 +87,25 @@ def last_hidden(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]]) 
     return [(strip(h) if strip else h).float() for h in seen]
 
 
+@contextmanager
+def quiet_load():
+    """No load report (the MLM head's keys missing from an encoder-only folder is an answer here, not a problem) and
+    no progress bar. A filter, not a level: transformers runs an extra check when its logger's level is raised."""
+    loggers = [logging.getLogger(n) for n in ("transformers.modeling_utils", "transformers.distributed.tensor_parallel")]
+    drop = logging.Filter("nothing")  # passes only records of a logger named "nothing"
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    for lg in loggers:
+        lg.addFilter(drop)
+    try:
+        yield
+    finally:
+        for lg in loggers:
+            lg.removeFilter(drop)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 class _Given(torch.nn.Module):
     """Stands in for the MLM model's encoder: returns the hidden states it is given, so the head reads them."""
 
@@ -105,14 +125,10 @@ def mlm_head(model_cfg: DictConfig, device: torch.device) -> tuple[PreTrainedMod
                 torch.manual_seed(MASK_SEED)
                 mlm, note = AutoModelForMaskedLM.from_config(shipped_config(model_cfg)), "tiny: a random MLM head"
             else:
-                quiet = logging.getLogger("transformers.modeling_utils")  # its load report lists the encoder-only keys
-                level, note = quiet.level, None
-                quiet.setLevel(logging.ERROR)
-                try:
+                with quiet_load():
                     mlm, info = AutoModelForMaskedLM.from_pretrained(resolve_path(model_cfg), use_safetensors=True,
                                                                      output_loading_info=True)
-                finally:
-                    quiet.setLevel(level)
+                note = None
                 prefix = mlm.base_model_prefix + "."
                 if missing := [k for k in info["missing_keys"] if not k.startswith(prefix)]:
                     return None, f"the checkpoint has no MLM head weights ({len(missing)} missing, e.g. {missing[0]})"
