@@ -138,3 +138,22 @@ def test_a_checkpoint_folder_with_and_without_an_mlm_head(tmp_path, glue_dir, he
     else:
         assert f["mlm_loss_base"] is f["mlm_loss_tuned"] is f["mlm_loss_delta"] is None
         assert f["mlm_note"].startswith("the checkpoint has no MLM head weights")
+
+
+@pytest.mark.integration
+def test_minilm_records_cka_and_says_why_it_has_no_mlm_loss(shared_data, tmp_path):
+    """MiniLM's folder (sentence-transformers) holds the encoder only: CKA is measured, the MLM loss is null with a
+    reason; LoRA moves the encoder, a head-only run does not."""
+    from peftbench.config import load_config
+    from peftbench.train import train
+
+    def run_minilm(name, *extra):
+        return train(load_config(["model=minilm_l6", "task=rte", f"data_dir={shared_data}", "train_size=32",
+                                  "max_steps=2", "batch_size=16", f"out={tmp_path / name}", "tracking.mode=disabled",
+                                  *extra]))["forgetting"]
+
+    lora = run_minilm("lora", "method=lora", "lr=2e-3")
+    assert 0 < lora["cka"] < 1 and lora["n"] == 96
+    assert lora["mlm_loss_delta"] is None and lora["mlm_note"].startswith("the checkpoint has no MLM head weights")
+    head = run_minilm("head", "method=bitfit", "method.biases=[]")
+    assert head["cka"] == pytest.approx(1.0, abs=1e-12)
