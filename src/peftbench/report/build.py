@@ -115,7 +115,7 @@ def forgetting_section(recs: list[dict]) -> list[str]:
                                                                            tasks.get(kv[0][2], len(tasks)), kv[0])):
         deltas = [f["mlm_loss_delta"] for f in fs if f.get("mlm_loss_delta") is not None]
         lines.append(f"| {model} | {method} | {task} | {text([1 - f['cka'] for f in fs], '.3g')} | "
-                     f"{text(deltas, '+.4f')} | {len(fs)} |")
+                     f"{text(deltas, '+.3g')} | {len(fs)} |")
     notes = sorted({f"{k[0]}: {f['mlm_note']}" for k, fs in groups.items() for f in fs
                     if f.get("mlm_loss_delta") is None and f.get("mlm_note")})
     return lines + ([""] + [f"No MLM loss for {n}." for n in notes] if notes else []) + [""]
