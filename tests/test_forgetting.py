@@ -157,3 +157,29 @@ def test_minilm_records_cka_and_says_why_it_has_no_mlm_loss(shared_data, tmp_pat
     assert lora["mlm_loss_delta"] is None and lora["mlm_note"].startswith("the checkpoint has no MLM head weights")
     head = run_minilm("head", "method=bitfit", "method.biases=[]")
     assert head["cka"] == pytest.approx(1.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "xlm-roberta", "electra", "distilbert", "albert", "deberta-v2",
+                                    "modernbert"])
+def test_every_family_measures_and_an_unchanged_model_is_unmoved(family):
+    """The probe on each family's tiny model: the MLM head reads the given states (its own class per family), and
+    the model measured again unchanged gives CKA 1 and an MLM change of exactly 0; prompt tuning's virtual tokens
+    are cut out before pooling (a pooled row per sentence either way)."""
+    import torch
+
+    from peftbench.config import load_config
+    from peftbench.forgetting import Probe, last_hidden
+    from peftbench.methods import apply_method
+    from peftbench.models import load_model, load_tokenizer
+
+    cfg = load_config(["model=tiny", f"model.tiny.model_type={family}", "task=sst2", "method=prompt"])
+    tok = load_tokenizer(cfg.model)
+    model = load_model(cfg.model, "seq_cls", 2)
+    probe = Probe(cfg, tok, model, torch.device("cpu"))
+    same = probe.finish(model)
+    assert same["cka"] == pytest.approx(1.0, abs=1e-12) and same["mlm_loss_delta"] == 0
+    assert same["mlm_loss_base"] > 0 and probe.base.shape[0] == 96
+    prompted = apply_method(model, cfg.method, "tiny")
+    states = last_hidden(prompted, probe.clean[:1])[0]
+    assert states.shape[:2] == probe.clean[0]["input_ids"].shape  # the text's positions only
+    assert 0 < probe.finish(prompted)["cka"] <= 1
