@@ -63,7 +63,8 @@ def linear_cka(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> fl
 @contextmanager
 def own_rng(device: torch.device):
     """Whatever draws random numbers inside (a random head's init) leaves the run's torch RNG streams as they were."""
-    devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    cuda = device.type == "cuda"
+    devices = [device.index if device.index is not None else torch.cuda.current_device()] if cuda else []
     with torch.random.fork_rng(devices=devices):
         yield
 
@@ -91,7 +92,8 @@ def last_hidden(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]]) 
 def quiet_load():
     """No load report (the MLM head's keys missing from an encoder-only folder is an answer here, not a problem) and
     no progress bar. A filter, not a level: transformers runs an extra check when its logger's level is raised."""
-    loggers = [logging.getLogger(n) for n in ("transformers.modeling_utils", "transformers.distributed.tensor_parallel")]
+    names = ("transformers.modeling_utils", "transformers.distributed.tensor_parallel")
+    loggers = [logging.getLogger(n) for n in names]
     drop = logging.Filter("nothing")  # passes only records of a logger named "nothing"
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()

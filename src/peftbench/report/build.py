@@ -109,7 +109,8 @@ def forgetting_section(recs: list[dict]) -> list[str]:
     lines = ["## Forgetting", "", "How far training moved the encoder, on a fixed general-domain sample no task trains "
              "on: 1 − linear CKA between the base's and the tuned encoder's mean-pooled sentence vectors (0: unmoved), "
              "and the change of the checkpoint's masked-LM loss (tuned − base; — where it has no MLM head). Mean ± std "
-             "over seeds.", "", "| model | method | task | 1 − CKA | MLM loss Δ | runs |", "|---|---|---|---:|---:|---:|"]
+             "over seeds.", "",
+             "| model | method | task | 1 − CKA | MLM loss Δ | runs |", "|---|---|---|---:|---:|---:|"]
     rank, tasks = (lambda m: ORDER.index(m) if m in ORDER else len(ORDER)), {t: i for i, t in enumerate(TASK_ORDER)}
     for (model, method, task), fs in sorted(groups.items(), key=lambda kv: (kv[0][0], rank(kv[0][1]),
                                                                            tasks.get(kv[0][2], len(tasks)), kv[0])):

@@ -1,9 +1,10 @@
 """explorer.html: the trade-offs of every completed run, one interactive page that opens offline (plotly, inlined).
 
 One row of panels per task: the task's primary metric against trainable parameters, peak memory, train time,
-delta size and how far training moved the encoder (1 − CKA to the base on forgetting.py's fixed sample). One marker per run and panel, one colour per method (the same in every row); clicking a method in the
-legend hides or shows it everywhere. Hovering a marker shows its run folder, seed, learning rate, metrics and forgetting figures. In
-each panel a dashed step line joins the Pareto front: the runs that no other run beats on both axes (at most the
+delta size and how far training moved the encoder (1 − CKA to the base on forgetting.py's fixed sample). One marker
+per run and panel, one colour per method (the same in every row); clicking a method in the legend hides or shows it
+everywhere. Hovering a marker shows its run folder, seed, learning rate, metrics and forgetting figures. In each
+panel a dashed step line joins the Pareto front: the runs that no other run beats on both axes (at most the
 cost, at least the score, better on one). Written by `peftbench report` beside report.md.
 """
 
@@ -77,7 +78,8 @@ def figure(records: list[dict[str, Any]], methods: list[str], tasks: list[str]) 
     for row, task in enumerate(tasks, start=1):
         runs = [r for r in records if r["run"]["task"] == task]
         for col, (field, title, scale, div) in enumerate(AXES, start=1):
-            have = [r for r in runs if isinstance(value(r, field), (int, float)) and (scale != "log" or value(r, field) > 0)]
+            have = [r for r in runs
+                    if isinstance(value(r, field), (int, float)) and (scale != "log" or value(r, field) > 0)]
             for m in methods:
                 mine = [r for r in have if r["run"]["method"] == m]
                 if mine:
