@@ -103,10 +103,10 @@ def test_explorer_in_a_headless_browser(explorer_page, tmp_path):
         finally:
             browser.close()
     assert problems == [] and requests == []
-    assert drawn == len(AXES) * len(records) == 4 * 23  # a marker per run in each of the 4 panels; none if failed
+    assert drawn == len(AXES) * len(records) == 5 * 23  # a marker per run in each of the 5 panels; none if failed
     markers = [t for t in data if t["mode"] == "markers"]
     assert sum(t["n"] for t in markers if t["xaxis"] == "x") == 12  # sst2's first panel: 6 methods x 2 seeds
-    assert sum(t["n"] for t in markers if t["xaxis"] == "x5") == 11  # rte's: one run missing
+    assert sum(t["n"] for t in markers if t["xaxis"] == "x6") == 11  # rte's: one run missing
     assert sorted(t["name"] for t in data if t["legend"]) == sorted(METHODS + [FRONT])
     texts = [line for t in markers for line in t["text"]]
     assert all("run: " in s and "seed " in s and "lr " in s and "accuracy " in s for s in texts)

@@ -11,6 +11,9 @@ Schema (version 1), one JSON object:
   train_time_s, train_samples_per_s, train_tokens_per_s, eval_time_s, started_at, finished_at, device, precision
   host, pid: the machine and process that ran it
   costs: see cost.py (peak memory, static memory split, FLOPs, delta size on disk)
+  forgetting: how far training moved the encoder on a fixed text sample (null with forgetting=false); see forgetting.py
+    {sample, n, pooling, max_length, cka (linear CKA base vs tuned, 1 = unmoved), mlm_loss_base, mlm_loss_tuned,
+     mlm_loss_delta (tuned - base; null where the checkpoint has no MLM head), mlm_note (why null, or null)}
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ SCHEMA = 1
 # how a run is executed, not what it learns (grad_accum: the same global batch in smaller pieces)
 NOT_IDENTITY = ("out", "tracking", "log_every", "eval_batch_size", "data_dir", "resume", "checkpoint_every", "grad_accum",
                 "pad_multiple", "compile", "compile_mode",  # how fast, not what is trained
-                "overwrite")
+                "overwrite", "forgetting")  # forgetting: a measurement after training, not what is trained
 
 
 def write_atomic(path: Path, write: Callable[[IO[str]], Any]) -> None:

@@ -72,6 +72,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "resume": spec(BOOL),
     "overwrite": spec(BOOL),
     "out": spec(STR),
+    "forgetting": spec(BOOL),
     "tracking": spec("dict"),
     "tracking.mode": spec(STR, choices=["online", "offline", "disabled"]),
     "tracking.project": spec(STR),

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from . import checkpoint, cost, preflight
+from . import checkpoint, cost, forgetting, preflight
 from .data import pad_multiple, total_steps, train_batches
 from .delta import base_fingerprint, save_delta
 from .errors import UserError
@@ -140,6 +140,8 @@ def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker, s
     model = load_model(cfg.model, task.HEAD, data.num_labels)
     base_total = sum(p.numel() for p in model.parameters())
     fingerprint = base_fingerprint(model)
+    # the base side of the forgetting measure, before the method touches the model (it leaves the RNG as it was)
+    probe = forgetting.Probe(cfg, tokenizer, model, accelerator.device) if cfg.forgetting and main else None
     model = apply_method(model, cfg.method, cfg.model.name)
     record.update(cost.param_counts(model, base_total))
     lr = cfg.lr if cfg.lr is not None else cfg.method.lr
@@ -280,5 +282,6 @@ def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker, s
         if hasattr(task, "write_predictions"):
             task.write_predictions(out, data, predictions)
         record.update(save_delta(accelerator.unwrap_model(model), out, cfg, fingerprint))
+        record["forgetting"] = probe.finish(accelerator.unwrap_model(model)) if probe else None
         (out / checkpoint.FILE).unlink(missing_ok=True)  # the delta and record now hold everything
     accelerator.wait_for_everyone()

@@ -71,6 +71,10 @@ class PromptModel(nn.Module):
             kept["soft_prompt.weight"] = self.prompts().cpu().contiguous()
         return kept, {**method, "reparam": "none"}
 
+    def text_states(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Hidden states at the text's own positions, the virtual ones cut out (forgetting.py pools over these)."""
+        return torch.cat([hidden[:, : self.at], hidden[:, self.at + self.k :]], dim=1)
+
     def _insert(self, x: torch.Tensor, piece: torch.Tensor) -> torch.Tensor:
         return torch.cat([x[:, : self.at], piece, x[:, self.at :]], dim=1)
 

@@ -3,7 +3,8 @@
 Sections: methods overview, GLUE table (best overall in bold, best PEFT in italics; with a learning-rate grid, each
 method at its best rate per task, the whole grid, and the seed's rate beside the tuned one), every method vs full
 FT per task with a paired 95% interval, costs, SQuAD scaling (full vs bitfit per training size, tie rule,
-crossover on log(size), data regimes and a decision rule derived from the measured winners), learning curves of
+crossover on log(size), data regimes and a decision rule derived from the measured winners), forgetting (how far
+each method moved the encoder on a fixed text sample, forgetting.py), learning curves of
 runs trained with eval_every, runs that learned nothing (not ≥ CLEAR points above the majority-class baseline),
 failed and unfinished runs. Every number comes from a record; nothing is typed in by hand. The GLUE and scaling
 sections are glue.py and scaling.py; the pieces they share (cells, flags, the learning-rate choice)
@@ -23,6 +24,7 @@ from .baselines import baseline
 from .cells import CLEAR, FLAG, TASK_ORDER, cell, learned_nothing, order, rate
 from .figures import ORDER, family
 from .glue import glue_section
+from .stats import mean_std
 from .scaling import scaling_section
 
 
@@ -90,6 +92,36 @@ def curves_section(recs: list[dict]) -> list[str]:
     return lines
 
 
+def forgetting_section(recs: list[dict]) -> list[str]:
+    """1 − CKA and the MLM loss change per model/method/task, mean ± std over the runs that recorded them."""
+    groups = defaultdict(list)
+    for r in recs:
+        if (r.get("forgetting") or {}).get("cka") is not None:
+            groups[(r["run"]["model"], r["run"]["method"], r["run"]["task"])].append(r["forgetting"])
+    if not groups:
+        return []
+
+    def text(vals: list[float], fmt: str) -> str:
+        if not vals:
+            return "—"
+        m, s, _ = mean_std(vals)
+        return f"{m:{fmt}}" + ("" if s is None else f" ± {s:.2g}")
+    lines = ["## Forgetting", "", "How far training moved the encoder, on a fixed general-domain sample no task trains "
+             "on: 1 − linear CKA between the base's and the tuned encoder's mean-pooled sentence vectors (0: unmoved), "
+             "and the change of the checkpoint's masked-LM loss (tuned − base; — where it has no MLM head). Mean ± std "
+             "over seeds.", "",
+             "| model | method | task | 1 − CKA | MLM loss Δ | runs |", "|---|---|---|---:|---:|---:|"]
+    rank, tasks = (lambda m: ORDER.index(m) if m in ORDER else len(ORDER)), {t: i for i, t in enumerate(TASK_ORDER)}
+    for (model, method, task), fs in sorted(groups.items(), key=lambda kv: (kv[0][0], rank(kv[0][1]),
+                                                                           tasks.get(kv[0][2], len(tasks)), kv[0])):
+        deltas = [f["mlm_loss_delta"] for f in fs if f.get("mlm_loss_delta") is not None]
+        lines.append(f"| {model} | {method} | {task} | {text([1 - f['cka'] for f in fs], '.3g')} | "
+                     f"{text(deltas, '+.3g')} | {len(fs)} |")
+    notes = sorted({f"{k[0]}: {f['mlm_note']}" for k, fs in groups.items() for f in fs
+                    if f.get("mlm_loss_delta") is None and f.get("mlm_note")})
+    return lines + ([""] + [f"No MLM loss for {n}." for n in notes] if notes else []) + [""]
+
+
 def write_report(dirs: list[str | Path], out: str | Path, source: str | None = None) -> Path:
     """Read the records under `dirs`, write OUT/report.md and its figures; returns the report's path.
 
@@ -121,6 +153,7 @@ def write_report(dirs: list[str | Path], out: str | Path, source: str | None = N
             lines += [f"## {title} — {model}" + (f", train_size {size:,}" if size else ""), ""]
             section = glue_section if kind == "glue" else scaling_section
             lines += section(groups[key], out, tag)
+    lines += forgetting_section(done)
     lines += curves_section(done)
     flagged = [r for r in done if learned_nothing(r)]
     lines += ["## Learned nothing", "", f"Runs whose primary metric is not at least {CLEAR:g} point above the best "

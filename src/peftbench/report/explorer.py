@@ -1,9 +1,10 @@
 """explorer.html: the trade-offs of every completed run, one interactive page that opens offline (plotly, inlined).
 
-One row of panels per task: the task's primary metric against trainable parameters, peak memory, train time and
-delta size. One marker per run and panel, one colour per method (the same in every row); clicking a method in the
-legend hides or shows it everywhere. Hovering a marker shows its run folder, seed, learning rate and metrics. In
-each panel a dashed step line joins the Pareto front: the runs that no other run beats on both axes (at most the
+One row of panels per task: the task's primary metric against trainable parameters, peak memory, train time,
+delta size and how far training moved the encoder (1 − CKA to the base on forgetting.py's fixed sample). One marker
+per run and panel, one colour per method (the same in every row); clicking a method in the legend hides or shows it
+everywhere. Hovering a marker shows its run folder, seed, learning rate, metrics and forgetting figures. In each
+panel a dashed step line joins the Pareto front: the runs that no other run beats on both axes (at most the
 cost, at least the score, better on one). Written by `peftbench report` beside report.md.
 """
 
@@ -24,7 +25,8 @@ from .figures import ORDER
 AXES = [("trainable_params", "trainable parameters", "log", 1),
         ("peak_memory_bytes", "peak memory (MiB)", "linear", 2**20),
         ("train_time_s", "train time (s)", "linear", 1),
-        ("delta_bytes", "delta size (MiB)", "log", 2**20)]
+        ("delta_bytes", "delta size (MiB)", "log", 2**20),
+        ("forgetting.cka", "encoder change, 1 − CKA to the base", "linear", 1)]  # value(): drawn as 1 − CKA
 PALETTE = qualitative.Dark24
 FRONT = "Pareto front"
 
@@ -40,13 +42,31 @@ def pareto(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
+def value(r: dict[str, Any], field: str) -> float | None:
+    """A record's number for an axis: a top-level field, or its forgetting CKA as the change 1 − CKA (lower: the
+    encoder moved less, so the Pareto rule's "lower is better" holds on every axis)."""
+    if field == "forgetting.cka":
+        cka = (r.get("forgetting") or {}).get("cka")
+        return None if cka is None else 1 - cka
+    return r.get(field)
+
+
+def _forgetting(r: dict[str, Any]) -> list[str]:
+    f = r.get("forgetting") or {}
+    if f.get("cka") is None:
+        return []
+    delta = f.get("mlm_loss_delta")
+    return [f"forgetting: CKA {f['cka']:.6f}" + (f", MLM loss Δ {delta:+.4f}" if delta is not None else "")]
+
+
 def _hover(r: dict[str, Any]) -> str:
     metrics = ", ".join(f"{k} {v:.2f}" for k, v in r["metrics"].items() if isinstance(v, (int, float)))
     size = r["run"].get("train_size")
     return "<br>".join([f"<b>{r['run']['method']}</b> on {r['run']['task']} ({r['run']['model']})",
                         f"run: {r.get('_path', '?')}", f"seed {r['run']['seed']}, lr {r.get('lr')}"
                         + (f", train_size {size:,}" if size else ""), metrics,
-                        f"trainable {r['trainable_params']:,} ({r.get('trainable_percent', 0):.3g}%)"])
+                        f"trainable {r['trainable_params']:,} ({r.get('trainable_percent', 0):.3g}%)",
+                        *_forgetting(r)])
 
 
 def figure(records: list[dict[str, Any]], methods: list[str], tasks: list[str]) -> go.Figure:
@@ -58,16 +78,17 @@ def figure(records: list[dict[str, Any]], methods: list[str], tasks: list[str]) 
     for row, task in enumerate(tasks, start=1):
         runs = [r for r in records if r["run"]["task"] == task]
         for col, (field, title, scale, div) in enumerate(AXES, start=1):
-            have = [r for r in runs if isinstance(r.get(field), (int, float)) and (scale != "log" or r[field] > 0)]
+            have = [r for r in runs
+                    if isinstance(value(r, field), (int, float)) and (scale != "log" or value(r, field) > 0)]
             for m in methods:
                 mine = [r for r in have if r["run"]["method"] == m]
                 if mine:
                     fig.add_trace(go.Scatter(
-                        x=[r[field] / div for r in mine], y=[r["metrics"][metric[task]] for r in mine],
+                        x=[value(r, field) / div for r in mine], y=[r["metrics"][metric[task]] for r in mine],
                         mode="markers", name=m, legendgroup=m, showlegend=False,
                         marker=dict(color=colour[m], size=9, line=dict(width=0.5, color="white")),
                         text=[_hover(r) for r in mine], hovertemplate="%{text}<extra></extra>"), row=row, col=col)
-            points = [(r[field] / div, r["metrics"][metric[task]]) for r in have]
+            points = [(value(r, field) / div, r["metrics"][metric[task]]) for r in have]
             front = [points[i] for i in pareto(points)]
             if front:
                 fig.add_trace(go.Scatter(
