@@ -104,7 +104,8 @@ def _predict(args: argparse.Namespace) -> int:
         else:
             what, score = (answer["answer"], answer["score"]) if "answer" in answer else (answer["label"],
                                                                                           answer["probability"])
-            print(f"{what}\t{score:.4f}\t{x if isinstance(x, str) else x[0]}")
+            parts = [x] if isinstance(x, str) else list(x)  # the whole input: text and text pair, question and context
+            print("\t".join([str(what), f"{score:.4f}", *(" ".join(str(p).split()) for p in parts)]))
     return 0
 
 

@@ -221,7 +221,7 @@ def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker, s
                                 part = model(**batch).loss * (len(rows) / len(mine))  # the mean over `mine`
                             scaler.scale(part).backward()
                         loss, padded = loss + part.detach(), padded + batch["input_ids"].numel()
-                meter.add_step(padded * world)  # other shards counted as the same size
+                meter.add_step(padded * world, (model, batch["input_ids"].shape, cfg.method))  # shards: the same size
                 scaler.unscale_(optimizer)
                 if cfg.max_grad_norm:
                     torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
