@@ -26,8 +26,9 @@ def test_a_run_ten_times_below_the_rate_says_so_and_names_omp_num_threads():
 
 
 def test_dry_run_prints_the_estimate(glue_dir, tmp_path, capsys):
-    assert main(["study", "glue", "model=bert_base", f"data_dir={glue_dir}", "tasks=[sst2]", "methods=[full,lora]",
-                 "epochs=1", f"out={tmp_path / 's'}", "--dry-run"]) == 0
+    assert main(["study", "glue", "model=minilm_l6", f"data_dir={glue_dir}", "tasks=[sst2]", "methods=[full,lora]",
+                 "epochs=100", f"out={tmp_path / 's'}", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    # the fixture's 24 SST-2 rows at batch 16: 2 steps each; full 1.11 s, lora 0.69 s per step
-    assert "estimated time: about 4 s of training for 2 of the runs to go" in out
+    # the fixture's 24 SST-2 rows at batch 16: 2 steps an epoch, 200 in all; MiniLM's step an eighth of bert-base's
+    # 1.11 s (full) and 0.69 s (lora): 200 x (1.11 + 0.69) / 8 = 45 s
+    assert "estimated time: about 45 s of training for 2 of the runs to go" in out
