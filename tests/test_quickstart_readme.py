@@ -1,0 +1,40 @@
+"""The README's quickstart numbers, regenerated: `peftbench quickstart` on the real data and MiniLM prints the
+README's lines and writes the README's table, to the printed digit (the times aside)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from peftbench.cli import main
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+TIME = re.compile(r" \(\d+ s\)$")
+
+
+def readme_quickstart() -> tuple[list[str], list[str]]:
+    """The quickstart section's printed run lines (their times cut) and its table rows, as the README has them."""
+    section = README.read_text(encoding="utf-8").split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    printed = re.search(r"```text\n(.*?)```", section, re.S).group(1)
+    lines = [TIME.sub("", line) for line in printed.splitlines() if line.startswith("[")]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| method")]
+    return lines, rows
+
+
+def test_the_readme_section_parses():
+    lines, rows = readme_quickstart()
+    assert len(lines) == 5 and all(": accuracy " in line and "majority class 50.92" in line for line in lines)
+    assert [r.split("|")[1].strip() for r in rows] == ["full", "bitfit", "bitfit_subset", "lora", "prompt"]
+
+
+@pytest.mark.integration
+def test_a_fresh_quickstart_prints_the_readmes_numbers(shared_data, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["quickstart", f"data_dir={shared_data}"]) == 0
+    printed = [TIME.sub("", line) for line in capsys.readouterr().out.splitlines() if re.match(r"\[\d/5\] ", line)]
+    lines, rows = readme_quickstart()
+    assert printed == lines
+    report = (tmp_path / "quickstart" / "report" / "report.md").read_text()
+    assert all(row in report.splitlines() for row in rows), (rows, report)
