@@ -1,7 +1,9 @@
 """`peftbench report DIR... --out OUT`: OUT/report.md and PNG figures, built from result.json files only.
 
-Sections: methods overview, GLUE table (best overall in bold, best PEFT in italics; with a learning-rate grid, each
-method at its best rate per task, the whole grid, and the seed's rate beside the tuned one), every method vs full
+Sections: methods overview, the results table of every task but a SQuAD size curve: GLUE's and the user's own
+classification, regression and QA tasks, each named by its task name (best overall in bold, best PEFT in italics;
+with a learning-rate grid, each method at its best rate per task, the whole grid, and the seed's rate beside the
+tuned one), every method vs full
 FT per task with a paired 95% interval, costs, SQuAD scaling (full vs bitfit per training size, tie rule,
 crossover on log(size), data regimes and a decision rule derived from the measured winners), learning curves of
 runs trained with eval_every, runs that learned nothing (not ≥ CLEAR points above the majority-class baseline),
