@@ -223,7 +223,7 @@ def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker, s
                             scaler.scale(part).backward()
                         loss, padded = loss + part.detach(), padded + batch["input_ids"].numel()
                 meter.add_step(padded * world, (model, batch["input_ids"].shape, cfg.method))  # shards: the same size
-                if slow_check and time.perf_counter() - t0 > runtime.CHECK_AFTER_S:  # once per run, a minute in
+                if slow_check and meter.flops_per_token and time.perf_counter() - t0 > runtime.CHECK_AFTER_S:  # once
                     slow_check = False
                     note = runtime.slow_note(meter.flops_per_token * meter.padded_tokens, time.perf_counter() - t0,
                                              "bf16" if cfg.precision == "bf16" else "fp32", torch.get_num_threads())
