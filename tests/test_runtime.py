@@ -32,3 +32,17 @@ def test_dry_run_prints_the_estimate(glue_dir, tmp_path, capsys):
     # the fixture's 24 SST-2 rows at batch 16: 2 steps an epoch, 200 in all; MiniLM's step an eighth of bert-base's
     # 1.11 s (full) and 0.69 s (lora): 200 x (1.11 + 0.69) / 8 = 45 s
     assert "estimated time: about 45 s of training for 2 of the runs to go" in out
+
+
+def test_a_slow_run_says_it_once(glue_dir, tmp_path, capsys, monkeypatch):
+    from peftbench import runtime
+
+    # a CPU that measured a billion times faster than this one: every run is "slow", and says so once
+    monkeypatch.setattr(runtime, "FLOPS_PER_S_PER_THREAD", {"fp32": 1e18, "bf16": 1e18})
+    monkeypatch.setattr(runtime, "CHECK_AFTER_S", 0.0)
+    monkeypatch.setattr(runtime, "REAL_STEP_FLOPS", 0)
+    assert main(["train", "model=tiny", "task=sst2", "method=bitfit", f"data_dir={glue_dir}", "max_steps=4",
+                 "batch_size=8", "tracking.mode=disabled", f"out={tmp_path / 'run'}"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("peftbench: note:") == 1 and "other processes may be using the cores" in err
+    assert "OMP_NUM_THREADS" in err
