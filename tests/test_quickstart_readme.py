@@ -31,10 +31,24 @@ def test_the_readme_section_parses():
 
 @pytest.mark.integration
 def test_a_fresh_quickstart_prints_the_readmes_numbers(shared_data, tmp_path, monkeypatch, capsys):
+    import torch
+
     monkeypatch.chdir(tmp_path)
-    assert main(["quickstart", f"data_dir={shared_data}"]) == 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the README's run: 2 threads (prompt tuning's score moves with the thread count: 68.12 on 1)
+    try:
+        assert main(["quickstart", f"data_dir={shared_data}"]) == 0
+    finally:
+        torch.set_num_threads(threads)
     printed = [TIME.sub("", line) for line in capsys.readouterr().out.splitlines() if re.match(r"\[\d/5\] ", line)]
     lines, rows = readme_quickstart()
     assert printed == lines
-    report = (tmp_path / "quickstart" / "report" / "report.md").read_text()
-    assert all(row in report.splitlines() for row in rows), (rows, report)
+    report = (tmp_path / "quickstart" / "report" / "report.md").read_text().splitlines()
+    header = next(i for i, line in enumerate(report) if line.startswith("| method | sst2 (accuracy)"))
+    cells = [c.strip() for c in report[header].strip("|").split("|")]
+    drop = cells.index("avg")  # the README leaves out the average of one task (it is the task's own cell)
+    table = []
+    for line in report[header + 2:header + 7]:
+        row = [c.strip() for c in line.strip("|").split("|")]
+        table.append("| " + " | ".join(row[:drop] + row[drop + 1:]) + " |")
+    assert table == rows
