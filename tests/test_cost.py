@@ -13,7 +13,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from peftbench.cli import main
-from peftbench.config import load_config
+from peftbench.config import group_options, load_config
+from peftbench.cost import expected_step_flops
 from peftbench.data import train_batches
 from peftbench.methods import apply_method
 from peftbench.models import load_model, load_tokenizer
@@ -125,3 +126,56 @@ def test_cpu_meter_does_not_count_what_an_earlier_run_left_in_a_reference_cycle(
         assert meter.peak()["peak_memory_bytes"] < start + 100 * 2**20
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("method", sorted(group_options("method")))
+def test_worked_out_flops_match_flopcountermode_within_10_percent(data_root, method):
+    """cost.expected_step_flops (the count from the model's shapes, which the report uses to say why) against torch's
+    FlopCounterMode on one real training step of every method."""
+    model, batches = first_batches(data_root, method)
+    cfg = load_config([*ARGS, f"method={method}", f"data_dir={data_root}"])
+    model.train()
+    with FlopCounterMode(display=False) as counter:
+        model(**batches[0]).loss.backward()
+    measured = counter.get_total_flops()
+    b, s = batches[0]["input_ids"].shape
+    expected = expected_step_flops(model, b, s, cfg.method)
+    assert abs(expected["total"] / measured - 1) < 0.10, (expected, measured)
+    assert expected["total"] == expected["forward"] + expected["backward"]
+    extra = cfg.method.num_virtual_tokens if cfg.method.get("apply") == "prompt" else 0
+    assert expected["tokens_per_example"] == s + extra and expected["input_tokens_per_example"] == s
+
+
+def test_the_record_and_the_report_say_why_prompt_tuning_costs_more(records, tmp_path):
+    from peftbench.record import write_json_atomic
+    from peftbench.report import write_report
+
+    for method in ("full", "prompt"):
+        rec = records(method)
+        e = rec["train_flops_expected"]
+        assert abs(e["total"] / rec["train_flops_per_step"] - 1) < 0.10
+        (tmp_path / "runs" / method).mkdir(parents=True)
+        write_json_atomic(tmp_path / "runs" / method / "result.json", rec)
+    md = write_report([tmp_path / "runs"], tmp_path / "report").read_text()
+    why = md.split("#### Why the FLOPs differ", 1)[1]
+    prompt = next(line for line in why.splitlines() if line.startswith("- **prompt**"))
+    e = records("prompt")["train_flops_expected"]
+    assert f"20 virtual tokens make each example {e['input_tokens_per_example'] + 20} tokens" in prompt
+    assert "x full's" in prompt and "frozen weights" in prompt
+    assert "(input and weight gradients everywhere)" in next(l for l in why.splitlines() if l.startswith("- **full**"))
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("method", sorted(group_options("method")))
+def test_worked_out_flops_match_on_minilm_and_real_sst2(shared_data, method):
+    """The same check on MiniLM and a real SST-2 batch (measured when written: every method within 1%)."""
+    cfg = load_config(["model=minilm_l6", "task=sst2", f"method={method}", f"data_dir={shared_data}",
+                       "batch_size=16", "train_size=64", "tracking.mode=disabled"])
+    data = TASKS[cfg.task.kind].load(cfg, load_tokenizer(cfg.model))
+    batch = data.train.batch(train_batches(data.train.lengths, cfg.batch_size, cfg.seed, 0, cfg.group_by_length)[0])
+    model = apply_method(load_model(cfg.model, "seq_cls", data.num_labels), cfg.method, cfg.model.name)
+    model.train()
+    with FlopCounterMode(display=False) as counter:
+        model(**batch).loss.backward()
+    b, s = batch["input_ids"].shape
+    assert abs(expected_step_flops(model, b, s, cfg.method)["total"] / counter.get_total_flops() - 1) < 0.10

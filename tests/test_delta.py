@@ -132,13 +132,16 @@ def test_predict_cli_texts_pairs_and_files(runs, capsys, tmp_path):
                  "--jsonl"]) == 0
     line = json.loads(capsys.readouterr().out)
     assert line == {"input": ["He said yes.", "He agreed."], **predict(mrpc, [("He said yes.", "He agreed.")])[0]}
+    assert main(["predict", str(r["bitfit_subset"][0]), "--text", "He said yes.", "--text-pair", "He agreed."]) == 0
+    assert capsys.readouterr().out.rstrip("\n").split("\t")[2:] == ["He said yes.", "He agreed."]  # both echoed
     # the task's own dev.tsv (GLUE columns) and JSONL with the hub's column names give the same answers
     tsv = read_inputs(data / "glue/MRPC/dev.tsv", mrpc)
     (tmp_path / "in.jsonl").write_text("".join(json.dumps({"sentence1": a, "sentence2": b}) + "\n" for a, b in tsv))
     assert read_inputs(tmp_path / "in.jsonl", mrpc) == tsv and len(tsv) == 24
     assert main(["predict", str(r["bitfit_subset"][0]), "batch_size=5", "--input", str(tmp_path / "in.jsonl")]) == 0
     rows = capsys.readouterr().out.splitlines()
-    assert rows == [f"{w['label']}\t{w['probability']:.4f}\t{a}" for w, (a, _) in zip(predict(mrpc, tsv), tsv)]
+    assert rows == [f"{w['label']}\t{w['probability']:.4f}\t{' '.join(a.split())}\t{' '.join(b.split())}"
+                    for w, (a, b) in zip(predict(mrpc, tsv), tsv)]  # the whole pair echoed
     logits = dev_outputs(mrpc.model, r["bitfit_subset"][1])  # predict's labels are the dev logits' argmax
     assert [w["label"] for w in predict(mrpc, tsv)] == [["not_equivalent", "equivalent"][k] for k in logits.argmax(1)]
 
@@ -294,7 +297,7 @@ def test_qa_runs_predict_the_answers_their_evaluation_scored(tmp_path, capsys):
     assert [a["answer"] for a in answers] == [gold[i] for i in ids]  # several windows per context, same rule
     assert all(c[a["start"]:].startswith(a["answer"]) for a, (_, c) in zip(answers, pairs))
     assert main(["predict", str(run_dir), "--question", pairs[0][0], "--context", pairs[0][1]]) == 0
-    assert capsys.readouterr().out == f"{answers[0]['answer']}\t{answers[0]['score']:.4f}\t{pairs[0][0]}\n"
+    assert capsys.readouterr().out == f"{answers[0]['answer']}\t{answers[0]['score']:.4f}\t{pairs[0][0]}\t{pairs[0][1]}\n"
     assert main(["evaluate", str(run_dir)]) == 0
     assert "(same as recorded)" in capsys.readouterr().out
     hub = MultiTask()

@@ -14,6 +14,7 @@ import pytest
 
 from peftbench.cli import main
 from peftbench.report.explorer import AXES, FRONT, pareto
+from peftbench.report.figures import color
 
 CHROMIUM = Path("/usr/bin/chromium")
 METHODS = ["full", "bitfit", "lora", "ia3", "prefix", "adapter_houlsby"]
@@ -88,7 +89,7 @@ def test_explorer_in_a_headless_browser(explorer_page, tmp_path):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
         try:
-            page = browser.new_page(viewport={"width": 1500, "height": 900})
+            page = browser.new_page(viewport={"width": 1366, "height": 768})  # a common laptop screen
             page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
             page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
             page.on("request", lambda r: requests.append(r.url) if not r.url.startswith(("file:", "data:")) else None)
@@ -98,7 +99,12 @@ def test_explorer_in_a_headless_browser(explorer_page, tmp_path):
             drawn = page.evaluate("() => document.querySelectorAll('.scatterlayer .trace .points path.point').length")
             data = page.evaluate("""() => document.querySelector('.js-plotly-plot').data.map(
                 t => ({name: t.name, mode: t.mode, n: t.x.length, xaxis: t.xaxis || 'x', text: t.text || [],
-                       legend: t.showlegend}))""")
+                       legend: t.showlegend, colour: t.marker ? t.marker.color : null}))""")
+            # the legend on screen without scrolling, and nothing wider than the window
+            legend = page.evaluate("""() => { const r = document.querySelector('.legend').getBoundingClientRect();
+                return {left: r.left, right: r.right, top: r.top, bottom: r.bottom, width: r.width,
+                        page: document.documentElement.scrollWidth,
+                        entries: document.querySelectorAll('.legend .traces').length}; }""")
             page.screenshot(path=str(tmp_path / "explorer.png"))
         finally:
             browser.close()
@@ -114,3 +120,8 @@ def test_explorer_in_a_headless_browser(explorer_page, tmp_path):
     fronts = [t for t in data if t["name"] == FRONT]
     assert len(fronts) == 2 * len(AXES) and all(t["mode"] == "lines" for t in fronts)
     assert (tmp_path / "explorer.png").stat().st_size > 10_000
+    assert legend["page"] <= 1366 and legend["entries"] == len(METHODS) + 1
+    assert 0 <= legend["left"] and legend["right"] <= 1366 and 0 <= legend["top"] and legend["bottom"] <= 768
+    assert legend["width"] > 100
+    # one palette: each method's markers in the colour its bars have in the PNGs
+    assert {t["name"]: t["colour"] for t in markers} == {m: color(m) for m in METHODS}

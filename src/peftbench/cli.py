@@ -104,7 +104,8 @@ def _predict(args: argparse.Namespace) -> int:
         else:
             what, score = (answer["answer"], answer["score"]) if "answer" in answer else (answer["label"],
                                                                                           answer["probability"])
-            print(f"{what}\t{score:.4f}\t{x if isinstance(x, str) else x[0]}")
+            parts = [x] if isinstance(x, str) else list(x)  # the whole input: text and text pair, question and context
+            print("\t".join([str(what), f"{score:.4f}", *(" ".join(str(p).split()) for p in parts)]))
     return 0
 
 
@@ -151,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("overrides", nargs="*", metavar="key=value")
         p.set_defaults(fn=fn)
-    p = sub.add_parser("quickstart", help="the whole tool in ~4 minutes: five methods on an SST-2 slice, then the report",
+    p = sub.add_parser("quickstart", help="the whole tool in one command: five methods on an SST-2 slice, then the report",
                        description="Train full, bitfit, bitfit_subset, lora and prompt on 3,000 SST-2 rows (one epoch, "
                        "MiniLM, each at a rate it learns at) and write the report, its figures and explorer.html: the "
                        "study preset configs/study/quickstart.yaml, then `report --study quickstart`. key=value as for "

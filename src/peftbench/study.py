@@ -222,12 +222,30 @@ def pool_sizes(study: DictConfig) -> dict[str, int | None]:
 
 def print_plan(configs: list[tuple[Path, DictConfig]], out: Path) -> None:
     """Every planned run and what a real invocation would do with it; nothing is written."""
-    todo = 0
+    from .data import total_steps
+    from .runtime import duration, run_seconds
+
+    todo, seconds, unknown, pools = 0, 0.0, 0, {}
     for i, (folder, cfg) in enumerate(configs, 1):
         done = completed(folder, cfg)
         todo += not done
         print(f"[{i}/{len(configs)}] {folder.relative_to(out)}: {'completed' if done else 'to run'}")
+        if not done:  # the measured run-time model (runtime.py): steps x seconds per step on a 2-core CPU
+            key = (cfg.task.name, str(cfg.data_dir), str(cfg.task.get("data_dir")), str(cfg.task.get("train")))
+            if cfg.train_size is None and key not in pools:
+                try:
+                    pools[key] = pool_size(cfg)
+                except (UserError, OSError):
+                    pools[key] = None
+            rows = cfg.train_size or pools.get(key)
+            est = run_seconds(cfg, total_steps(cfg, rows)) if rows else None
+            seconds, unknown = seconds + (est or 0.0), unknown + (est is None)
     print(f"{len(configs)} runs, {todo} to run, {len(configs) - todo} completed -> {out}")
+    if todo > unknown:
+        print(f"estimated time: about {duration(seconds)} of training for {todo - unknown} of the runs to go on a "
+              "2-core CPU (fp32; src/peftbench/runtime.py, measured by bench/run_time.py; eval not counted)"
+              + (f"; {unknown} runs without an estimate (data from the hub or a model it cannot read)" if unknown
+                 else "") + ". A GPU takes a small fraction of it.")
 
 
 def run_study(name: str, overrides: list[str] | None = None, dry_run: bool = False) -> int:

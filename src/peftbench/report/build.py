@@ -1,7 +1,9 @@
 """`peftbench report DIR... --out OUT`: OUT/report.md and PNG figures, built from result.json files only.
 
-Sections: methods overview, GLUE table (best overall in bold, best PEFT in italics; with a learning-rate grid, each
-method at its best rate per task, the whole grid, and the seed's rate beside the tuned one), every method vs full
+Sections: methods overview, the results table of every task but a SQuAD size curve: GLUE's and the user's own
+classification, regression and QA tasks, each named by its task name (best overall in bold, best PEFT in italics;
+with a learning-rate grid, each method at its best rate per task, the whole grid, and the seed's rate beside the
+tuned one), every method vs full
 FT per task with a paired 95% interval, costs, SQuAD scaling (full vs bitfit per training size, tie rule,
 crossover on log(size), data regimes and a decision rule derived from the measured winners), forgetting (how far
 each method moved the encoder on a fixed text sample, forgetting.py), learning curves of
@@ -122,6 +124,18 @@ def forgetting_section(recs: list[dict]) -> list[str]:
     return lines + ([""] + [f"No MLM loss for {n}." for n in notes] if notes else []) + [""]
 
 
+def section_kind(rec: dict, done: list[dict]) -> str:
+    """"scaling" for QA runs of a task trained at several sizes (the SQuAD size curve; SQuAD itself always), else
+    "glue": the per-task results table, for GLUE and for any task of the user's own (classification, regression,
+    QA), named by the task's name."""
+    task = rec["run"]["task"]
+    if rec["config"]["task"].get("kind") == "squad":
+        sizes = {r["run"]["train_size"] for r in done if r["run"]["task"] == task}
+        if task == "squad" or len(sizes) > 1:
+            return "scaling"
+    return "glue"
+
+
 def write_report(dirs: list[str | Path], out: str | Path, source: str | None = None) -> Path:
     """Read the records under `dirs`, write OUT/report.md and its figures; returns the report's path.
 
@@ -140,16 +154,16 @@ def write_report(dirs: list[str | Path], out: str | Path, source: str | None = N
         lines += methods_section(done)
     groups = defaultdict(list)
     for r in done:
-        kind = "glue" if r["config"]["task"].get("kind") == "glue" else "scaling" if r["run"]["task"] == "squad" else None
-        if kind:
-            size = r["run"]["train_size"] if kind == "glue" else None
-            groups[(kind, r["run"]["model"], size)].append(r)
+        kind = section_kind(r, done)
+        size = r["run"]["train_size"] if kind == "glue" else None
+        groups[(kind, r["run"]["model"], size)].append(r)
     for kind in ("glue", "scaling"):
         keys = sorted((k for k in groups if k[0] == kind), key=lambda k: (k[1], k[2] or 0))
         for key in keys:
             _, model, size = key
             tag = "" if len(keys) == 1 else f"_{model}" + (f"_n{size}" if size else "")
-            title = "GLUE" if kind == "glue" else "SQuAD low-data scaling"
+            own = any(r["config"]["task"].get("kind") != "glue" for r in groups[key])
+            title = ("Results" if own else "GLUE") if kind == "glue" else "SQuAD low-data scaling"
             lines += [f"## {title} — {model}" + (f", train_size {size:,}" if size else ""), ""]
             section = glue_section if kind == "glue" else scaling_section
             lines += section(groups[key], out, tag)

@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
-from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from .cells import TASK_ORDER, order
-from .figures import ORDER
+from .figures import ORDER, color
 
 # (record field, axis title, scale, divisor): the x axes, cost first
 AXES = [("trainable_params", "trainable parameters", "log", 1),
@@ -27,7 +26,6 @@ AXES = [("trainable_params", "trainable parameters", "log", 1),
         ("train_time_s", "train time (s)", "linear", 1),
         ("delta_bytes", "delta size (MiB)", "log", 2**20),
         ("forgetting.cka", "encoder change, 1 − CKA to the base", "linear", 1)]  # value(): drawn as 1 − CKA
-PALETTE = qualitative.Dark24
 FRONT = "Pareto front"
 
 
@@ -74,7 +72,7 @@ def figure(records: list[dict[str, Any]], methods: list[str], tasks: list[str]) 
     fig = make_subplots(rows=len(tasks), cols=len(AXES), shared_yaxes="rows", horizontal_spacing=0.03,
                         vertical_spacing=0.5 / max(len(tasks), 1) ** 1.2,
                         subplot_titles=[f"{t}: {metric[t]} vs {title}" for t in tasks for _, title, _, _ in AXES])
-    colour = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(methods)}
+    colour = {m: color(m) for m in methods}  # the PNGs' palette (figures.PALETTE): a method looks the same in both
     for row, task in enumerate(tasks, start=1):
         runs = [r for r in records if r["run"]["task"] == task]
         for col, (field, title, scale, div) in enumerate(AXES, start=1):
@@ -101,9 +99,14 @@ def figure(records: list[dict[str, Any]], methods: list[str], tasks: list[str]) 
     for trace in fig.data:
         trace.showlegend = trace.name not in shown
         shown.add(trace.name)
-    fig.update_layout(height=330 * len(tasks) + 80, width=1500, template="plotly_white",
+    # no fixed width: the page takes the window's (a 1366-px laptop included); the legend sits in one row above the
+    # panels, so it is on screen without scrolling whatever the window's width or the number of tasks
+    height, top, bottom = 330 * len(tasks) + 130, 140, 50
+    fig.update_layout(height=height, autosize=True, template="plotly_white",
                       title="peftbench explorer: score vs cost, one marker per run (click the legend to toggle)",
-                      legend=dict(title="method"), margin=dict(t=90, l=60, r=20, b=50))
+                      legend=dict(title="method", orientation="h", x=0, xanchor="left", yanchor="bottom",
+                                  y=1 + 30 / (height - top - bottom)),  # 30 px above the panels' titles
+                      margin=dict(t=top, l=60, r=20, b=bottom))
     return fig
 
 
@@ -117,7 +120,7 @@ def write_explorer(records: list[dict[str, Any]], path: str | Path) -> Path | No
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     figure(records, methods, tasks).write_html(tmp, include_plotlyjs=True, full_html=True,
-                                               config={"displaylogo": False})
+                                               config={"displaylogo": False, "responsive": True})
     os.chmod(tmp, 0o644)
     tmp.replace(path)
     return path

@@ -1,12 +1,14 @@
 """The report's figures (matplotlib, Agg, PNG): parameter efficiency, GLUE bars, costs, SQuAD scaling curves.
 
 Inputs are the report's groupings: `by[method][task or size] -> [record, ...]`. A method keeps one colour in
-every figure, and its label is its registry name. Methods are ordered by family (FAMILIES), so a dozen of them
-stay readable: the GLUE figure has one panel per task with a horizontal bar per method.
+every figure and in explorer.html (PALETTE, the one table both read), and its label is its registry name. Methods
+are ordered by family (FAMILIES), so a dozen of them stay readable: the results figure has one panel per task with a
+horizontal bar per method.
 """
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -23,8 +25,11 @@ FAMILIES = {"full": ["full"], "bias/norm": ["bitfit", "bitfit_subset", "ln_tunin
             "adapters": ["adapter_houlsby", "adapter_pfeiffer"], "prompts": ["prompt", "prompt_residual", "prefix"]}
 ORDER = [m for ms in FAMILIES.values() for m in ms]
 MARKERS = ["o", "s", "^", "D", "v", "P"]
-# 14 well-separated colours (tab10, then dark shades from tab20b): one per known method, in ORDER
-PALETTE = [*(f"C{i}" for i in range(10)), "#393b79", "#637939", "#8c6d31", "#7b4173"]
+# THE palette: one colour per method, the same in every PNG and in explorer.html (which reads color()). 14
+# well-separated colours (tab10, then dark shades from tab20b), given to the known methods in ORDER.
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf", "#393b79", "#637939", "#8c6d31", "#7b4173"]
+TASK_HATCHES = ["", "//", "..", "xx", "\\\\", "oo", "++", "--", "**"]  # tasks in the cost figure: a hatch each
 
 
 def family(method: str) -> str:
@@ -32,14 +37,32 @@ def family(method: str) -> str:
 
 
 def color(method: str) -> str:
+    """The method's colour as '#rrggbb' (matplotlib and plotly both read it); an unknown method gets a stable one."""
     if method in ORDER:
         return PALETTE[ORDER.index(method) % len(PALETTE)]
-    return plt.get_cmap("tab20b")(sum(map(ord, method)) % 20)
+    return matplotlib.colors.to_hex(plt.get_cmap("tab20b")(sum(map(ord, method)) % 20))
 
 
 def _stats(values: list[float]) -> tuple[float, float]:
     a = np.asarray(values, dtype=float)
     return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
+
+
+def outside(fig) -> list[str]:
+    """The texts (titles, labels, legends) drawn past the figure's edges: cut off in the PNG. Empty when all fit."""
+    fig.canvas.draw()
+    box = fig.bbox
+    artists = [*fig.texts, *fig.legends]
+    for ax in fig.axes:
+        if ax.get_visible():
+            artists += [ax.title, ax.xaxis.label, ax.yaxis.label, *([ax.get_legend()] if ax.get_legend() else [])]
+    out = []
+    for a in artists:
+        if a.get_visible() and (getattr(a, "get_text", lambda: "x")() != ""):
+            e = a.get_window_extent()
+            if e.x0 < box.x0 - 1 or e.x1 > box.x1 + 1 or e.y0 < box.y0 - 1 or e.y1 > box.y1 + 1:
+                out.append(getattr(a, "get_text", lambda: type(a).__name__)())
+    return out
 
 
 def _save(fig, path: Path) -> None:
@@ -49,25 +72,32 @@ def _save(fig, path: Path) -> None:
 
 
 def parameter_efficiency(by, methods, tasks, metric, means, path: Path) -> None:
-    """Score vs trainable % (log x): a small marker per task, a star for the average over tasks."""
+    """Score vs trainable % (log x): a small marker per task, a star for the average over tasks; with one task, only
+    the star (the task's score). The legend lists only what is drawn."""
     fig, ax = plt.subplots(figsize=(8, 5))
+    one = len(tasks) == 1
+    drawn: set = set()  # the task markers actually plotted
     for m in methods:
         recs = [r for t in tasks for r in by[m].get(t, [])]
         x = float(np.mean([r["trainable_percent"] for r in recs]))
         for i, t in enumerate(tasks):
-            if t in means[m]:
+            if t in means[m] and not one:
                 ax.scatter(x, means[m][t], color=color(m), marker=MARKERS[i % len(MARKERS)], s=40, alpha=0.7)
-        if "avg" in means[m]:
-            ax.scatter(x, means[m]["avg"], color=color(m), marker="*", s=260, edgecolor="black", linewidth=0.6, zorder=3)
+                drawn.add(t)
+        star = means[m].get(tasks[0] if one else "avg")
+        if star is not None:
+            ax.scatter(x, star, color=color(m), marker="*", s=260, edgecolor="black", linewidth=0.6, zorder=3)
+            drawn.add("*")
     ax.set_xscale("log")
     ax.set_xlabel("trainable parameters (% of the model, log scale)")
-    ax.set_ylabel("dev score (%)")
+    ax.set_ylabel(f"{tasks[0]} dev {metric[tasks[0]]} (%)" if one else "dev score (%)")
     ax.set_title("Score vs trainable parameters")
     ax.grid(True, which="both", alpha=0.3)
     handles = [Line2D([], [], color=color(m), marker="*", markersize=13, linestyle="", label=m) for m in methods]
     handles += [Line2D([], [], color="grey", marker=MARKERS[i % len(MARKERS)], linestyle="", label=f"{t} ({metric[t]})")
-                for i, t in enumerate(tasks)]
-    handles.append(Line2D([], [], color="grey", marker="*", markersize=13, linestyle="", label="average over tasks"))
+                for i, t in enumerate(tasks) if t in drawn]
+    if not one and "*" in drawn:
+        handles.append(Line2D([], [], color="grey", marker="*", markersize=13, linestyle="", label="average over tasks"))
     ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, frameon=False,
               ncol=1 if len(handles) <= 16 else 2)
     _save(fig, path)
@@ -100,7 +130,9 @@ def part1_results(by, methods, tasks, metric, path: Path, baselines: dict | None
         ax.set_visible(False)
     for row in axes:
         row[0].set_yticks(ys, methods)
-    fig.suptitle("GLUE dev results (error bars: std over seeds; dashed: the best constant prediction)")
+    # wrapped to the figure's width: one task's figure is 5 inches wide, narrower than the title on one line
+    fig.suptitle(textwrap.fill("Dev results (error bars: std over seeds; dashed: the best constant prediction)",
+                               max(30, int(fig.get_figwidth() * 10))), fontsize=11)
     _save(fig, path)
 
 
@@ -130,7 +162,8 @@ def flops_comparison(by, methods, tasks, path: Path) -> None:
                 vals = get(t, m)
                 if vals:
                     mean, std = _stats(vals)
-                    ax.bar(i + (j - (len(tasks) - 1) / 2) * width, mean, width, color=f"C{j}", alpha=0.85,
+                    ax.bar(i + (j - (len(tasks) - 1) / 2) * width, mean, width, color=color(m), alpha=0.85,
+                           hatch=TASK_HATCHES[j % len(TASK_HATCHES)], edgecolor="white",
                            yerr=std if len(vals) > 1 else None, capsize=2)
         ax.set_xticks(range(len(methods)), methods, rotation=20 if len(methods) <= 6 else 60, ha="right")
         ax.set_ylabel(ylabel)
@@ -138,9 +171,11 @@ def flops_comparison(by, methods, tasks, path: Path) -> None:
     axes[0].set_title("Peak memory while training")
     axes[1].set_title("Training FLOPs (forward + backward)")
     axes[2].set_title("Training wall time")
-    fig.legend([plt.Rectangle((0, 0), 1, 1, color=f"C{j}", alpha=0.85) for j in range(len(tasks))], tasks,
-               loc="lower center", ncol=len(tasks), frameon=False, title="task")
-    fig.tight_layout(rect=(0, 0.04 if many else 0.1, 1, 1))
+    if len(tasks) > 1:  # bars take their method's colour; the tasks differ by hatch
+        fig.legend([plt.Rectangle((0, 0), 1, 1, facecolor="lightgrey", hatch=TASK_HATCHES[j % len(TASK_HATCHES)],
+                                  edgecolor="white") for j in range(len(tasks))], tasks,
+                   loc="lower center", ncol=len(tasks), frameon=False, title="task")
+    fig.tight_layout(**({"rect": (0, 0.04 if many else 0.1, 1, 1)} if len(tasks) > 1 else {}))
     fig.savefig(path, dpi=130)
     plt.close(fig)
 

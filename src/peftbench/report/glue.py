@@ -106,7 +106,39 @@ def glue_section(recs: list[dict], out: Path, tag: str) -> list[str]:
               "set while training). FLOPs: forward + backward, counted on the first step, times the tokens seen. "
               "Step: train time / optimizer steps; \"vs full\": the ratio to full FT on the same task.",
               "", f"![costs](flops_comparison{tag}.png)", ""]
-    return lines
+    return lines + flops_why(by, methods, tasks)
+
+
+def flops_why(by, methods, tasks) -> list[str]:
+    """Why each method's FLOPs per input token are what they are, from the count worked out from the model's shapes
+    at training time (cost.expected_step_flops, checked against the measured count): the tokens each example holds
+    in the encoder, and how much of the backward pass runs when weights are frozen."""
+    lines = []
+    for t in tasks:
+        full = next((r for r in by.get("full", {}).get(t, []) if r.get("train_flops_per_token")), None)
+        for m in methods:
+            r = next((r for r in by[m].get(t, []) if r.get("train_flops_expected") and r.get("train_flops_per_token")),
+                     None)
+            if r is None:
+                continue
+            e = r["train_flops_expected"]
+            parts = [f"{r['train_flops_per_token'] / 1e6:,.0f}M FLOPs per input token"
+                     + (f", {r['train_flops_per_token'] / full['train_flops_per_token']:.2f}x full's" if full else "")]
+            if e["tokens_per_example"] != e["input_tokens_per_example"]:
+                parts.append(f"{e['tokens_per_example'] - e['input_tokens_per_example']} virtual tokens make each "
+                             f"example {e['tokens_per_example']} tokens in the encoder where its input has "
+                             f"{e['input_tokens_per_example']} (padded; {e['tokens_per_example'] / e['input_tokens_per_example']:.1f}x "
+                             "the tokens, and attention grows with their square)")
+            parts.append(f"backward {e['backward'] / e['forward']:.2f}x the forward "
+                         + ("(input and weight gradients everywhere)" if e["backward"] >= 1.9 * e["forward"] else
+                            "(frozen weights: input gradients only, and none below the first trained module)"))
+            parts.append(f"worked out from the shapes: {e['total']:.3g} per step, measured {r['train_flops_per_step']:.3g}")
+            lines.append(f"- **{m}** on {t}: " + "; ".join(parts) + ".")
+    if not lines:
+        return []
+    return ["#### Why the FLOPs differ", "", "Counted on the first step (its padded batch), per input token. A "
+            "step's matmuls: forward, then the input gradients (as costly as the forward) and the weight gradients "
+            "(as costly again) of the modules that train.", "", *lines, ""]
 
 
 def secondary_table(by, methods, tasks, tuned: bool) -> list[str]:
