@@ -16,7 +16,8 @@ from peftbench.record import write_json_atomic
 from peftbench.report import write_report
 from peftbench.report.stats import STOP_REASONS
 
-TEMPLATE = json.loads((Path(__file__).parents[1] / "results/glue_minilm/mrpc/full/lr5e-05/seed1/result.json").read_text())
+COMMITTED = Path(__file__).parents[1] / "results/glue_minilm/mrpc/full/lr5e-05/seed1/result.json"
+TEMPLATE = json.loads(COMMITTED.read_text())  # a real record's shape; the tests change its fields
 AUTO = {"seeds": "auto", "min_seeds": 3, "max_seeds": 5, "ci_target": 1.0}
 HOLDOUT = {"spec": 0.1, "size": 367, "ids_sha256": "ab" * 32}
 FULL = [85, 86, 84, 87, 85]  # full FT's final dev F1 at seeds 1-5
@@ -44,9 +45,13 @@ def record(path: Path, method: str, seed: int, f1: float, lr: float, task: str =
 
 
 def protocol(phase: str, config: str, lr: float, **extra) -> dict:
+    """As study.py writes them: select runs carry the holdout; final runs train on all of train (holdout null) and
+    carry the select run's under protocol.picked_holdout."""
+    final = phase == "final"
     return {"protocol": {"select": "holdout", "phase": phase, "config": config, "params": {"lr": lr}, "budget": 5,
-                         "sampler": "random", "picked_holdout_score": None, **AUTO, **extra},
-            "holdout": HOLDOUT, "data_seed": 0}
+                         "sampler": "random", "picked_holdout_score": None, **AUTO, **extra,
+                         **({"picked_holdout": HOLDOUT} if final else {})},
+            "holdout": None if final else HOLDOUT, "data_seed": 0}
 
 
 @pytest.fixture
@@ -164,3 +169,6 @@ def test_pairs_on_seed_and_data_seed(tmp_path):
     half = t.ppf(0.975, 3) * 0.25 / 2
     assert f"| lora | +1.12 [{1.125 - half:+.2f}, {1.125 + half:+.2f}] (n=4) p=" in md
     assert "paired by seed and data seed" in md
+    # seeds=auto rounds run per data seed: 2 seeds < min_seeds 3, so no rule has stopped either cell yet.
+    assert (f"| rte, 500 rows, data_seed 1 | lora | 2 | 2 | no rule met yet: a resumed study adds another round |"
+            in md)

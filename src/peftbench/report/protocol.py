@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+from matplotlib.ticker import MaxNLocator
+
 from . import figures
 from .cells import TASK_ORDER, best_rate, by_rate, by_seed, order, rate
 from .stats import STOP_REASONS, evp, mean_std, seed_decision
@@ -40,7 +42,7 @@ def _spread(values) -> str:
 def caption(recs: list[dict]) -> str:
     """One line naming how the configurations of these (dev-scored) runs were picked."""
     if any(select_of(r) == "holdout" for r in recs):
-        hold = [r.get("holdout") or {} for r in recs]
+        hold = [r.get("holdout") or proto(r).get("picked_holdout") or {} for r in recs]  # final runs: the select run's
         unit = "questions" if any(r["run"]["task"] == "squad" for r in recs) else "rows"
         budgets = defaultdict(set)
         for r in recs:
@@ -68,15 +70,17 @@ def _key(r: dict) -> tuple:
     return r["run"]["model"], r["run"]["task"], r["run"]["train_size"] or 0
 
 
-def _label(key: tuple, keys) -> str:
+def _label(key: tuple, keys, data_seed: bool = False) -> str:
     models = {k[0] for k in keys}
-    model, task, size = key
-    return task + (f", {size:,} rows" if size else "") + (f" ({model})" if len(models) > 1 else "")
+    model, task, size = key[:3]
+    return task + (f", {size:,} rows" if size else "") + (f", data_seed {key[3]}" if data_seed else "") + (
+        f" ({model})" if len(models) > 1 else "")
 
 
 def _sorted(keys) -> list[tuple]:
     rank = {t: i for i, t in enumerate(TASK_ORDER)}
-    return sorted(keys, key=lambda k: (k[0], rank.get(k[1], len(rank)), k[1], k[2]))
+    return sorted(keys, key=lambda k: (k[0], rank.get(k[1], len(rank)), k[1], k[2], *(-1 if x is None else x
+                                                                                    for x in k[3:])))
 
 
 def config_order(name: str | None, rec: dict) -> tuple:
@@ -124,7 +128,7 @@ def evp_section(selection: list[dict], out: Path) -> list[str]:
 
 
 def figures_evp(curves: dict, metric: dict, path: Path) -> None:
-    """A panel per task: expected best holdout score ± sd against k = 1..N, a line per method (the report's colours)."""
+    """A panel per task: expected best holdout score ± sd against k = 1..N, a line per method (report colours)."""
     plt = figures.plt
     keys = _sorted(curves)
     fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys) + 1.5, 4.2), squeeze=False)
@@ -135,6 +139,7 @@ def figures_evp(curves: dict, metric: dict, path: Path) -> None:
             lo, hi = [a - b for a, b in zip(mean, sd)], [a + b for a, b in zip(mean, sd)]
             ax.plot(ks, mean, marker="o", markersize=3, color=figures.color(m), label=m)
             ax.fill_between(ks, lo, hi, color=figures.color(m), alpha=0.15)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # k counts configurations
         ax.set_xlabel("configurations tried (k)")
         ax.set_ylabel(f"expected best holdout {metric[key]} (%)")
         ax.set_title(_label(key, curves))
@@ -147,17 +152,19 @@ def figures_evp(curves: dict, metric: dict, path: Path) -> None:
 def seeds_section(reported: list[dict]) -> list[str]:
     """Per task and method, the seeds its comparison with full FT took and why they stopped (seed_decision again)."""
     runs = defaultdict(lambda: defaultdict(list))
-    for r in reported:
-        if proto(r).get("seeds") and select_of(r) == "holdout":
-            runs[_key(r)][r["run"]["method"]].append(r)
+    for r in reported:  # final runs of a holdout study; under select=dev, the runs of an auto-seeded one
+        if select_of(r) == "holdout" and proto(r).get("seeds") or proto(r).get("seeds") == "auto":
+            runs[(*_key(r), r.get("data_seed"))][r["run"]["method"]].append(r)  # rounds run per data seed
     keys = [k for k in _sorted(runs) if "full" in runs[k]]
+    several = len({k[:3] for k in keys}) < len(keys)  # data_seeds: a row per data seed
     if not keys:
         return []
     lines = ["## Seeds per comparison", "", "| task | method | seeds | paired with full | stopped because |",
              "|---|---|---:|---:|---|"]
     for key in keys:
         full = runs[key]["full"]
-        lines.append(f"| {_label(key, keys)} | full | {len(full)} | — | the baseline: as many as its longest comparison |")
+        lines.append(f"| {_label(key, keys, several)} | full | {len(full)} | — | "
+                     "the baseline: as many as its longest comparison |")
         for m in order(runs[key]):
             if m == "full":
                 continue
@@ -170,7 +177,7 @@ def seeds_section(reported: list[dict]) -> list[str]:
             else:
                 reason = seed_decision(deltas, p["min_seeds"], p["max_seeds"], p["ci_target"])
                 why = STOP_REASONS[reason] if reason else "no rule met yet: a resumed study adds another round"
-            lines.append(f"| {_label(key, keys)} | {m} | {len(rs)} | {len(deltas)} | {why} |")
+            lines.append(f"| {_label(key, keys, several)} | {m} | {len(rs)} | {len(deltas)} | {why} |")
     a = next(proto(r) for k in keys for rs in runs[k].values() for r in rs)
     lines += ["", f"Final runs only (scored on dev). `seeds=auto` adds a round of seeds to a method until, from "
               f"min_seeds ({a.get('min_seeds')}), its paired 95% interval against full FT excludes 0, or the "

@@ -70,8 +70,10 @@ def versus_full(by, methods, tasks, metric, tuned: bool) -> list[str]:
             verdicts[t][word].append(f"{m} ({p['delta']:+.2f} [{p['low']:+.2f}, {p['high']:+.2f}])")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     at = "each at its best rate, " if tuned else ""
-    pairing = "paired by seed and data seed" if any(
-        r.get("data_seed") is not None for rs in by["full"].values() for r in rs) else "paired by seed"
+    full = [r for rs in by["full"].values() for r in rs]
+    several = len({(r["run"]["task"], r["run"]["seed"], r.get("data_seed")) for r in full}) > \
+        len({(r["run"]["task"], r["run"]["seed"]) for r in full})  # data_seeds: a seed ran on several subsamples
+    pairing = "paired by seed and data seed" if several else "paired by seed"
     lines += ["", f"Δ = method − full FT, {at}{pairing} (the seeds both ran): the mean difference and its 95% "
               "t-interval (df = n − 1). A difference whose interval covers 0 is not distinguishable from noise at "
               "this many seeds."]
