@@ -186,6 +186,10 @@ def seeds_section(reported: list[dict]) -> list[str]:
     return lines
 
 
+def _rate(lr: float | None) -> str:
+    return "—" if lr is None else f"{lr:.3g}"  # a sampled rate (1.02756e-05) to 3 digits, a grid's as it is
+
+
 def optimism_section(reported: list[dict]) -> list[str]:
     """Per task and method: dev score at the dev-picked rate minus dev score at the holdout-picked rate."""
     grid, final = defaultdict(list), defaultdict(list)
@@ -209,7 +213,8 @@ def optimism_section(reported: list[dict]) -> list[str]:
     lines = ["## Optimism of picking on dev", "", "| task | method | dev-picked rate | dev score | holdout-picked "
              "rate | dev score | from | optimism |", "|---|---|---:|---:|---:|---:|---|---:|"]
     for key, m, dev_lr, dev_s, hold_lr, hold_s, source in rows:
-        lines.append(f"| {_label(key, [r[0] for r in rows])} | {m} | {rate(dev_lr)} | {dev_s:.2f} | {rate(hold_lr)} | "
+        lines.append(f"| {_label(key, [r[0] for r in rows])} | {m} | {_rate(dev_lr)} | {dev_s:.2f} | "
+                     f"{_rate(hold_lr)} | "
                      f"{hold_s:.2f} | {source} | {dev_s - hold_s:+.2f} |")
     mean = sum(r[3] - r[5] for r in rows) / len(rows)
     lines += ["", f"Optimism = the dev score at the rate the dev set picked (a `select=dev` grid, mean over seeds) "
