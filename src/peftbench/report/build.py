@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..record import read_record
-from . import explorer
+from . import explorer, protocol
 from .baselines import baseline
 from .cells import CLEAR, FLAG, TASK_ORDER, cell, learned_nothing, order, rate
 from .figures import ORDER, family
@@ -152,24 +152,28 @@ def write_report(dirs: list[str | Path], out: str | Path, source: str | None = N
              f"{source}.", ""]
     if done:
         lines += methods_section(done)
+    scored = [r for r in done if not protocol.is_selection(r)]  # holdout-scored selection runs: EVP only
     groups = defaultdict(list)
-    for r in done:
-        kind = section_kind(r, done)
+    for r in scored:
+        kind = section_kind(r, scored)
         size = r["run"]["train_size"] if kind == "glue" else None
-        groups[(kind, r["run"]["model"], size)].append(r)
+        groups[(kind, r["run"]["model"], size, protocol.select_of(r))].append(r)
     for kind in ("glue", "scaling"):
-        keys = sorted((k for k in groups if k[0] == kind), key=lambda k: (k[1], k[2] or 0))
+        keys = sorted((k for k in groups if k[0] == kind), key=lambda k: (k[1], k[2] or 0, k[3]))
         for key in keys:
-            _, model, size = key
-            tag = "" if len(keys) == 1 else f"_{model}" + (f"_n{size}" if size else "")
+            _, model, size, select = key
+            tag = "" if len(keys) == 1 else f"_{model}" + (f"_n{size}" if size else "") + (
+                f"_{select}" if select != "dev" else "")
             own = any(r["config"]["task"].get("kind") != "glue" for r in groups[key])
             title = ("Results" if own else "GLUE") if kind == "glue" else "SQuAD low-data scaling"
-            lines += [f"## {title} — {model}" + (f", train_size {size:,}" if size else ""), ""]
+            lines += [f"## {title} — {model}" + (f", train_size {size:,}" if size else "")
+                      + (f", select={select}" if select != "dev" else ""), "", protocol.caption(groups[key]), ""]
             section = glue_section if kind == "glue" else scaling_section
             lines += section(groups[key], out, tag)
-    lines += forgetting_section(done)
-    lines += curves_section(done)
-    flagged = [r for r in done if learned_nothing(r)]
+    lines += protocol.protocol_sections(done, out)
+    lines += forgetting_section(scored)
+    lines += curves_section(scored)
+    flagged = [r for r in scored if learned_nothing(r)]
     lines += ["## Learned nothing", "", f"Runs whose primary metric is not at least {CLEAR:g} point above the best "
               "constant prediction on their eval set (majority-class accuracy; F1 of predicting the positive class "
               "everywhere; SQuAD: the context's first sentence as the answer).", ""]
@@ -180,5 +184,5 @@ def write_report(dirs: list[str | Path], out: str | Path, source: str | None = N
     lines += [f"- `{r['_path']}`: {r['status']}" + (f" — {r['error']}" if r.get("error") else "") for r in other] or ["None."]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
-    explorer.write_explorer(done, out / "explorer.html")  # the same runs, interactive (explorer.py)
+    explorer.write_explorer(scored, out / "explorer.html")  # the same runs, interactive (explorer.py)
     return path

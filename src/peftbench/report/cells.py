@@ -75,8 +75,14 @@ def seed_rate(recs: list[dict]) -> float | None:
     return next((float(r["config"]["method"]["lr"]) for r in recs if r["config"]["method"].get("lr") is not None), None)
 
 
-def by_seed(recs: list[dict], metric: str) -> dict[int, float]:
-    return {r["run"]["seed"]: r["metrics"][metric] for r in recs}
+def pair_key(rec: dict[str, Any]) -> tuple[int, int]:
+    """What two methods' runs pair on: the training seed and, with `data_seeds`, the data seed (-1: not recorded)."""
+    data_seed = rec.get("data_seed", rec["run"].get("data_seed"))
+    return rec["run"]["seed"], -1 if data_seed is None else data_seed
+
+
+def by_seed(recs: list[dict], metric: str) -> dict[tuple[int, int], float]:
+    return {pair_key(r): r["metrics"][metric] for r in recs}
 
 
 def pct(values) -> str:

@@ -10,9 +10,10 @@ from pathlib import Path
 
 from . import figures
 from .baselines import baseline
-from .cells import (CLEAR, FLAG, SECONDARY, TASK_ORDER, best_rate, by_rate, by_seed, cell, learned_nothing, mixed_keys,
+from .cells import (CLEAR, FLAG, SECONDARY, TASK_ORDER, best_rate, by_rate, cell, learned_nothing, mixed_keys,
                     order, pct, rate, seed_rate)
-from .stats import mean_std, paired
+from .stats import mean_std
+from .versus import versus_full
 
 
 def glue_section(recs: list[dict], out: Path, tag: str) -> list[str]:
@@ -198,39 +199,4 @@ def grid_tables(grid, best, methods, tasks, metric) -> list[str]:
             rs = rates[best[m][t]]
             lines.append(f"| {m} | {t} | {rate(own)} | {own_text} | {rate(best[m][t])} | "
                          f"{cell([r['metrics'][metric[t]] for r in rs], any(map(learned_nothing, rs)))} |")
-    return lines + [""]
-
-
-def versus_full(by, methods, tasks, metric, tuned: bool) -> list[str]:
-    """Each method minus full FT per task, paired by seed, with its 95% t-interval, and the verdict in words."""
-    if "full" not in methods or len(methods) < 2:
-        return []
-    others = [m for m in methods if m != "full"]
-    lines = ["### vs full fine-tuning", "", "| method | " + " | ".join(f"{t}: Δ {metric[t]} [95% interval]"
-                                                                     for t in tasks) + " |",
-             "|---|" + "---:|" * len(tasks)]
-    verdicts: dict[str, dict[str, list[str]]] = {t: defaultdict(list) for t in tasks}
-    for m in others:
-        cells = []
-        for t in tasks:
-            p = paired(by_seed(by["full"].get(t, []), metric[t]), by_seed(by[m].get(t, []), metric[t]))
-            if p is None:
-                cells.append("no shared seeds" if by[m].get(t) and by["full"].get(t) else "—")
-                continue
-            if p["half"] is None:
-                cells.append(f"{p['delta']:+.2f} (n=1: no interval)")
-                verdicts[t]["one seed: no interval"].append(f"{m} ({p['delta']:+.2f})")
-                continue
-            cells.append(f"{p['delta']:+.2f} [{p['low']:+.2f}, {p['high']:+.2f}] (n={p['n']})")
-            word = {"not distinguishable": "not distinguishable from full FT (the interval covers 0)",
-                    "higher": "above full FT", "lower": "below full FT"}[p["verdict"]]
-            verdicts[t][word].append(f"{m} ({p['delta']:+.2f} [{p['low']:+.2f}, {p['high']:+.2f}])")
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    at = "each at its best rate, " if tuned else ""
-    lines += ["", f"Δ = method − full FT, {at}paired by seed (the seeds both ran): the mean difference and its 95% "
-              "t-interval (df = n − 1). A difference whose interval covers 0 is not distinguishable from noise at "
-              "this many seeds.", "", "#### Decision rule (from the intervals)", ""]
-    for t in tasks:
-        parts = [f"{word}: {', '.join(ms)}" for word, ms in verdicts[t].items()]
-        lines.append(f"- **{t}**: " + ("; ".join(parts) if parts else "no paired runs") + ".")
     return lines + [""]
