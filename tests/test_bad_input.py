@@ -324,6 +324,8 @@ CROSS_CASES = [
       "task.label=score"], "every training target in column 'score' is 2.5: nothing to regress"),
     (["task=qa", "task.train={c}/qa.json", "task.dev={c}/qa.json", "task.metric=accuracy"],
      "task.metric='accuracy': a QA task scores f1, exact_match"),
+    ([*SCORES, "task.label_names=[low,high]"], "task.label_names names classes, but the labels in column 'score' are "
+                                               "numbers to predict (column 'score' of {c}/scores.csv holds decimals)"),
     (["task=rte", "task.metric=mcc"], "task.metric='mcc' is not scored by task rte, which reports accuracy, f1"),
     (["task=mnli", "task.metric=f1"], "is not scored by task mnli, which reports accuracy, accuracy_mm"),
 ]
@@ -434,3 +436,15 @@ def test_a_warned_run_still_trains_and_logs_the_warning(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "peftbench: warning: task.dev is task.train's file" in err
     assert "WARNING task.dev is task.train's file" in (out / "train.log").read_text()
+
+
+def test_the_primary_metric_is_one_that_is_scored(tmp_path):
+    """task.metrics=[mcc] alone made accuracy the primary metric, which was then not scored (the verdict: no metric)."""
+    from peftbench.config import load_config
+    from peftbench.tasks import classification
+
+    data = _table(tmp_path / "train.csv", "sentence,label", [f"t{i},{'ab'[i % 2]}" for i in range(40)])
+    cfg = load_config(["model=tiny", "task=classification", f"task.train={data}", f"task.dev={data}",
+                       "task.text=sentence", "task.metrics=[mcc]"])
+    classification.resolve(cfg)
+    assert cfg.task.metric == "mcc" and list(cfg.task.metrics) == ["mcc"]

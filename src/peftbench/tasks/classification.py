@@ -160,8 +160,8 @@ def resolve(cfg: DictConfig, check: bool = True) -> tuple[list[list[str]], list,
     task.labels = names
     if not task.get("label_names"):
         task.label_names = names
-    if not task.get("metric"):
-        task.metric = "pearson" if problem == "regression" else "accuracy"
+    if not task.get("metric"):  # the first of task.metrics, so the primary metric is always one that is scored
+        task.metric = task.metrics[0] if task.get("metrics") else "pearson" if problem == "regression" else "accuracy"
     return train_texts, train_labels, dev_texts, dev_labels
 
 

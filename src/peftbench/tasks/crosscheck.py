@@ -144,6 +144,9 @@ def classification(task: DictConfig, problem: str, names: list[str], train_label
     train_src = str(task.train) if task.get("train") else f"hub {task.hub}"
     metric_fits(task, problem, found)
     if problem == "regression":
+        if task.get("labels") or task.get("label_names"):
+            raise UserError(f"task.label_names names classes, but the labels in column '{task.label}' are numbers to "
+                            f"predict ({found}): drop task.label_names, or set task.problem=classification")
         if len(set(train_labels)) < 2:
             raise UserError(f"{train_src}: every training target in column '{task.label}' is {train_labels[0]}: "
                             "nothing to regress; check task.label")
@@ -169,7 +172,7 @@ def classification(task: DictConfig, problem: str, names: list[str], train_label
         if small:
             warn(f"class(es) with fewer than {MIN_CLASS_ROWS} training rows: {', '.join(small[:5])}"
                  + (f" and {len(small) - 5} more" if len(small) > 5 else "") + ": too few to learn from")
-        primary = task.get("metric") or "accuracy"
+        primary = task.get("metric") or (_metrics(task) or ["accuracy"])[0]
         if primary == "f1" and len(names) > 2:
             warn(f"task.metric=f1 over {len(names)} classes is macro-F1 (the mean of each class's F1), not one "
                  "class's F1")
