@@ -326,6 +326,7 @@ CROSS_CASES = [
      "task.metric='accuracy': a QA task scores f1, exact_match"),
     ([*SCORES, "task.label_names=[low,high]"], "task.label_names names classes, but the labels in column 'score' are "
                                                "numbers to predict (column 'score' of {c}/scores.csv holds decimals)"),
+    ([*C, "task.hub_config=sst2"], "task.hub_config='sst2' names a config of a hub dataset, but task.hub is null"),
     (["task=rte", "task.metric=mcc"], "task.metric='mcc' is not scored by task rte, which reports accuracy, f1"),
     (["task=mnli", "task.metric=f1"], "is not scored by task mnli, which reports accuracy, accuracy_mm"),
 ]

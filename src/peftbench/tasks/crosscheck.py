@@ -4,7 +4,7 @@ A key that contradicts another key or the data is a UserError (one line: what, w
 choice is one `peftbench: warning:` line on stderr (and in train.log), printed once per process:
 
   from the config alone (`config_errors`, at load_config time):
-    task.text_pair = task.text, task.label = a text column; task.metric not a metric of the task's kind (qa: f1,
+    task.hub_config without task.hub; task.text_pair = task.text, task.label = a text column; task.metric not a metric of the task's kind (qa: f1,
     exact_match) or not among task.metrics (GLUE: among the scored names, e.g. accuracy_mm); task.metrics mixing
     class and regression metrics; a class or regression metric against an explicit task.problem; task.labels with
     one class or a repeated one, or set for a regression; task.label_names repeated, set for a regression, or not
@@ -74,6 +74,9 @@ def _repeated(values: list) -> list:
 def config_errors(task: DictConfig) -> None:
     """What the task keys say about each other, knowable before any data is read."""
     kind, metric = task.get("kind"), task.get("metric")
+    if "train" in task and task.get("hub_config") and not task.get("hub"):  # own data (classification, qa)
+        raise UserError(f"task.hub_config={task.hub_config!r} names a config of a hub dataset, but task.hub is null: "
+                        "set task.hub=ID, or drop task.hub_config")
     if kind == "squad":
         if metric is not None and metric not in QA_METRICS:
             raise UserError(f"task.metric={metric!r}: a QA task scores {', '.join(QA_METRICS)}; use one of them")
