@@ -272,3 +272,180 @@ def test_bad_own_data_is_named_by_the_study_preflight_before_any_run(own_ws, cap
     err = capsys.readouterr().err.strip()
     assert "task classification:" in err and "label 'maybe' never appears" in err and err.count("\n") == 0, err
     assert not (tmp_path / "st").exists()  # nothing ran
+
+
+# ---- issue 38 (own data): YAML syntax errors, a file for `data`, zero-run studies, empty predict texts, and every
+# own-data key cross-checked with its data (tasks/crosscheck.py): a contradiction is one line, exit 2 ----------------
+
+@pytest.fixture(scope="module")
+def check_ws(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("check")
+    rows = "".join(f"text {i},{'pos' if i % 2 else 'neg'}\n" for i in range(24))
+    (root / "train.csv").write_text("sentence,label\n" + rows)
+    (root / "three.csv").write_text("sentence,label\n" + "".join(f"t {i},{'abc'[i % 3]}\n" for i in range(24)))
+    (root / "scores.csv").write_text("sentence,score\n" + "".join(f"t {i},{i * 0.5}\n" for i in range(12)))
+    (root / "flat.csv").write_text("sentence,score\n" + "".join(f"t {i},2.5\n" for i in range(12)))
+    (root / "broken.yaml").write_text("name: x\ntrain: train.csv\n  dev: [dev.csv\n")
+    (root / "broken_study.yaml").write_text("methods: [lora\ntasks: [rte]\n")
+    squad = {"version": "1.1", "data": [{"title": "t", "paragraphs": [{"context": "The cat sat on the mat.", "qas": [
+        {"id": f"q{i}", "question": "where?", "answers": [{"text": "the mat", "answer_start": 15}]}
+        for i in range(3)]}]}]}
+    (root / "qa.json").write_text(json.dumps(squad))
+    return root
+
+
+C = ["task=classification", "task.train={c}/train.csv", "task.dev={c}/train.csv", "task.text=sentence",
+     "task.label=label"]
+SCORES = ["task=classification", "task.train={c}/scores.csv", "task.dev={c}/scores.csv", "task.text=sentence",
+          "task.label=score"]
+THREE = ["task=classification", "task.train={c}/three.csv", "task.dev={c}/three.csv", "task.text=sentence",
+         "task.label=label"]
+CROSS_CASES = [
+    (["task={c}/broken.yaml"], "broken.yaml:3:6: YAML syntax error (mapping values are not allowed here)"),
+    ([*C, "task.text_pair=sentence"], "task.text_pair='sentence' is the same column as task.text"),
+    ([*C[:4], "task.label=sentence"], "task.label='sentence' is also task.text"),
+    ([*SCORES, "task.metric=accuracy"], "task.metric(s) ['accuracy'] are for a classification, but this task is a "
+                                        "regression (column 'score' of {c}/scores.csv holds decimals)"),
+    ([*C, "task.metric=pearson"], "task.metric(s) ['pearson'] are for a regression, but this task is a classification"),
+    ([*C, "task.metric=bleu"], "task.metric='bleu' is unknown: use one of accuracy, f1, mcc, pearson, spearman"),
+    ([*C, "task.metrics=[accuracy]", "task.metric=f1"], "task.metric='f1' is not in task.metrics=['accuracy']"),
+    ([*C, "task.metric=mcc"], "task.metric='mcc' is not scored: with task.metrics=null"),
+    ([*C, "task.metrics=[accuracy,pearson]"], "mix class metrics (accuracy) and regression ones (pearson)"),
+    ([*C, "task.problem=regression", "task.metric=accuracy"], "this task is a regression (task.problem=regression)"),
+    ([*C, "task.problem=regression", "task.labels=[neg,pos]"], "task.labels names classes, but task.problem=regression"),
+    ([*C, "task.labels=[neg,pos,meh]"], "task.labels lists ['meh'], which no row of train or dev has"),
+    ([*THREE, "task.labels=[a,b]"], "row 3: label 'c' is not one of task.labels=['a', 'b']: add it to task.labels"),
+    ([*C, "task.labels=[neg]"], "task.labels=['neg'] has one class"),
+    ([*C, "task.labels=[neg,pos,neg]"], "task.labels repeats ['neg']"),
+    ([*C, "task.label_names=[bad,good,ugly]"], "task.label_names has 3 names, but the data has 2 classes"),
+    ([*C, "task.labels=[neg,pos]", "task.label_names=[bad]"], "task.label_names has 1 names for the 2 classes"),
+    ([*C, "task.label_names=[bad,bad]"], "task.label_names repeats ['bad']"),
+    (["task=classification", "task.train={c}/flat.csv", "task.dev={c}/flat.csv", "task.text=sentence",
+      "task.label=score"], "every training target in column 'score' is 2.5: nothing to regress"),
+    (["task=qa", "task.train={c}/qa.json", "task.dev={c}/qa.json", "task.metric=accuracy"],
+     "task.metric='accuracy': a QA task scores f1, exact_match"),
+    ([*SCORES, "task.label_names=[low,high]"], "task.label_names names classes, but the labels in column 'score' are "
+                                               "numbers to predict (column 'score' of {c}/scores.csv holds decimals)"),
+    ([*C, "task.hub_config=sst2"], "task.hub_config='sst2' names a config of a hub dataset, but task.hub is null"),
+    (["task=rte", "task.metric=mcc"], "task.metric='mcc' is not scored by task rte, which reports accuracy, f1"),
+    (["task=mnli", "task.metric=f1"], "is not scored by task mnli, which reports accuracy, accuracy_mm"),
+]
+
+
+@pytest.mark.parametrize("argv,message", CROSS_CASES, ids=[c[0][-1][:40] for c in CROSS_CASES])
+def test_own_data_keys_contradicting_the_data_are_one_line_exit_2(check_ws, capsys, argv, message, tmp_path):
+    argv = ["train", *TINY, "method=bitfit", f"out={tmp_path / 'new'}", *(a.replace("{c}", str(check_ws)) for a in argv)]
+    before = snapshot(check_ws)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    lines = [line for line in err.splitlines() if not line.startswith("peftbench: warning: ")]
+    assert len(lines) == 1 and lines[0].startswith("peftbench: error: ") and \
+        message.replace("{c}", str(check_ws)) in lines[0], err
+    assert snapshot(check_ws) == before
+    assert not (tmp_path / "new" / "delta.json").exists()  # nothing trained
+
+
+SILENT_CASES = [  # each exited 0 or ended in a traceback before
+    (["study", "glue", "seeds=[]"], "seeds=[] is empty, so the study plans no runs: give at least one, e.g. seeds=[42]"),
+    (["study", "glue", "methods=[]"], "methods=[] is empty, so the study plans no runs"),
+    (["study", "glue", "tasks=[]"], "tasks=[] is empty, so the study plans no runs"),
+    (["study", "scaling", "sizes=[]"], "sizes=[] is empty, so the study plans no runs"),
+    (["study", "glue", "model=tiny", "tasks=[rte]", "methods=[bitfit]", "data_dir={data}", "sizes=[500]"],
+     "study glue plans no runs: every size in sizes=[500] is above"),
+    (["study", "glue", "model=tiny", "tasks=[{check}/broken.yaml]", "methods=[bitfit]"],
+     "task file {check}/broken.yaml:3:6: YAML syntax error"),
+    (["study", "{check}/broken_study.yaml"], "study file {check}/broken_study.yaml:2:6: YAML syntax error"),
+    (["predict", "{run}", "--text", "", "--text-pair", "b"], "input 1: the text is empty: give a text to predict"),
+    (["predict", "{run}", "--text", "   ", "--text-pair", "b"], "input 1: the text is empty (only spaces)"),
+    (["predict", "{run}", "--text", "a", "--text-pair", "b", "--text", "c", "--text-pair", ""],
+     "input 2: the text pair is empty"),
+    (["data", "{check}/train.csv"], "train.csv is a file, not a folder: give a folder"),
+    (["data", "{check}/train.csv/sub", "tasks=[rte]"], "cannot make the folder {check}/train.csv/sub/glue/RTE"),
+]
+
+
+@pytest.mark.parametrize("argv,message", SILENT_CASES, ids=[" ".join(c[0][:2])[:40] for c in SILENT_CASES])
+def test_silent_cases_are_one_line_exit_2(ws, check_ws, capsys, argv, message, tmp_path):
+    argv = [a.replace("{check}", str(check_ws)) for a in argv]
+    test_bad_input_is_one_line_exit_2_and_nothing_lost(ws, capsys, argv, message.replace("{check}", str(check_ws)),
+                                                       tmp_path)
+
+
+def _table(path: Path, header: str, rows: list[str]) -> str:
+    path.write_text(header + "\n" + "".join(r + "\n" for r in rows))
+    return str(path)
+
+
+WARN_CASES = [  # (train rows, dev rows, extra overrides, the warning's excerpt): legal, so the run goes on
+    ([f"t{i},{'ab'[i % 2]}" for i in range(12)], None, [], "class(es) with fewer than 10 training rows: a (6), b (6)"),
+    ([f"t{i},{'ab'[i % 2]}" for i in range(40)], ["d1,a", "d2,c"], ["task.labels=[a,b,c]"],
+     "class(es) ['c'] of task.labels are in dev but in no training row"),
+    ([f"t{i},{'abc'[i % 3]}" for i in range(60)], None, ["task.metric=f1"], "task.metric=f1 over 3 classes is macro-F1"),
+    ([f"t{i},{'ab'[i % 2]}" for i in range(40)], None, ["task.metric=f1"],
+     "task.metric=f1 scores 'b' (the second of the sorted labels ['a', 'b']) as the positive class"),
+    ([f"t{i},{'a' if i % 20 else 'b'}" for i in range(400)], None, [], "class 'a' is 95% of the training rows"),
+    ([f"t{i},{'ab'[i % 2]}" for i in range(40)], ["d1,a", "d2,a"], [], "the dev set holds one class only ('a')"),
+    ([f"t{i},{i % 12}" for i in range(240)], None, [], "column 'label' holds 12 different whole numbers, each read as a class"),
+    ([f"{i},{'ab'[i % 2]}" for i in range(40)], None, [], "task.text='sentence' holds numbers, not text (row 1: '0')"),
+    ([f"t{i},{'ab'[i % 2]}" for i in range(40)] + [",a"], None, [], "1 training row(s) have an empty task.text"),
+    ([f"t{i},{'ab'[i % 2]}" for i in range(40)], "same", [], "task.dev is task.train's file"),
+    ([f"t{i},{'ab'[i % 2]}" for i in range(40)], ["t1,b", "t2,a", "new,a"], [], "2 of the 3 dev rows also appear in train"),
+    ([f"t{i},{(i % 4) * 0.5}" for i in range(40)], None, ["task.problem=classification"],
+     "task.problem=classification makes each of the 4 decimal values in column 'label' a class of its own"),
+]
+
+
+@pytest.mark.parametrize("train,dev,extra,warning", WARN_CASES, ids=[c[3][:40] for c in WARN_CASES])
+def test_risky_own_data_choices_warn_and_go_on(tmp_path, capsys, train, dev, extra, warning):
+    from peftbench.config import load_config
+    from peftbench.tasks import classification, crosscheck
+
+    crosscheck._said.clear()  # once per process: this test wants to see each line
+    train_file = _table(tmp_path / "train.csv", "sentence,label", train)
+    dev_file = train_file if dev == "same" else _table(tmp_path / "dev.csv", "sentence,label",
+                                                       dev or [f"d{i},{train[i].split(',')[1]}" for i in range(6)])
+    cfg = load_config(["model=tiny", "task=classification", f"task.train={train_file}", f"task.dev={dev_file}",
+                       "task.text=sentence", *extra])
+    classification.resolve(cfg)  # no error
+    err = capsys.readouterr().err
+    assert f"peftbench: warning: {warning}" in err, err
+
+
+def test_risky_qa_choices_warn(capsys):
+    from omegaconf import OmegaConf
+
+    from peftbench.tasks import crosscheck
+
+    crosscheck._said.clear()
+    dev = [{"answers": ["one two three four"]}, {"answers": ["short"]}]
+    crosscheck.qa(OmegaConf.create({"eval_size": 5, "max_answer_length": 3}), dev, dev, "qa.json", "qa.json")
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["peftbench: warning: the QA dev set is the training file (qa.json): the dev score then measures memory",
+                   "peftbench: warning: task.eval_size=5 is above the 2 answerable dev questions: all are scored",
+                   "peftbench: warning: 1 dev question(s) have only answers longer than task.max_answer_length=3 "
+                   "words: they can never be matched exactly; raise task.max_answer_length"]
+
+
+def test_a_warned_run_still_trains_and_logs_the_warning(tmp_path, capsys):
+    from peftbench.tasks import crosscheck
+
+    crosscheck._said.clear()
+    data = _table(tmp_path / "train.csv", "sentence,label", [f"t{i},{'ab'[i % 2]}" for i in range(12)])
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "method=bitfit", "task=classification", f"task.train={data}", f"task.dev={data}",
+                 "task.text=sentence", f"out={out}"]) == 0
+    err = capsys.readouterr().err
+    assert "peftbench: warning: task.dev is task.train's file" in err
+    assert "WARNING task.dev is task.train's file" in (out / "train.log").read_text()
+
+
+def test_the_primary_metric_is_one_that_is_scored(tmp_path):
+    """task.metrics=[mcc] alone made accuracy the primary metric, which was then not scored (the verdict: no metric)."""
+    from peftbench.config import load_config
+    from peftbench.tasks import classification
+
+    data = _table(tmp_path / "train.csv", "sentence,label", [f"t{i},{'ab'[i % 2]}" for i in range(40)])
+    cfg = load_config(["model=tiny", "task=classification", f"task.train={data}", f"task.dev={data}",
+                       "task.text=sentence", "task.metrics=[mcc]"])
+    classification.resolve(cfg)
+    assert cfg.task.metric == "mcc" and list(cfg.task.metrics) == ["mcc"]

@@ -72,3 +72,30 @@ def test_readme_commands_are_real_subcommands():
     used = set(COMMAND.findall(blocks))
     assert {"train", "study", "report", "params"} <= used
     assert used - subcommands() - COMING == set()
+
+
+def _build(root: Path) -> "subprocess.CompletedProcess[str]":
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(root / "site")],
+                          cwd=root, env=env, capture_output=True, text=True)
+
+
+def test_a_broken_link_fails_the_strict_docs_build(tmp_path):
+    """.ci/run's `mkdocs build --strict` (no --quiet, which hid every warning): a copy of the docs builds, and the
+    same copy with one broken link does not."""
+    import shutil
+
+    shutil.copytree(ROOT / "docs", tmp_path / "docs")
+    shutil.copy(ROOT / "mkdocs.yml", tmp_path / "mkdocs.yml")
+    (tmp_path / "src").symlink_to(ROOT / "src")  # the API page's code and the snippets the pages include
+    clean = _build(tmp_path)
+    assert clean.returncode == 0, clean.stderr[-2000:]
+    page = tmp_path / "docs" / "tasks.md"
+    page.write_text(page.read_text() + "\nSee [the gone page](no-such-page.md).\n")
+    broken = _build(tmp_path)
+    assert broken.returncode != 0
+    assert "contains a link 'no-such-page.md', but the target is not found" in broken.stderr, broken.stderr[-2000:]

@@ -60,16 +60,30 @@ def override_value(value) -> str:
     return f"'{text}'"
 
 
+def load_yaml(path: Path, what: str):
+    """A YAML file as plain containers; a syntax error is one UserError line: the file, line and column, and why."""
+    import yaml
+
+    try:
+        return OmegaConf.to_container(OmegaConf.load(path))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        why = " ".join(str(x) for x in (getattr(e, "context", None), getattr(e, "problem", None)) if x) or \
+            str(e).strip().splitlines()[0]
+        raise UserError(f"{what} {where}: YAML syntax error ({why}): fix that line (indent keys evenly, close "
+                        "brackets and quotes, no tabs)") from None
+    except (OmegaConfBaseException, OSError, ValueError) as e:  # duplicate keys, unreadable, not UTF-8
+        raise UserError(f"{what} {path}: not readable YAML ({str(e).strip().splitlines()[0]})") from None
+
+
 def task_file_overrides(path: Path) -> list[str]:
     """`task=my_task.yaml`: the packaged `classification` task (`qa` for kind: squad) with the file's keys over it,
     as overrides in the file's place (so later task.* overrides still win); `name` defaults to the file's stem."""
     if not path.is_file():
         raise UserError(f"task file {path} not found: give task=NAME ({', '.join(group_options('task'))}) or the "
                         "path of a task .yaml file")
-    try:
-        own = OmegaConf.to_container(OmegaConf.load(path))
-    except (OmegaConfBaseException, OSError, ValueError) as e:  # yaml errors are ValueErrors of their own kinds
-        raise UserError(f"task file {path}: not readable YAML ({str(e).strip().splitlines()[0]})") from None
+    own = load_yaml(path, "task file")
     if not isinstance(own, dict):
         raise UserError(f"task file {path}: expected a mapping of task keys (name, train, dev, text, label, ...)")
     base = "qa" if own.get("kind") in ("squad", "qa") else "classification"
@@ -108,3 +122,7 @@ def load_config(overrides: list[str] | None = None, name: str = "train") -> Dict
 def validate(cfg: DictConfig) -> None:
     """Every knob's type and range (schema.SCHEMA), before anything loads; one UserError line naming the key."""
     schema.check(cfg)
+    if "task" in cfg:  # task keys against each other (the data is checked when read: tasks/crosscheck.py)
+        from .tasks.crosscheck import config_errors
+
+        config_errors(cfg.task)

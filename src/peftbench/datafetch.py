@@ -95,6 +95,9 @@ def squad_files(cfg, root: Path) -> dict[Path, Callable]:
 
 def write_data(root: str, overrides: list[str] | None = None) -> int:
     """Write every asked task's files under `root`; print one line per file; 0 when all are there."""
+    if Path(root).exists() and not Path(root).is_dir():
+        raise UserError(f"data: {root} is a file, not a folder: give a folder (new or existing) to write glue/ and "
+                        "squad/ into, e.g. peftbench data data/")
     tasks, overwrite, rest = [*GLUE_TASKS, "squad"], False, []
     for o in overrides or []:
         key, _, value = o.partition("=")
@@ -126,7 +129,10 @@ def write_data(root: str, overrides: list[str] | None = None) -> int:
             print(f"kept {path} (already there; overwrite=true replaces it)")
             continue
         counts = {}
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a file where a folder of the layout goes (DIR/glue a file, ...)
+            raise UserError(f"data: cannot make the folder {path.parent} ({e.strerror}): give another DIR") from None
         write_atomic(path, lambda f, write=write: counts.update(n=write(f)))
         n, fixed = counts["n"]
         print(f"wrote {path} ({n:,} rows{f'; {fixed} fields had tabs or line breaks, now spaces' if fixed else ''})")

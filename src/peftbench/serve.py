@@ -55,7 +55,11 @@ def check_inputs(run: Run, inputs: list[Input]) -> list[list[str]]:
         parts = [x] if isinstance(x, str) else list(x)
         if len(parts) != want or not all(isinstance(p, str) for p in parts):
             raise UserError(f"input {i}: task {run.meta['task']['name']} takes {what} per input, got {x!r}")
-        for col, p in zip(columns, parts):
+        names = ["question", "context"] if run.head == "qa" else ["text", "text pair"]
+        for col, p, name in zip(columns, parts, names):
+            if not p.strip():  # a model still answers an empty text: a confident label for nothing
+                raise UserError(f"input {i}: the {name} is empty{' (only spaces)' if p else ''}: give a {name} "
+                                f"to {'answer from' if name == 'context' else 'predict'}")
             col.append(p)
     return columns
 

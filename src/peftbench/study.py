@@ -21,7 +21,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .config import CONFIG_DIR, group_options, load_config
+from .config import CONFIG_DIR, group_options, load_config, load_yaml
 from . import preflight
 from .errors import UserError
 from .runner import completed, run_one  # noqa: F401  (the run loop; launch.py's jobs use it too)
@@ -36,7 +36,7 @@ def load_study(name: str, overrides: list[str] | None = None) -> DictConfig:
     path = Path(name) if name.endswith((".yaml", ".yml")) else CONFIG_DIR / "study" / f"{name}.yaml"
     if not path.is_file():
         raise UserError(f"unknown study '{name}': pick one of {', '.join(group_options('study'))} or give a .yaml file")
-    study = OmegaConf.load(path)
+    study = OmegaConf.create(load_yaml(path, "study file"))
     missing = [k for k in STUDY_KEYS if k not in study]
     if missing:
         raise UserError(f"{path}: missing study key(s) {missing}")
@@ -78,6 +78,11 @@ def _as_list(study: DictConfig, key: str) -> list:
 
 
 def _check(study: DictConfig) -> None:
+    empty = [k for k in ("methods", "tasks", "seeds", "sizes") if OmegaConf.is_list(study[k]) and not len(study[k])]
+    if empty:  # a study of zero runs would exit 0 having done nothing
+        raise UserError(f"{empty[0]}=[] is empty, so the study plans no runs: give at least one, e.g. "
+                        + {"methods": "methods=[lora]", "tasks": "tasks=[rte]", "seeds": "seeds=[42]",
+                           "sizes": "sizes=[1000,all] (or sizes=null: the whole training set)"}[empty[0]])
     for key, group in (("methods", "method"), ("tasks", "task")):
         values = _as_list(study, key)
         unknown = [str(v) for v in values if str(v) not in group_options(group)
@@ -150,8 +155,8 @@ def task_folder(task: str) -> str:
     if not task.endswith((".yaml", ".yml")):
         return task
     try:
-        name = OmegaConf.load(Path(task).expanduser()).get("name")
-    except (OSError, OmegaConfBaseException, ValueError, AttributeError):
+        name = load_yaml(Path(task).expanduser(), "task file").get("name")
+    except (UserError, AttributeError):
         name = None  # an unreadable file: load_config names the problem when the run is composed
     return str(name or Path(task).stem).replace("/", "_")
 
@@ -256,6 +261,9 @@ def run_study(name: str, overrides: list[str] | None = None, dry_run: bool = Fal
     except UserError:
         pools = {}  # unreadable data: the preflight below names it, with every other problem
     runs = plan(study, pools)
+    if not runs:  # every size above the data: exit 0 having done nothing would read as success
+        raise UserError(f"study {Path(name).stem} plans no runs: every size in sizes={list(study.sizes)} is above its "
+                        "task's training examples; give smaller sizes or 'all'")
     # Compose every config first: a bad key fails here, in one line, before hours of training.
     configs = [(folder, load_config(over)) for folder, over in runs]
     out = Path(study.out)

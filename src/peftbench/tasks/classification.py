@@ -85,13 +85,17 @@ def key(v: Any) -> str:
     return str(v).strip()
 
 
-def class_ids(labels: list[Any], names: list[str], where: str, train: str, column_name: str) -> list[int]:
+def class_ids(labels: list[Any], names: list[str], where: str, train: str, column_name: str,
+              given: bool = False) -> list[int]:
     index = {n: i for i, n in enumerate(names)}
     ids = []
     for i, v in enumerate(labels):
         k = key(v) if v is not None and not (isinstance(v, float) and math.isnan(v)) else None
         if k is None or k == "":
             raise UserError(f"{where}: row {i + 1} has no label in column '{column_name}' (task.label)")
+        if k not in index and given:
+            raise UserError(f"{where}: row {i + 1}: label '{k}' is not one of task.labels={names}: add it to "
+                            "task.labels, or fix the row")
         if k not in index:
             raise UserError(f"{where}: row {i + 1}: label '{k}' never appears in the training data ({train}), whose "
                             f"labels are {names}: fix the row or set task.labels=[...] to every class")
@@ -113,24 +117,29 @@ def targets(labels: list[Any], where: str, column_name: str) -> list[float]:
     return out
 
 
-def resolve(cfg: DictConfig) -> tuple[list[list[str]], list, list[list[str]], list]:
-    """Both splits read and labelled; the task config gets its problem, labels, label names and metric."""
+def resolve(cfg: DictConfig, check: bool = True) -> tuple[list[list[str]], list, list[list[str]], list]:
+    """Both splits read and labelled; the task config gets its problem, labels, label names and metric. `check`:
+    cross-check every task key against the rows (crosscheck.classification: errors raise, warnings print)."""
     task = cfg.task
     if task.get("problem", "auto") not in PROBLEMS:
         raise UserError(f"task.problem={task.problem!r} is unknown: use {', '.join(PROBLEMS)}")
     train_texts, train_raw, hub_names = read_columns(task, "train")
     dev_texts, dev_raw, _ = read_columns(task, "dev")
     problem = task.get("problem", "auto")
+    why = f"task.problem={problem}"
     if problem == "auto":
         problem = "classification" if hub_names or task.get("labels") else problem_of(train_raw, source(task, "train"),
                                                                                      task.label)
+        why = ("task.labels names classes" if task.get("labels") else "the hub's ClassLabel" if hub_names else
+               f"column '{task.label}' of {source(task, 'train')} holds "
+               + ("decimals" if problem == "regression" else "whole numbers or strings"))
     train_src, dev_src = source(task, "train"), source(task, "dev")
     if problem == "regression":
         train_labels, dev_labels = targets(train_raw, train_src, task.label), targets(dev_raw, dev_src, task.label)
         names: list[str] = []
     else:
         if task.get("labels"):
-            names = [str(x) for x in task.labels]
+            names = [key(x) for x in task.labels]  # task.labels=[1,2] and [1.0,2.0] name the rows' 1 and 2
         elif hub_names:
             names = hub_names
         else:
@@ -139,14 +148,20 @@ def resolve(cfg: DictConfig) -> tuple[list[list[str]], list, list[list[str]], li
             names = sorted(found, key=int) if numeric else sorted(found)
         if len(names) < 2 and not task.get("labels"):
             raise UserError(f"{train_src}: every training label is {names}: a classifier needs at least 2 classes")
-        train_labels = class_ids(train_raw, names, train_src, train_src, task.label)
-        dev_labels = class_ids(dev_raw, names, dev_src, train_src, task.label)
+        given = bool(task.get("labels"))
+        train_labels = class_ids(train_raw, names, train_src, train_src, task.label, given)
+        dev_labels = class_ids(dev_raw, names, dev_src, train_src, task.label, given)
+    if check:
+        from . import crosscheck
+
+        crosscheck.classification(task, problem, names, train_labels, dev_labels, train_texts, dev_texts,
+                                  bool(task.get("labels")), why)
     task.problem = problem
     task.labels = names
     if not task.get("label_names"):
         task.label_names = names
-    if not task.get("metric"):
-        task.metric = "pearson" if problem == "regression" else "accuracy"
+    if not task.get("metric"):  # the first of task.metrics, so the primary metric is always one that is scored
+        task.metric = task.metrics[0] if task.get("metrics") else "pearson" if problem == "regression" else "accuracy"
     return train_texts, train_labels, dev_texts, dev_labels
 
 

@@ -205,6 +205,9 @@ def load(cfg: DictConfig, tokenizer):
     dev = [e for e in dev if e["answers"]]
     if not dev:
         raise UserError(f"{dev_src}: no question has an answer to score against")
+    from .crosscheck import qa
+
+    qa(task, train, dev, train_src, dev_src)
     if task.get("eval_size") is not None:  # one fixed subset for every seed, so runs stay comparable
         dev = [dev[i] for i in subset_indices(len(dev), min(task.eval_size, len(dev)), 0)]
 
