@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -28,6 +29,9 @@ from .runner import completed, run_one  # noqa: F401  (the run loop; launch.py's
 
 STUDY_KEYS = ("methods", "tasks", "seeds", "sizes", "out", "run")
 OPTIONAL_KEYS = {"launcher": None, "launch": [], "lrs": None, "parallel": 1}  # launch: hydra.* overrides for the launcher
+# issue #37's protocol keys (docs/protocol.md); data_seed null: 0 under select=holdout, else the training seed
+PROTOCOL_KEYS = {"select": "dev", "holdout": 0.1, "data_seed": None, "data_seeds": None, "trials": None, "space": {},
+                 "sampler": "random", "min_seeds": 3, "max_seeds": 10, "ci_target": 1.0}
 PER_RUN = {"task": "tasks=[...]", "method": "methods=[...]", "seed": "seeds=[...]"}
 
 
@@ -40,7 +44,7 @@ def load_study(name: str, overrides: list[str] | None = None) -> DictConfig:
     missing = [k for k in STUDY_KEYS if k not in study]
     if missing:
         raise UserError(f"{path}: missing study key(s) {missing}")
-    for key, default in OPTIONAL_KEYS.items():
+    for key, default in {**OPTIONAL_KEYS, **PROTOCOL_KEYS}.items():
         study.setdefault(key, default)
     passthrough, launch = [], [str(x) for x in study.launch]
     for o in overrides or []:
@@ -49,11 +53,11 @@ def load_study(name: str, overrides: list[str] | None = None) -> DictConfig:
         key = o.split("=", 1)[0]
         if key.lstrip("+~").startswith(("hydra.", "hydra/")):
             launch.append(o)
-        elif key.split(".")[0] in (*STUDY_KEYS, "launcher", "lrs", "parallel"):
+        elif key.split(".")[0] in (*STUDY_KEYS, "launcher", "lrs", "parallel", *PROTOCOL_KEYS):
             try:
                 value = OmegaConf.from_dotlist([o])
-                if key == "lrs":  # a whole grid replaces the preset's (a list for all methods, or null)
-                    study.lrs = value.lrs
+                if key in ("lrs", "space", "data_seeds", "seeds"):  # a whole value replaces the preset's
+                    study[key] = value[key]
                 else:
                     study.merge_with(value)
             except OmegaConfBaseException as e:
@@ -84,9 +88,9 @@ def _check(study: DictConfig) -> None:
                    and not (group == "task" and str(v).endswith((".yaml", ".yml")))]  # a task file: load_config checks it
         if unknown or not values:
             raise UserError(f"{key}={values}: unknown {group} {unknown}; pick from {', '.join(group_options(group))}")
-    for s in _as_list(study, "seeds"):
+    for s in ([] if str(study.seeds) == "auto" else _as_list(study, "seeds")):
         if isinstance(s, bool) or not isinstance(s, int):
-            raise UserError(f"seeds: {s!r} is not an integer; write e.g. seeds=[42,43,44]")
+            raise UserError(f"seeds: {s!r} is not an integer; write e.g. seeds=[42,43,44] (or seeds=auto)")
     if study.sizes is not None:
         for s in _as_list(study, "sizes"):
             if s != "all" and (isinstance(s, bool) or not isinstance(s, int) or s <= 0):
@@ -94,6 +98,7 @@ def _check(study: DictConfig) -> None:
         if any(o.split("=", 1)[0].lstrip("+~") == "train_size" for o in study.run):
             raise UserError("train_size and sizes both given: a study with sizes sets train_size per run; drop one")
     _check_lrs(study)
+    _check_protocol(study)
     if not study.out:
         raise UserError("out is empty: give the study folder, e.g. out=studies/glue")
     if isinstance(study.parallel, bool) or not isinstance(study.parallel, int) or study.parallel < 1:
@@ -127,6 +132,78 @@ def _check_lrs(study: DictConfig) -> None:
             raise UserError(f"{where}: {bad or values} is not a list of positive rates; write e.g. lrs=[1e-4,3e-4,1e-3]")
 
 
+def _count(value: Any, low: int) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and value >= low
+
+
+def _check_protocol(study: DictConfig) -> None:
+    """select, holdout, data_seed(s), trials, space, sampler, seeds=auto and its bounds: one line per bad value."""
+    from . import search
+
+    if study.select not in ("dev", "holdout"):
+        raise UserError(f"select={study.select!r} is unknown: use select=holdout (tune on a slice of train, report on "
+                        "dev) or select=dev (tune and report on dev, as papers do)")
+    h = study.holdout
+    if isinstance(h, bool) or not isinstance(h, (int, float)) or h <= 0 or (isinstance(h, float) and not h.is_integer()
+                                                                           and h >= 1):
+        raise UserError(f"holdout={h!r}: give a fraction of train in (0,1), e.g. holdout=0.1, or a row count, e.g. "
+                        "holdout=500")
+    if study.data_seed is not None and not _count(study.data_seed, 0):
+        raise UserError(f"data_seed={study.data_seed!r} is not a whole number >= 0: write e.g. data_seed=0")
+    if study.data_seeds is not None:
+        values = _as_list(study, "data_seeds")
+        if not values or not all(_count(v, 0) for v in values) or len(set(values)) != len(values):
+            raise UserError(f"data_seeds={values!r}: give distinct whole numbers >= 0, e.g. data_seeds=[0,1,2]")
+        if study.sizes is None and study.select == "dev":
+            raise UserError("data_seeds repeats the subsample of each size: add sizes=[...] (or select=holdout, where "
+                            "it also repeats the holdout)")
+        if study.data_seed is not None:
+            raise UserError("data_seed and data_seeds both given: data_seeds=[...] lists every data seed; drop one")
+    if study.trials is not None:
+        if not _count(study.trials, 1):
+            raise UserError(f"trials={study.trials!r} is not a whole number >= 1: write e.g. trials=8")
+        if study.lrs is not None:
+            raise UserError("trials and lrs both given: trials draws each method's configurations from its space, lrs "
+                            "is a grid; drop one")
+        drawn = set()
+        for method in _as_list(study, "methods"):
+            drawn |= set(search.space(str(method), study.space))  # parses every spec: a bad one is one line
+        clash = [o.split("=", 1)[0] for o in study.run if o.split("=", 1)[0].lstrip("+~") in drawn]
+        if clash:
+            raise UserError(f"{clash[0]} is given to every run and drawn by trials: drop it, or drop it from the space "
+                            f"(space.METHOD.{clash[0]}=null)")
+    if not OmegaConf.is_dict(study.space) and study.space is not None:
+        raise UserError(f"space={study.space!r} is not a mapping: write space.lora.lr=\"loguniform(1e-5,1e-2)\"")
+    unknown = [str(m) for m in (study.space or {}) if str(m) not in group_options("method")]
+    if unknown:
+        raise UserError(f"space: unknown method {unknown}; give spaces for {', '.join(group_options('method'))}")
+    if study.space and not study.trials:
+        raise UserError("space is given but trials is not: add trials=N to draw N configurations from it")
+    if study.sampler not in search.SAMPLERS:
+        raise UserError(f"sampler={study.sampler!r} is unknown: use sampler=random (i.i.d. trials) or sampler=tpe")
+    auto = str(study.seeds) == "auto"
+    if not _count(study.min_seeds, 2):
+        raise UserError(f"min_seeds={study.min_seeds!r} is not a whole number >= 2 (a paired interval needs 2 seeds)")
+    if not _count(study.max_seeds, int(study.min_seeds)):
+        raise UserError(f"max_seeds={study.max_seeds!r} is not a whole number >= min_seeds ({study.min_seeds})")
+    c = study.ci_target
+    if isinstance(c, bool) or not isinstance(c, (int, float)) or c <= 0:
+        raise UserError(f"ci_target={c!r} is not a number > 0: the half-width in points, e.g. ci_target=1.0")
+    if auto and study.select != "holdout":
+        raise UserError("seeds=auto adds final seeds after a selection phase: add select=holdout")
+    if auto and "full" not in [str(m) for m in _as_list(study, "methods")]:
+        raise UserError("seeds=auto compares every method with full: add full to methods")
+    if study.select == "holdout":
+        from .protocol import SELECT_SEED
+
+        if not auto and SELECT_SEED in _as_list(study, "seeds"):
+            raise UserError(f"seeds: {SELECT_SEED} is the selection runs' seed under select=holdout; final seeds "
+                            "must differ from it: write e.g. seeds=[1,2,3]")
+        if any(o.split("=", 1)[0].lstrip("+~") in ("holdout", "eval_split", "data_seed") for o in study.run):
+            raise UserError("holdout, eval_split and data_seed are set per run by a select=holdout study: give them as "
+                            "study keys (holdout=0.1 data_seed=0), not in run")
+
+
 def lr_grid(study: DictConfig, method: str) -> list[float] | None:
     """The method's learning rates in the study, ascending; its own rate when `lrs` has no grid for it; None: no axis."""
     if study.lrs is None:
@@ -156,36 +233,62 @@ def task_folder(task: str) -> str:
     return str(name or Path(task).stem).replace("/", "_")
 
 
+def configurations(study: DictConfig, method: str) -> list[tuple[str | None, list[str]]]:
+    """The method's configurations under select=dev as (folder name, overrides): its lrs grid (lr<rate>), its trials
+    (t<k>, search.py's draws), or [(None, [])]: its own rate, no folder level."""
+    from .config import override_value
+
+    if study.trials:
+        from . import search
+
+        draws = search.draws(method, search.space(method, study.space), int(study.trials), str(study.sampler))
+        return [(f"t{k}", [f"{key}={override_value(v)}" for key, v in p.items()]) for k, p in enumerate(draws)]
+    grid = lr_grid(study, method)
+    return [(None, [])] if grid is None else [(lr_folder(lr), [f"lr={lr!r}"]) for lr in grid]
+
+
 def plan(study: DictConfig, pools: dict[str, int | None] | None = None) -> list[tuple[Path, list[str]]]:
     """Every run of the study as (run folder, overrides for `load_config`): tasks, methods, sizes, rates, seeds.
 
-    Folders are <out>/<task>/<method>[/<size>][/lr<rate>]/seed<seed>.
+    Folders are <out>/<task>/<method>[/<size>][/d<data_seed>][/lr<rate> | /t<trial>]/seed<seed> (d<data_seed> with
+    data_seeds only). A select=holdout study's runs depend on its completed ones: see protocol.plan.
 
     `pools` maps a task to its number of training examples; sizes above it are left out (and 'all' kept).
     """
+    if study.select == "holdout":
+        from . import protocol
+
+        return protocol.plan(study, pools).runs
     pools = pools or {}
     out = Path(study.out)
     runs = []
+    data_seeds = [None] if study.data_seeds is None else _as_list(study, "data_seeds")
     for task in _as_list(study, "tasks"):
         sizes = [None] if study.sizes is None else _as_list(study, "sizes")
         pool = pools.get(task)
         sizes = [s for s in sizes if s in (None, "all") or pool is None or s <= pool]
         for method in _as_list(study, "methods"):
+            configs = configurations(study, str(method))
             for size in sizes:
-                for lr in lr_grid(study, method) or [None]:
-                    for seed in _as_list(study, "seeds"):
-                        folder = out / task_folder(str(task)) / method
-                        # the W&B group first, so a tracking.group= of the user's wins
-                        over = [f"tracking.group={out.name}", *study.run, f"task={task}", f"method={method}",
-                                f"seed={seed}"]
-                        if size is not None:
-                            folder = folder / str(size)
-                            over.append(f"train_size={'null' if size == 'all' else size}")
-                        if lr is not None:
-                            folder = folder / lr_folder(lr)
-                            over.append(f"lr={lr!r}")
-                        folder = folder / f"seed{seed}"
-                        runs.append((folder, over + [f"out={folder}"]))
+                for ds in data_seeds:
+                    for name, params in configs:
+                        for seed in _as_list(study, "seeds"):
+                            folder = out / task_folder(str(task)) / method
+                            # the W&B group first, so a tracking.group= of the user's wins
+                            over = [f"tracking.group={out.name}", *study.run, f"task={task}", f"method={method}",
+                                    f"seed={seed}"]
+                            if size is not None:
+                                folder = folder / str(size)
+                                over.append(f"train_size={'null' if size == 'all' else size}")
+                            if ds is not None:
+                                folder = folder / f"d{ds}"
+                            if ds is not None or study.data_seed is not None:
+                                over.append(f"data_seed={ds if ds is not None else study.data_seed}")
+                            if name is not None:
+                                folder = folder / name
+                                over += params
+                            folder = folder / f"seed{seed}"
+                            runs.append((folder, over + [f"out={folder}"]))
     return runs
 
 
@@ -205,6 +308,10 @@ def pool_size(cfg: DictConfig) -> int | None:
     return None
 
 
+def first_seed(study: DictConfig) -> int:
+    return 1 if str(study.seeds) == "auto" else int(_as_list(study, "seeds")[0])
+
+
 def pool_sizes(study: DictConfig) -> dict[str, int | None]:
     """Pool size per task, printing a note for every size dropped because it is above the pool."""
     if study.sizes is None:
@@ -212,7 +319,7 @@ def pool_sizes(study: DictConfig) -> dict[str, int | None]:
     pools = {}
     for task in _as_list(study, "tasks"):
         cfg = load_config(list(study.run) + [f"task={task}", f"method={_as_list(study, 'methods')[0]}",
-                                             f"seed={_as_list(study, 'seeds')[0]}"])
+                                             f"seed={first_seed(study)}"])
         pools[task] = pool_size(cfg)
         above = [s for s in _as_list(study, "sizes") if s != "all" and pools[task] is not None and s > pools[task]]
         if above:
@@ -237,6 +344,8 @@ def run_study(name: str, overrides: list[str] | None = None, dry_run: bool = Fal
         pools = pool_sizes(study)
     except UserError:
         pools = {}  # unreadable data: the preflight below names it, with every other problem
+    if study.select == "holdout":
+        return run_protocol(study, name, pools, dry_run)
     runs = plan(study, pools)
     # Compose every config first: a bad key fails here, in one line, before hours of training.
     configs = [(folder, load_config(over)) for folder, over in runs]
@@ -259,3 +368,50 @@ def run_study(name: str, overrides: list[str] | None = None, dry_run: bool = Fal
     print(f"study {Path(name).stem}: {counts['ran']} ran, {counts['skipped']} skipped, {counts['failed']} failed "
           f"in {time.perf_counter() - t_study:.0f} s -> {out}")
     return 1 if counts["failed"] else 0
+
+
+def run_protocol(study: DictConfig, name: str, pools: dict[str, int | None], dry_run: bool) -> int:
+    """A select=holdout study in rounds: plan what can be named now, run (or launch) what is not completed, re-plan
+    from the new result.json files, until a round adds nothing; a run that failed is not tried twice in one call."""
+    from . import protocol
+
+    out = Path(study.out)
+    local = not study.launcher or study.launcher in ("basic", "joblib", "submitit_local")
+    tried: set[Path] = set()
+    said: set[str] = set()
+    t_study, code, checked = time.perf_counter(), 0, set()
+    while True:
+        now = protocol.plan(study, pools)
+        configs = [(folder, protocol.compose(over)) for folder, over in now.runs]
+        new = [cfg for folder, cfg in configs if folder not in checked]
+        if new:
+            preflight.check(new, out, local)  # every problem at once, before the round trains
+            checked |= {folder for folder, _ in configs}
+        for key in sorted(set(now.stops) - said):
+            print(now.stops[key], flush=True)
+            said.add(key)
+        if dry_run:
+            print_plan(configs, out)
+            if now.waiting:
+                print(f"final phase: decided by the selection above ({now.waiting} task/method cells wait on it); "
+                      "re-run without --dry-run to train it")
+            return 0
+        todo = [i for i, (folder, cfg) in enumerate(configs) if folder not in tried and not completed(folder, cfg)]
+        if not todo:
+            break
+        out.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(study, out / f"study-{Path(name).stem}.yaml")
+        tried |= {configs[i][0] for i in todo}
+        if study.launcher or study.parallel > 1:  # one submission per round
+            from .launch import launch_study
+
+            code |= launch_study(study, name, [configs[i] for i in todo], [now.runs[i] for i in todo])
+            continue
+        for j, i in enumerate(todo, 1):
+            folder, cfg = configs[i]
+            run_one(folder, cfg, f"[{j}/{len(todo)}] {folder.relative_to(out)}")
+    done = [folder for folder, cfg in configs if completed(folder, cfg)]
+    ran, failed = len(set(done) & tried), len(configs) - len(done)
+    print(f"study {Path(name).stem}: {ran} ran, {len(done) - ran} already completed, {failed} failed or "
+          f"waiting in {time.perf_counter() - t_study:.0f} s -> {out}")
+    return 1 if failed or code else 0
