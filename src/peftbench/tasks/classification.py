@@ -162,7 +162,7 @@ def load(cfg: DictConfig, tokenizer):
     train_texts = [[t[i] for i in keep] for t in train_texts]
     train_labels = [train_labels[i] for i in keep]
     data = glue.encoded(cfg, tokenizer, train_texts, train_labels, dev_texts, dev_labels, [("", len(dev_labels))],
-                        {"holdout": desc, "train_ids": keep})
+                        {"holdout": desc, "train_ids": keep, "holdout_ids": held})
     data.notes.append(f"{cfg.task.name}: {cfg.task.problem}"
                       + (f" over {len(cfg.task.labels)} classes {list(cfg.task.labels)}" if cfg.task.labels else "")
                       + f"; train {len(train_labels)} rows from {source(cfg.task, 'train')}, "

@@ -125,7 +125,7 @@ def load(cfg: DictConfig, tokenizer):
     train_texts = [[t[i] for i in keep] for t in train_texts]
     train_labels = [train_labels[i] for i in keep]
     return encoded(cfg, tokenizer, train_texts, train_labels, eval_texts, eval_labels, sizes,
-                   {"holdout": desc, "train_ids": keep})
+                   {"holdout": desc, "train_ids": keep, "holdout_ids": held})
 
 
 def encoded(cfg: DictConfig, tokenizer, train_texts, train_labels, eval_texts, eval_labels, sizes, meta=None):

@@ -210,6 +210,7 @@ def load(cfg: DictConfig, tokenizer):
             raise UserError(f"{dev_src}: no question has an answer to score against")
         if task.get("eval_size") is not None:  # one fixed subset for every seed, so runs stay comparable
             dev = [dev[i] for i in subset_indices(len(dev), min(task.eval_size, len(dev)), 0)]
+    held_ids = None if held is None else [pool[i]["id"] for i in held]
     pool = [pool[i] for i in keep]
 
     train_inputs, _, _, train_cut = train_windows(pool, tokenizer, task)
@@ -228,7 +229,7 @@ def load(cfg: DictConfig, tokenizer):
     meta = {"ids": [e["id"] for e in dev], "contexts": [e["context"] for e in dev],
             "golds": {e["id"]: e["answers"] for e in dev}, "owner": owner, "offsets": offsets,
             "n_best": task.n_best, "max_answer_length": task.max_answer_length, "holdout": desc,
-            "train_ids": [e["id"] for e in pool]}
+            "train_ids": [e["id"] for e in pool], "holdout_ids": held_ids}
     return TaskData(train=Packed.from_lists(train_inputs, tokenizer.pad_token_id),
                     eval=Packed.from_lists(eval_inputs, tokenizer.pad_token_id), num_labels=2,
                     train_examples=len(pool), eval_examples=len(dev), meta=meta, notes=notes)
