@@ -380,13 +380,19 @@ def run_protocol(study: DictConfig, name: str, pools: dict[str, int | None], dry
     tried: set[Path] = set()
     said: set[str] = set()
     t_study, code, checked = time.perf_counter(), 0, set()
+
+    def source(cfg: DictConfig) -> tuple:
+        return (str(cfg.model), str(cfg.task), cfg.data_dir, cfg.train_size, cfg.eval_split, cfg.device,
+                cfg.precision, cfg.batch_size, cfg.grad_accum)
     while True:
         now = protocol.plan(study, pools)
         configs = [(folder, protocol.compose(over)) for folder, over in now.runs]
-        new = [cfg for folder, cfg in configs if folder not in checked]
+        # every problem at once, before the round trains; one config per (model, data, split) source: rounds add
+        # seeds and rates, which the preflight does not look at (each check loads the model's config files)
+        new = {source(cfg): cfg for _, cfg in configs if source(cfg) not in checked}
         if new:
-            preflight.check(new, out, local)  # every problem at once, before the round trains
-            checked |= {folder for folder, _ in configs}
+            preflight.check(list(new.values()), out, local)
+            checked |= set(new)
         for key in sorted(set(now.stops) - said):
             print(now.stops[key], flush=True)
             said.add(key)
