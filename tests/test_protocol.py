@@ -258,6 +258,7 @@ def test_sizes_data_seed_is_apart_from_the_training_seed(glue_dir, tmp_path):
     (["trials=2", "space.nope.lr=uniform(1,2)"], "space: unknown method ['nope']"),
     (["space.lora.lr=uniform(1,2)"], "space is given but trials is not"),
     (["trials=2", "sampler=grid"], "sampler='grid' is unknown"),
+    (["trials=2", "sampler=tpe"], "sampler=tpe learns from the holdout scores of earlier trials: add select=holdout"),
     (["seeds=auto"], "seeds=auto adds final seeds after a selection phase: add select=holdout"),
     (["seeds=auto", "select=holdout", "methods=[lora]"], "seeds=auto compares every method with full"),
     (["min_seeds=1"], "min_seeds=1 is not a whole number >= 2"),

@@ -181,6 +181,9 @@ def _check_protocol(study: DictConfig) -> None:
         raise UserError("space is given but trials is not: add trials=N to draw N configurations from it")
     if study.sampler not in search.SAMPLERS:
         raise UserError(f"sampler={study.sampler!r} is unknown: use sampler=random (i.i.d. trials) or sampler=tpe")
+    if study.sampler == "tpe" and (study.select != "holdout" or not study.trials):
+        raise UserError("sampler=tpe learns from the holdout scores of earlier trials: add select=holdout and trials=N "
+                        "(or use sampler=random)")
     auto = str(study.seeds) == "auto"
     if not _count(study.min_seeds, 2):
         raise UserError(f"min_seeds={study.min_seeds!r} is not a whole number >= 2 (a paired interval needs 2 seeds)")
