@@ -278,3 +278,26 @@ def test_bad_run_keys_are_one_line():
         load_config(["model=tiny", "eval_split=test"])
     with pytest.raises(UserError, match="holdout=0 must be > 0"):
         load_config(["model=tiny", "holdout=0"])
+
+
+def test_each_round_is_one_launcher_submission(glue_dir, tmp_path, monkeypatch):
+    """parallel=N / launcher=...: the selection round, then each final round, goes to launch_study once."""
+    from peftbench import launch
+    from peftbench.runner import run_one
+
+    rounds = []
+
+    def fake_launch(study, name, configs, runs):
+        rounds.append(sorted(str(f.relative_to(tmp_path / "s")) for f, _ in configs))
+        for folder, cfg in configs:
+            run_one(folder, cfg, str(folder))
+        return 0
+
+    monkeypatch.setattr(launch, "launch_study", fake_launch)
+    args = ["study", "glue", "tasks=[rte]", "methods=[full,bitfit]", "select=holdout", "holdout=6", "lrs=[1e-3]",
+            "seeds=[1,2]", "parallel=2", f"out={tmp_path / 's'}", f"data_dir={glue_dir}", *TINY]
+    assert main(args) == 0
+    assert rounds == [["rte/bitfit/select/lr0.001/seed0", "rte/full/select/lr0.001/seed0"],
+                      ["rte/bitfit/final/seed1", "rte/bitfit/final/seed2", "rte/full/final/seed1", "rte/full/final/seed2"]]
+    rounds.clear()
+    assert main(args) == 0 and rounds == []  # resumed: everything completed, nothing submitted
