@@ -64,7 +64,7 @@ def main() -> None:
             timings["plan_s"] += time.perf_counter() - t0
             timings["plans"] += 1
 
-    study.run_one, protocol.plan = timed_run, timed_plan
+    runner.run_one, protocol.plan = timed_run, timed_plan
     overrides = [f"tasks=[{args.task}]", f"methods=[{args.methods}]", "select=holdout", f"trials={args.trials}",
                  "seeds=auto", "min_seeds=2", "max_seeds=3", f"out={out}", f"data_dir={args.data}",
                  f"model={args.model}", f"train_size={args.rows}", "epochs=1", "tracking.mode=disabled"]

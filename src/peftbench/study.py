@@ -10,6 +10,8 @@ A run whose result.json is completed with the same `record.identity` is skipped;
 identity and a checkpoint resumes from it; a failed run does not stop the study, which then exits 1.
 With `launcher=joblib|ray|submitit_slurm|...` the same runs go to a Hydra launcher instead (launch.py); `hydra.*`
 overrides on the command line configure it (e.g. hydra.launcher.n_jobs=4).
+`select=holdout` (with trials, space, sampler, seeds=auto, data_seed(s), holdout) is issue #37's protocol: its runs
+depend on completed ones, so protocol.py plans and runs it in rounds (docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -17,13 +19,12 @@ from __future__ import annotations
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .config import CONFIG_DIR, group_options, load_config
-from . import preflight
+from . import preflight, protocol
 from .errors import UserError
 from .runner import completed, run_one  # noqa: F401  (the run loop; launch.py's jobs use it too)
 
@@ -98,7 +99,7 @@ def _check(study: DictConfig) -> None:
         if any(o.split("=", 1)[0].lstrip("+~") == "train_size" for o in study.run):
             raise UserError("train_size and sizes both given: a study with sizes sets train_size per run; drop one")
     _check_lrs(study)
-    _check_protocol(study)
+    protocol.check(study)
     if not study.out:
         raise UserError("out is empty: give the study folder, e.g. out=studies/glue")
     if isinstance(study.parallel, bool) or not isinstance(study.parallel, int) or study.parallel < 1:
@@ -130,81 +131,6 @@ def _check_lrs(study: DictConfig) -> None:
         if bad or not values:
             where = f"lrs.{method}" if method is not None else "lrs"
             raise UserError(f"{where}: {bad or values} is not a list of positive rates; write e.g. lrs=[1e-4,3e-4,1e-3]")
-
-
-def _count(value: Any, low: int) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int) and value >= low
-
-
-def _check_protocol(study: DictConfig) -> None:
-    """select, holdout, data_seed(s), trials, space, sampler, seeds=auto and its bounds: one line per bad value."""
-    from . import search
-
-    if study.select not in ("dev", "holdout"):
-        raise UserError(f"select={study.select!r} is unknown: use select=holdout (tune on a slice of train, report on "
-                        "dev) or select=dev (tune and report on dev, as papers do)")
-    h = study.holdout
-    if isinstance(h, bool) or not isinstance(h, (int, float)) or h <= 0 or (isinstance(h, float) and not h.is_integer()
-                                                                           and h >= 1):
-        raise UserError(f"holdout={h!r}: give a fraction of train in (0,1), e.g. holdout=0.1, or a row count, e.g. "
-                        "holdout=500")
-    if study.data_seed is not None and not _count(study.data_seed, 0):
-        raise UserError(f"data_seed={study.data_seed!r} is not a whole number >= 0: write e.g. data_seed=0")
-    if study.data_seeds is not None:
-        values = _as_list(study, "data_seeds")
-        if not values or not all(_count(v, 0) for v in values) or len(set(values)) != len(values):
-            raise UserError(f"data_seeds={values!r}: give distinct whole numbers >= 0, e.g. data_seeds=[0,1,2]")
-        if study.sizes is None and study.select == "dev":
-            raise UserError("data_seeds repeats the subsample of each size: add sizes=[...] (or select=holdout, where "
-                            "it also repeats the holdout)")
-        if study.data_seed is not None:
-            raise UserError("data_seed and data_seeds both given: data_seeds=[...] lists every data seed; drop one")
-    if study.trials is not None:
-        if not _count(study.trials, 1):
-            raise UserError(f"trials={study.trials!r} is not a whole number >= 1: write e.g. trials=8")
-        if study.lrs is not None:
-            raise UserError("trials and lrs both given: trials draws each method's configurations from its space, lrs "
-                            "is a grid; drop one")
-        drawn = set()
-        for method in _as_list(study, "methods"):
-            drawn |= set(search.space(str(method), study.space))  # parses every spec: a bad one is one line
-        clash = [o.split("=", 1)[0] for o in study.run if o.split("=", 1)[0].lstrip("+~") in drawn]
-        if clash:
-            raise UserError(f"{clash[0]} is given to every run and drawn by trials: drop it, or drop it from the space "
-                            f"(space.METHOD.{clash[0]}=null)")
-    if not OmegaConf.is_dict(study.space) and study.space is not None:
-        raise UserError(f"space={study.space!r} is not a mapping: write space.lora.lr=\"loguniform(1e-5,1e-2)\"")
-    unknown = [str(m) for m in (study.space or {}) if str(m) not in group_options("method")]
-    if unknown:
-        raise UserError(f"space: unknown method {unknown}; give spaces for {', '.join(group_options('method'))}")
-    if study.space and not study.trials:
-        raise UserError("space is given but trials is not: add trials=N to draw N configurations from it")
-    if study.sampler not in search.SAMPLERS:
-        raise UserError(f"sampler={study.sampler!r} is unknown: use sampler=random (i.i.d. trials) or sampler=tpe")
-    if study.sampler == "tpe" and (study.select != "holdout" or not study.trials):
-        raise UserError("sampler=tpe learns from the holdout scores of earlier trials: add select=holdout and trials=N "
-                        "(or use sampler=random)")
-    auto = str(study.seeds) == "auto"
-    if not _count(study.min_seeds, 2):
-        raise UserError(f"min_seeds={study.min_seeds!r} is not a whole number >= 2 (a paired interval needs 2 seeds)")
-    if not _count(study.max_seeds, int(study.min_seeds)):
-        raise UserError(f"max_seeds={study.max_seeds!r} is not a whole number >= min_seeds ({study.min_seeds})")
-    c = study.ci_target
-    if isinstance(c, bool) or not isinstance(c, (int, float)) or c <= 0:
-        raise UserError(f"ci_target={c!r} is not a number > 0: the half-width in points, e.g. ci_target=1.0")
-    if auto and study.select != "holdout":
-        raise UserError("seeds=auto adds final seeds after a selection phase: add select=holdout")
-    if auto and "full" not in [str(m) for m in _as_list(study, "methods")]:
-        raise UserError("seeds=auto compares every method with full: add full to methods")
-    if study.select == "holdout":
-        from .protocol import SELECT_SEED
-
-        if not auto and SELECT_SEED in _as_list(study, "seeds"):
-            raise UserError(f"seeds: {SELECT_SEED} is the selection runs' seed under select=holdout; final seeds "
-                            "must differ from it: write e.g. seeds=[1,2,3]")
-        if any(o.split("=", 1)[0].lstrip("+~") in ("holdout", "eval_split", "data_seed") for o in study.run):
-            raise UserError("holdout, eval_split and data_seed are set per run by a select=holdout study: give them as "
-                            "study keys (holdout=0.1 data_seed=0), not in run")
 
 
 def lr_grid(study: DictConfig, method: str) -> list[float] | None:
@@ -259,8 +185,6 @@ def plan(study: DictConfig, pools: dict[str, int | None] | None = None) -> list[
     `pools` maps a task to its number of training examples; sizes above it are left out (and 'all' kept).
     """
     if study.select == "holdout":
-        from . import protocol
-
         return protocol.plan(study, pools).runs
     pools = pools or {}
     out = Path(study.out)
@@ -348,7 +272,7 @@ def run_study(name: str, overrides: list[str] | None = None, dry_run: bool = Fal
     except UserError:
         pools = {}  # unreadable data: the preflight below names it, with every other problem
     if study.select == "holdout":
-        return run_protocol(study, name, pools, dry_run)
+        return protocol.run(study, name, pools, dry_run)
     runs = plan(study, pools)
     # Compose every config first: a bad key fails here, in one line, before hours of training.
     configs = [(folder, load_config(over)) for folder, over in runs]
@@ -371,56 +295,3 @@ def run_study(name: str, overrides: list[str] | None = None, dry_run: bool = Fal
     print(f"study {Path(name).stem}: {counts['ran']} ran, {counts['skipped']} skipped, {counts['failed']} failed "
           f"in {time.perf_counter() - t_study:.0f} s -> {out}")
     return 1 if counts["failed"] else 0
-
-
-def run_protocol(study: DictConfig, name: str, pools: dict[str, int | None], dry_run: bool) -> int:
-    """A select=holdout study in rounds: plan what can be named now, run (or launch) what is not completed, re-plan
-    from the new result.json files, until a round adds nothing; a run that failed is not tried twice in one call."""
-    from . import protocol
-
-    out = Path(study.out)
-    local = not study.launcher or study.launcher in ("basic", "joblib", "submitit_local")
-    tried: set[Path] = set()
-    said: set[str] = set()
-    t_study, code, checked = time.perf_counter(), 0, set()
-
-    def source(cfg: DictConfig) -> tuple:
-        return (str(cfg.model), str(cfg.task), cfg.data_dir, cfg.train_size, cfg.eval_split, cfg.device,
-                cfg.precision, cfg.batch_size, cfg.grad_accum)
-    while True:
-        now = protocol.plan(study, pools)
-        configs = [(folder, protocol.compose(over)) for folder, over in now.runs]
-        # every problem at once, before the round trains; one config per (model, data, split) source: rounds add
-        # seeds and rates, which the preflight does not look at (each check loads the model's config files)
-        new = {source(cfg): cfg for _, cfg in configs if source(cfg) not in checked}
-        if new:
-            preflight.check(list(new.values()), out, local)
-            checked |= set(new)
-        for key in sorted(set(now.stops) - said):
-            print(now.stops[key], flush=True)
-            said.add(key)
-        if dry_run:
-            print_plan(configs, out)
-            if now.waiting:
-                print(f"final phase: decided by the selection above ({now.waiting} task/method cells wait on it); "
-                      "re-run without --dry-run to train it")
-            return 0
-        todo = [i for i, (folder, cfg) in enumerate(configs) if folder not in tried and not completed(folder, cfg)]
-        if not todo:
-            break
-        out.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(study, out / f"study-{Path(name).stem}.yaml")
-        tried |= {configs[i][0] for i in todo}
-        if study.launcher or study.parallel > 1:  # one submission per round
-            from .launch import launch_study
-
-            code |= launch_study(study, name, [configs[i] for i in todo], [now.runs[i] for i in todo])
-            continue
-        for j, i in enumerate(todo, 1):
-            folder, cfg = configs[i]
-            run_one(folder, cfg, f"[{j}/{len(todo)}] {folder.relative_to(out)}")
-    done = [folder for folder, cfg in configs if completed(folder, cfg)]
-    ran, failed = len(set(done) & tried), len(configs) - len(done)
-    print(f"study {Path(name).stem}: {ran} ran, {len(done) - ran} already completed, {failed} failed or "
-          f"waiting in {time.perf_counter() - t_study:.0f} s -> {out}")
-    return 1 if failed or code else 0
