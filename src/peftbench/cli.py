@@ -167,7 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("study", help="run a grid of runs from configs/study/NAME.yaml; finished runs are skipped",
                        description="Run a study (glue | scaling | FILE.yaml): methods x tasks x sizes x seeds, one "
                        "run after another. Study keys: methods=[..] tasks=[..] seeds=[..] sizes=[..] out=DIR "
-                       "lrs=[..] (learning rates, every method; lrs.METHOD=[..] for one); any "
+                       "lrs=[..] (learning rates, every method; lrs.METHOD=[..] for one); select=holdout "
+                       "holdout=0.1 trials=N seeds=auto min_seeds= max_seeds= ci_target= data_seed(s)= space.METHOD.KEY= "
+                       "sampler=random|tpe (docs/protocol.md); any "
                        "other key=value goes to every run. Completed runs with the same config are skipped, so "
                        "running the same command again resumes a killed study. launcher=joblib|ray|ray_cluster|"
                        "submitit_slurm|slurm_gpu|submitit_local sends the runs to a Hydra launcher instead; hydra.* "

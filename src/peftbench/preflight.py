@@ -102,14 +102,16 @@ def check_data(cfg: DictConfig) -> int | None:
         return len(module.resolve(OmegaConf.create(OmegaConf.to_container(cfg)))[1])  # a copy: resolve fills it in
     if task.kind == "squad":
         train, bad, src = module.read_split(cfg, "train")
-        module.read_split(cfg, "dev")
+        if cfg.get("eval_split") != "holdout":  # a holdout-scored run never reads dev
+            module.read_split(cfg, "dev")
         pool = sum(1 for e in train if e["spans"])
         if not pool:
             raise UserError(f"{src}: none of its {len(train)} questions has an answer at its answer_start "
                             f"(first: {bad[0] if bad else 'no answers'})")
         return pool
     names = list(task.columns) if task.get("columns") else None  # CoLA: no header line
-    for stem, _, _ in module.parts(task, "dev"):  # header only: a bad row is found by the run that reads it, as before
+    dev = [] if cfg.get("eval_split") == "holdout" else module.parts(task, "dev")  # a holdout run never reads dev
+    for stem, _, _ in dev:  # header only: a bad row is found by the run that reads it, as before
         tsv_rows(Path(cfg.data_dir) / task.dir / f"{stem}.tsv", [*task.text_fields, task.label_field], names)
     return tsv_rows(Path(cfg.data_dir) / task.dir / "train.tsv", [*task.text_fields, task.label_field], names)
 

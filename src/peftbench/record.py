@@ -14,6 +14,18 @@ Schema (version 1), one JSON object:
   forgetting: how far training moved the encoder on a fixed text sample (null with forgetting=false); see forgetting.py
     {sample, n, pooling, max_length, cka (linear CKA base vs tuned, 1 = unmoved), mlm_loss_base, mlm_loss_tuned,
      mlm_loss_delta (tuned - base; null where the checkpoint has no MLM head), mlm_note (why null, or null)}
+  eval_split ("dev" | "holdout"): the split `metrics` were scored on
+  data_seed: the seed that drew the train_size subset and the holdout (the training seed when `data_seed` is null);
+    also in run: {..., data_seed}
+  holdout: {spec (the fraction or count asked), size (rows held out; QA: questions), ids_sha256 (sha256 of the
+    sorted row ids, one per line: training-file positions, QA question ids)} or null (nothing held out)
+  protocol: the study's selection protocol (study.py), or null for a run outside one:
+    {select: "dev"|"holdout", phase: "select"|"final"|null, config: "lr0.0002"|"t3"|null (its folder name),
+     params: {lr: 2e-4, ...} (the configuration's values), budget (configurations per method),
+     sampler: "grid"|"random"|"tpe", picked_holdout_score (final runs: the picked config's holdout score),
+     picked_holdout (final runs: the select run's `holdout` field), seeds: "auto"|"fixed", min_seeds, max_seeds,
+     ci_target}
+  Records written before these fields existed lack them (read them with .get).
 """
 
 from __future__ import annotations
@@ -34,6 +46,9 @@ SCHEMA = 1
 NOT_IDENTITY = ("out", "tracking", "log_every", "eval_batch_size", "data_dir", "resume", "checkpoint_every", "grad_accum",
                 "pad_multiple", "compile", "compile_mode",  # how fast, not what is trained
                 "overwrite", "forgetting")  # forgetting: a measurement after training, not what is trained
+                "overwrite", "protocol")  # protocol: the study's bookkeeping (phase, picked score), not what trains
+# run keys added for issue #37, left out of the identity at their old behaviour so earlier runs keep their identity
+QUIET_DEFAULTS = {"holdout": None, "eval_split": "dev"}
 
 
 def write_atomic(path: Path, write: Callable[[IO[str]], Any]) -> None:
@@ -63,6 +78,12 @@ def identity_fields(config: dict[str, Any]) -> dict[str, Any]:
     for key in NOT_IDENTITY:
         data.pop(key, None)
     data.get("task", {}).pop("data_dir", None)
+    for key, default in QUIET_DEFAULTS.items():
+        if key in data and data[key] == default:
+            data.pop(key)
+    # data_seed draws only the subset and the holdout: without either it changes nothing, and null is the old coupling
+    if "data_seed" in data and (data["data_seed"] is None or (data.get("train_size") is None and "holdout" not in data)):
+        data.pop("data_seed")
     if data.get("model", {}).get("tokenizer", 0) is None:  # the model's own tokenizer, as before the key existed
         data["model"].pop("tokenizer")
     return data
@@ -132,7 +153,7 @@ def new_record(cfg: DictConfig) -> dict[str, Any]:
         "status": "running",
         "error": None,
         "run": {"task": cfg.task.name, "method": cfg.method.name, "model": cfg.model.name, "seed": cfg.seed,
-                "train_size": cfg.train_size},
+                "train_size": cfg.train_size, "data_seed": data_seed(cfg)},
         "identity": identity(cfg),
         "config": OmegaConf.to_container(cfg, resolve=True),
         "versions": versions(),
@@ -140,7 +161,16 @@ def new_record(cfg: DictConfig) -> dict[str, Any]:
         "host": platform.node(), "pid": os.getpid(),  # which machine and process ran it (launchers, clusters)
         "metrics": {},
         "primary_metric": cfg.task.metric,
+        "eval_split": cfg.get("eval_split", "dev"),
+        "data_seed": data_seed(cfg),
+        "holdout": None,  # the task's load fills it in (holdout.describe) when it carves one
+        "protocol": OmegaConf.to_container(cfg.protocol) if cfg.get("protocol") is not None else None,
     }
+
+
+def data_seed(cfg: DictConfig) -> int:
+    """The seed that draws the train_size subset and the holdout: `data_seed`, else the training seed (as before)."""
+    return int(cfg.data_seed) if cfg.get("data_seed") is not None else int(cfg.seed)
 
 
 def read_record(path: Path) -> dict[str, Any] | None:

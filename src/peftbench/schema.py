@@ -46,6 +46,10 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "seed": spec(INT, min=0, max=2**32 - 1),  # numpy's seed range
     "data_dir": spec(STR, nullable=True),
     "train_size": pos_int(nullable=True),
+    "data_seed": spec(INT, min=0, max=2**32 - 1, nullable=True),
+    "holdout": spec(NUM, gt=0, nullable=True),  # holdout.check_spec: a fraction in (0,1) or a whole count
+    "eval_split": spec(STR, choices=["dev", "holdout"]),
+    "protocol": spec("dict", nullable=True, open=True),  # study.py writes it; record.py documents its keys
     "epochs": pos_int(),
     "lr": spec(NUM, gt=0, nullable=True),
     "max_steps": pos_int(nullable=True),

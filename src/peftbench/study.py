@@ -10,6 +10,8 @@ A run whose result.json is completed with the same `record.identity` is skipped;
 identity and a checkpoint resumes from it; a failed run does not stop the study, which then exits 1.
 With `launcher=joblib|ray|submitit_slurm|...` the same runs go to a Hydra launcher instead (launch.py); `hydra.*`
 overrides on the command line configure it (e.g. hydra.launcher.n_jobs=4).
+`select=holdout` (with trials, space, sampler, seeds=auto, data_seed(s), holdout) is issue #37's protocol: its runs
+depend on completed ones, so protocol.py plans and runs it in rounds (docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -22,12 +24,15 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .config import CONFIG_DIR, group_options, load_config, load_yaml
-from . import preflight
+from . import preflight, protocol
 from .errors import UserError
 from .runner import completed, run_one  # noqa: F401  (the run loop; launch.py's jobs use it too)
 
 STUDY_KEYS = ("methods", "tasks", "seeds", "sizes", "out", "run")
 OPTIONAL_KEYS = {"launcher": None, "launch": [], "lrs": None, "parallel": 1}  # launch: hydra.* overrides for the launcher
+# issue #37's protocol keys (docs/protocol.md); data_seed null: 0 under select=holdout, else the training seed
+PROTOCOL_KEYS = {"select": "dev", "holdout": 0.1, "data_seed": None, "data_seeds": None, "trials": None, "space": {},
+                 "sampler": "random", "min_seeds": 3, "max_seeds": 10, "ci_target": 1.0}
 PER_RUN = {"task": "tasks=[...]", "method": "methods=[...]", "seed": "seeds=[...]"}
 
 
@@ -40,7 +45,7 @@ def load_study(name: str, overrides: list[str] | None = None) -> DictConfig:
     missing = [k for k in STUDY_KEYS if k not in study]
     if missing:
         raise UserError(f"{path}: missing study key(s) {missing}")
-    for key, default in OPTIONAL_KEYS.items():
+    for key, default in {**OPTIONAL_KEYS, **PROTOCOL_KEYS}.items():
         study.setdefault(key, default)
     passthrough, launch = [], [str(x) for x in study.launch]
     for o in overrides or []:
@@ -49,11 +54,11 @@ def load_study(name: str, overrides: list[str] | None = None) -> DictConfig:
         key = o.split("=", 1)[0]
         if key.lstrip("+~").startswith(("hydra.", "hydra/")):
             launch.append(o)
-        elif key.split(".")[0] in (*STUDY_KEYS, "launcher", "lrs", "parallel"):
+        elif key.split(".")[0] in (*STUDY_KEYS, "launcher", "lrs", "parallel", *PROTOCOL_KEYS):
             try:
                 value = OmegaConf.from_dotlist([o])
-                if key == "lrs":  # a whole grid replaces the preset's (a list for all methods, or null)
-                    study.lrs = value.lrs
+                if key in ("lrs", "space", "data_seeds", "seeds"):  # a whole value replaces the preset's
+                    study[key] = value[key]
                 else:
                     study.merge_with(value)
             except OmegaConfBaseException as e:
@@ -89,9 +94,9 @@ def _check(study: DictConfig) -> None:
                    and not (group == "task" and str(v).endswith((".yaml", ".yml")))]  # a task file: load_config checks it
         if unknown or not values:
             raise UserError(f"{key}={values}: unknown {group} {unknown}; pick from {', '.join(group_options(group))}")
-    for s in _as_list(study, "seeds"):
+    for s in ([] if str(study.seeds) == "auto" else _as_list(study, "seeds")):
         if isinstance(s, bool) or not isinstance(s, int):
-            raise UserError(f"seeds: {s!r} is not an integer; write e.g. seeds=[42,43,44]")
+            raise UserError(f"seeds: {s!r} is not an integer; write e.g. seeds=[42,43,44] (or seeds=auto)")
     if study.sizes is not None:
         for s in _as_list(study, "sizes"):
             if s != "all" and (isinstance(s, bool) or not isinstance(s, int) or s <= 0):
@@ -99,6 +104,7 @@ def _check(study: DictConfig) -> None:
         if any(o.split("=", 1)[0].lstrip("+~") == "train_size" for o in study.run):
             raise UserError("train_size and sizes both given: a study with sizes sets train_size per run; drop one")
     _check_lrs(study)
+    protocol.check(study)
     if not study.out:
         raise UserError("out is empty: give the study folder, e.g. out=studies/glue")
     if isinstance(study.parallel, bool) or not isinstance(study.parallel, int) or study.parallel < 1:
@@ -161,36 +167,60 @@ def task_folder(task: str) -> str:
     return str(name or Path(task).stem).replace("/", "_")
 
 
+def configurations(study: DictConfig, method: str) -> list[tuple[str | None, list[str]]]:
+    """The method's configurations under select=dev as (folder name, overrides): its lrs grid (lr<rate>), its trials
+    (t<k>, search.py's draws), or [(None, [])]: its own rate, no folder level."""
+    from .config import override_value
+
+    if study.trials:
+        from . import search
+
+        draws = search.draws(method, search.space(method, study.space), int(study.trials), str(study.sampler))
+        return [(f"t{k}", [f"{key}={override_value(v)}" for key, v in p.items()]) for k, p in enumerate(draws)]
+    grid = lr_grid(study, method)
+    return [(None, [])] if grid is None else [(lr_folder(lr), [f"lr={lr!r}"]) for lr in grid]
+
+
 def plan(study: DictConfig, pools: dict[str, int | None] | None = None) -> list[tuple[Path, list[str]]]:
     """Every run of the study as (run folder, overrides for `load_config`): tasks, methods, sizes, rates, seeds.
 
-    Folders are <out>/<task>/<method>[/<size>][/lr<rate>]/seed<seed>.
+    Folders are <out>/<task>/<method>[/<size>][/d<data_seed>][/lr<rate> | /t<trial>]/seed<seed> (d<data_seed> with
+    data_seeds only). A select=holdout study's runs depend on its completed ones: see protocol.plan.
 
     `pools` maps a task to its number of training examples; sizes above it are left out (and 'all' kept).
     """
+    if study.select == "holdout":
+        return protocol.plan(study, pools).runs
     pools = pools or {}
     out = Path(study.out)
     runs = []
+    data_seeds = [None] if study.data_seeds is None else _as_list(study, "data_seeds")
     for task in _as_list(study, "tasks"):
         sizes = [None] if study.sizes is None else _as_list(study, "sizes")
         pool = pools.get(task)
         sizes = [s for s in sizes if s in (None, "all") or pool is None or s <= pool]
         for method in _as_list(study, "methods"):
+            configs = configurations(study, str(method))
             for size in sizes:
-                for lr in lr_grid(study, method) or [None]:
-                    for seed in _as_list(study, "seeds"):
-                        folder = out / task_folder(str(task)) / method
-                        # the W&B group first, so a tracking.group= of the user's wins
-                        over = [f"tracking.group={out.name}", *study.run, f"task={task}", f"method={method}",
-                                f"seed={seed}"]
-                        if size is not None:
-                            folder = folder / str(size)
-                            over.append(f"train_size={'null' if size == 'all' else size}")
-                        if lr is not None:
-                            folder = folder / lr_folder(lr)
-                            over.append(f"lr={lr!r}")
-                        folder = folder / f"seed{seed}"
-                        runs.append((folder, over + [f"out={folder}"]))
+                for ds in data_seeds:
+                    for name, params in configs:
+                        for seed in _as_list(study, "seeds"):
+                            folder = out / task_folder(str(task)) / method
+                            # the W&B group first, so a tracking.group= of the user's wins
+                            over = [f"tracking.group={out.name}", *study.run, f"task={task}", f"method={method}",
+                                    f"seed={seed}"]
+                            if size is not None:
+                                folder = folder / str(size)
+                                over.append(f"train_size={'null' if size == 'all' else size}")
+                            if ds is not None:
+                                folder = folder / f"d{ds}"
+                            if ds is not None or study.data_seed is not None:
+                                over.append(f"data_seed={ds if ds is not None else study.data_seed}")
+                            if name is not None:
+                                folder = folder / name
+                                over += params
+                            folder = folder / f"seed{seed}"
+                            runs.append((folder, over + [f"out={folder}"]))
     return runs
 
 
@@ -210,6 +240,10 @@ def pool_size(cfg: DictConfig) -> int | None:
     return None
 
 
+def first_seed(study: DictConfig) -> int:
+    return 1 if str(study.seeds) == "auto" else int(_as_list(study, "seeds")[0])
+
+
 def pool_sizes(study: DictConfig) -> dict[str, int | None]:
     """Pool size per task, printing a note for every size dropped because it is above the pool."""
     if study.sizes is None:
@@ -217,7 +251,7 @@ def pool_sizes(study: DictConfig) -> dict[str, int | None]:
     pools = {}
     for task in _as_list(study, "tasks"):
         cfg = load_config(list(study.run) + [f"task={task}", f"method={_as_list(study, 'methods')[0]}",
-                                             f"seed={_as_list(study, 'seeds')[0]}"])
+                                             f"seed={first_seed(study)}"])
         pools[task] = pool_size(cfg)
         above = [s for s in _as_list(study, "sizes") if s != "all" and pools[task] is not None and s > pools[task]]
         if above:
@@ -260,6 +294,8 @@ def run_study(name: str, overrides: list[str] | None = None, dry_run: bool = Fal
         pools = pool_sizes(study)
     except UserError:
         pools = {}  # unreadable data: the preflight below names it, with every other problem
+    if study.select == "holdout":
+        return protocol.run(study, name, pools, dry_run)
     runs = plan(study, pools)
     if not runs:  # every size above the data: exit 0 having done nothing would read as success
         raise UserError(f"study {Path(name).stem} plans no runs: every size in sizes={list(study.sizes)} is above its "

@@ -135,6 +135,7 @@ def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker, s
     tokenizer = load_tokenizer(cfg.model)
     data = task.load(cfg, tokenizer)
     record["primary_metric"] = cfg.task.metric  # task=classification finds it from its labels (accuracy | pearson)
+    record["holdout"] = data.meta.get("holdout")
     for note in data.notes:
         log.info(note)
     model = load_model(cfg.model, task.HEAD, data.num_labels)

@@ -124,7 +124,8 @@ def resolve(cfg: DictConfig, check: bool = True) -> tuple[list[list[str]], list,
     if task.get("problem", "auto") not in PROBLEMS:
         raise UserError(f"task.problem={task.problem!r} is unknown: use {', '.join(PROBLEMS)}")
     train_texts, train_raw, hub_names = read_columns(task, "train")
-    dev_texts, dev_raw, _ = read_columns(task, "dev")
+    # a holdout-scored run never reads dev (select=holdout: dev is the report's test set)
+    dev_texts, dev_raw = ([], []) if cfg.get("eval_split") == "holdout" else read_columns(task, "dev")[:2]
     problem = task.get("problem", "auto")
     why = f"task.problem={problem}"
     if problem == "auto":
@@ -166,19 +167,22 @@ def resolve(cfg: DictConfig, check: bool = True) -> tuple[list[list[str]], list,
 
 
 def load(cfg: DictConfig, tokenizer):
-    from . import subset_indices
+    from . import train_rows
 
     train_texts, train_labels, dev_texts, dev_labels = resolve(cfg)
-    if cfg.train_size is not None and cfg.train_size > len(train_labels):
-        raise UserError(f"train_size={cfg.train_size} is above the {len(train_labels)} training rows of {cfg.task.name}")
-    keep = subset_indices(len(train_labels), cfg.train_size, cfg.seed)
+    keep, held, desc = train_rows(cfg, len(train_labels), train_labels, cfg.task.problem == "regression")
+    on_holdout = cfg.get("eval_split") == "holdout"
+    if on_holdout:  # score on the rows held out of train; resolve() did not read dev
+        dev_texts, dev_labels = [[t[i] for i in held] for t in train_texts], [train_labels[i] for i in held]
     train_texts = [[t[i] for i in keep] for t in train_texts]
     train_labels = [train_labels[i] for i in keep]
-    data = glue.encoded(cfg, tokenizer, train_texts, train_labels, dev_texts, dev_labels, [("", len(dev_labels))])
+    data = glue.encoded(cfg, tokenizer, train_texts, train_labels, dev_texts, dev_labels, [("", len(dev_labels))],
+                        {"holdout": desc, "train_ids": keep, "holdout_ids": held})
     data.notes.append(f"{cfg.task.name}: {cfg.task.problem}"
                       + (f" over {len(cfg.task.labels)} classes {list(cfg.task.labels)}" if cfg.task.labels else "")
                       + f"; train {len(train_labels)} rows from {source(cfg.task, 'train')}, "
-                      f"dev {len(dev_labels)} rows from {source(cfg.task, 'dev')}")
+                      + (f"holdout {len(dev_labels)} rows of it" if on_holdout else
+                         f"dev {len(dev_labels)} rows from {source(cfg.task, 'dev')}"))
     return data
 
 

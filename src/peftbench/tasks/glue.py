@@ -108,21 +108,24 @@ def read_split(cfg: DictConfig, split: str) -> tuple[list[list[str]], list]:
 
 
 def load(cfg: DictConfig, tokenizer):
-    from . import subset_indices
+    from . import train_rows
 
     train_texts, train_labels = read_split(cfg, "train")
-    if cfg.train_size is not None and cfg.train_size > len(train_labels):
-        raise UserError(f"train_size={cfg.train_size} is above the {len(train_labels)} training rows of {cfg.task.name}")
-    keep = subset_indices(len(train_labels), cfg.train_size, cfg.seed)
+    keep, held, desc = train_rows(cfg, len(train_labels), train_labels, regression(cfg.task))
+    if cfg.get("eval_split") == "holdout":  # score on the rows held out of train; dev is not read at all
+        eval_texts, eval_labels = [[t[i] for i in held] for t in train_texts], [train_labels[i] for i in held]
+        sizes = [("", len(held))]
+    else:
+        sizes, eval_texts, eval_labels = [], None, []
+        for stem, hub_split, suffix in parts(cfg.task, "dev"):
+            t, ids = read_part(cfg, stem, hub_split)
+            eval_texts = t if eval_texts is None else [a + b for a, b in zip(eval_texts, t)]
+            eval_labels += list(ids)
+            sizes.append((suffix, len(ids)))
     train_texts = [[t[i] for i in keep] for t in train_texts]
     train_labels = [train_labels[i] for i in keep]
-    sizes, eval_texts, eval_labels = [], None, []
-    for stem, hub_split, suffix in parts(cfg.task, "dev"):
-        t, ids = read_part(cfg, stem, hub_split)
-        eval_texts = t if eval_texts is None else [a + b for a, b in zip(eval_texts, t)]
-        eval_labels += list(ids)
-        sizes.append((suffix, len(ids)))
-    return encoded(cfg, tokenizer, train_texts, train_labels, eval_texts, eval_labels, sizes)
+    return encoded(cfg, tokenizer, train_texts, train_labels, eval_texts, eval_labels, sizes,
+                   {"holdout": desc, "train_ids": keep, "holdout_ids": held})
 
 
 def encoded(cfg: DictConfig, tokenizer, train_texts, train_labels, eval_texts, eval_labels, sizes, meta=None):

@@ -82,7 +82,7 @@ def read_squad(path: Path) -> tuple[list[Example], list[str]]:
                 spans, wrong = check_answers(qa["id"], context, texts, [x["answer_start"] for x in qa["answers"]])
                 bad += wrong
                 examples.append({"id": qa["id"], "question": qa["question"], "context": context, "answers": texts,
-                                 "spans": spans})
+                                 "spans": spans, "title": str(article.get("title", a))})
     return examples, bad
 
 
@@ -97,7 +97,7 @@ def read_hub(repo, split: str) -> tuple[list[Example], list[str]]:
         spans, wrong = check_answers(r["id"], r["context"], texts, starts)
         bad += wrong
         examples.append({"id": r["id"], "question": r["question"], "context": r["context"], "answers": texts,
-                         "spans": spans})
+                         "spans": spans, "title": r.get("title") or r["context"]})
     return examples, bad
 
 
@@ -184,7 +184,7 @@ def train_windows(examples: list[Example], tokenizer, task: DictConfig) -> tuple
 
 def load(cfg: DictConfig, tokenizer):
     from ..data import Packed
-    from . import TaskData, subset_indices
+    from . import TaskData, subset_indices, train_rows
 
     task = cfg.task
     for key in ("max_length", "doc_stride", "max_answer_length", "n_best", "eval_size"):
@@ -196,20 +196,25 @@ def load(cfg: DictConfig, tokenizer):
     if not pool:
         raise UserError(f"{train_src}: none of its {len(train)} questions has an answer at its answer_start "
                         f"(first: {train_bad[0] if train_bad else 'no answers'}): fix the offsets or use another file")
-    if cfg.train_size is not None and cfg.train_size > len(pool):
-        raise UserError(f"train_size={cfg.train_size} is above the {len(pool)} training questions in {train_src}")
-    pool = [pool[i] for i in subset_indices(len(pool), cfg.train_size, cfg.seed)]
-    dev, dev_bad, dev_src = read_split(cfg, "dev")
-    if len({e["id"] for e in dev}) != len(dev):
-        raise UserError(f"{dev_src}: question ids are not unique, so predictions.json cannot key answers by id")
-    dev = [e for e in dev if e["answers"]]
-    if not dev:
-        raise UserError(f"{dev_src}: no question has an answer to score against")
+    # the holdout takes whole articles (SQuAD's title; the context without one): no passage on both sides
+    keep, held, desc = train_rows(cfg, len(pool), groups=[e.get("title") or e["context"] for e in pool],
+                                  ids=[e["id"] for e in pool], unit=f"training questions in {train_src}")
+    if cfg.get("eval_split") == "holdout":  # dev is not read at all; eval_size applies to dev only
+        dev, dev_bad, dev_src = [pool[i] for i in held], [], f"the holdout of {train_src}"
+    else:
+        dev, dev_bad, dev_src = read_split(cfg, "dev")
+        if len({e["id"] for e in dev}) != len(dev):
+            raise UserError(f"{dev_src}: question ids are not unique, so predictions.json cannot key answers by id")
+        dev = [e for e in dev if e["answers"]]
+        if not dev:
+            raise UserError(f"{dev_src}: no question has an answer to score against")
+        if task.get("eval_size") is not None:  # one fixed subset for every seed, so runs stay comparable
+            dev = [dev[i] for i in subset_indices(len(dev), min(task.eval_size, len(dev)), 0)]
     from .crosscheck import qa
 
     qa(task, train, dev, train_src, dev_src)
-    if task.get("eval_size") is not None:  # one fixed subset for every seed, so runs stay comparable
-        dev = [dev[i] for i in subset_indices(len(dev), min(task.eval_size, len(dev)), 0)]
+    held_ids = None if held is None else [pool[i]["id"] for i in held]
+    pool = [pool[i] for i in keep]
 
     train_inputs, _, _, train_cut = train_windows(pool, tokenizer, task)
     eval_inputs, owner, offsets, eval_cut = windows(dev, tokenizer, task)
@@ -226,7 +231,8 @@ def load(cfg: DictConfig, tokenizer):
         notes.append(f"squad: cut {train_cut} train and {eval_cut} eval questions to fit max_length with the stride")
     meta = {"ids": [e["id"] for e in dev], "contexts": [e["context"] for e in dev],
             "golds": {e["id"]: e["answers"] for e in dev}, "owner": owner, "offsets": offsets,
-            "n_best": task.n_best, "max_answer_length": task.max_answer_length}
+            "n_best": task.n_best, "max_answer_length": task.max_answer_length, "holdout": desc,
+            "train_ids": [e["id"] for e in pool], "holdout_ids": held_ids}
     return TaskData(train=Packed.from_lists(train_inputs, tokenizer.pad_token_id),
                     eval=Packed.from_lists(eval_inputs, tokenizer.pad_token_id), num_labels=2,
                     train_examples=len(pool), eval_examples=len(dev), meta=meta, notes=notes)
