@@ -45,8 +45,8 @@ SCHEMA = 1
 # how a run is executed, not what it learns (grad_accum: the same global batch in smaller pieces)
 NOT_IDENTITY = ("out", "tracking", "log_every", "eval_batch_size", "data_dir", "resume", "checkpoint_every", "grad_accum",
                 "pad_multiple", "compile", "compile_mode",  # how fast, not what is trained
-                "overwrite", "forgetting")  # forgetting: a measurement after training, not what is trained
-                "overwrite", "protocol")  # protocol: the study's bookkeeping (phase, picked score), not what trains
+                "overwrite", "forgetting",  # forgetting: a measurement after training, not what is trained
+                "protocol")  # protocol: the study's bookkeeping (phase, picked score), not what trains
 # run keys added for issue #37, left out of the identity at their old behaviour so earlier runs keep their identity
 QUIET_DEFAULTS = {"holdout": None, "eval_split": "dev"}
 
