@@ -236,6 +236,21 @@ def write_card(run: Run, run_dir: Path, out: Path, fmt: str, info: dict[str, Any
 def export_run(run_dir: str | Path, fmt: str, out: str | Path, push_to_hub: str | None = None,
                model_overrides: dict[str, Any] | None = None) -> Path:
     """Write RUN's export in `fmt` to the new folder `out`, with its model card; upload if asked."""
+    from transformers.utils import logging as hf_logging
+
+    bars, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()  # stderr is for errors: no "Writing model shards" bars, no load reports
+    hf_logging.set_verbosity_error()
+    try:
+        return _export(run_dir, fmt, out, push_to_hub, model_overrides)
+    finally:  # in-process callers keep transformers' own settings
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _export(run_dir: str | Path, fmt: str, out: str | Path, push_to_hub: str | None,
+            model_overrides: dict[str, Any] | None) -> Path:
     if fmt not in FORMATS:
         raise UserError(f"export --format {fmt} is unknown: pick one of {', '.join(FORMATS)}")
     run_dir, out = Path(run_dir), Path(out)
