@@ -296,3 +296,34 @@ def test_qa_and_pair_runs_export_in_every_format(tmp_path):
     from huggingface_hub import ModelCard
 
     assert ModelCard.load(tmp_path / "qa-merged" / "README.md").data.pipeline_tag == "question-answering"
+
+
+@pytest.mark.integration
+def test_minilm_sst2_lora_exports_load_in_plain_libraries(shared_data, tmp_path):
+    """The real base: a MiniLM LoRA run on an SST-2 slice, in each format, loaded in a fresh process; the peft
+    folder names the base by its hub id and is loaded on the local copy of it."""
+    from peftbench.config import load_config
+    from peftbench.models import resolve_path
+    from peftbench.tasks.glue import read_tsv
+    from peftbench.train import train
+
+    run = tmp_path / "run"
+    rec = train(load_config(["model=minilm_l6", "method=lora", "task=sst2", f"data_dir={shared_data}",
+                             "train_size=64", "epochs=1", "lr=2e-3", f"out={run}", "tracking.mode=disabled"]))
+    assert rec["status"] == "completed"
+    texts = read_tsv(shared_data / "glue/SST-2/dev.tsv", ["sentence"], "label", ["0", "1"])[0][0][:16]
+    jobs = []
+    for fmt in ("peft", "merged", "onnx"):
+        code, err = _main_err(["export", str(run), "--format", fmt, "--out", str(tmp_path / fmt)])
+        assert code == 0, err
+        jobs.append({"dir": str(tmp_path / fmt), "format": fmt, "texts": [texts], "qa": False})
+    config = json.loads((tmp_path / "peft" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "sentence-transformers/all-MiniLM-L6-v2"
+    config["base_model_name_or_path"] = resolve_path(load_config(["model=minilm_l6"]).model)  # offline: the local copy
+    (tmp_path / "peft" / "adapter_config.json").write_text(json.dumps(config))
+    got = fresh_process(jobs, tmp_path)
+    want = peftbench_logits(run, [texts])[0]
+    for job in jobs:
+        logits = np.asarray(got[job["dir"]]["logits"][0])
+        np.testing.assert_allclose(logits, want, rtol=0, atol=1e-4 if job["format"] == "onnx" else 1e-5)
+        assert (logits.argmax(-1) == want.argmax(-1)).all()

@@ -15,7 +15,7 @@ sibling seed runs sit in the same study folder), trainable share and the command
 
 from __future__ import annotations
 
-import json
+import logging
 import math
 import sys
 import warnings
@@ -136,11 +136,22 @@ def write_onnx(model: torch.nn.Module, run: Run, out: Path) -> dict[str, Any]:
     axes = {k: {0: "batch", 1: "sequence"} for k in names} | {k: {0: "batch"} for k in outputs}
     if run.head == "qa":
         axes.update({k: {0: "batch", 1: "sequence"} for k in outputs})
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the exporter's notes on axis naming and deprecated pytree types
-        torch.onnx.export(model, (), str(out / ONNX_FILE), kwargs={k: enc[k] for k in names}, input_names=names,
-                          output_names=outputs, dynamic_axes=axes, dynamo=True, external_data=False, verbose=False)
-        want = model(**{k: enc[k] for k in names})
+    onnx_log = logging.getLogger("torch.onnx")
+    level = onnx_log.level
+    onnx_log.setLevel(logging.ERROR)  # its registry's "torchvision is not installed" notes
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the exporter's notes on axis naming and deprecated pytree types
+            torch.onnx.export(model, (), str(out / ONNX_FILE), kwargs={k: enc[k] for k in names}, input_names=names,
+                              output_names=outputs, dynamic_axes=axes, dynamo=True, external_data=False,
+                              verbose=False)
+            want = model(**{k: enc[k] for k in names})
+    except Exception as e:  # an operator or control flow the exporter cannot trace
+        why = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise UserError(f"export --format onnx: torch.onnx cannot export this {type(model).__name__} ({why}); "
+                        "use --format merged") from None
+    finally:
+        onnx_log.setLevel(level)
     session = ort.InferenceSession(str(out / ONNX_FILE), providers=["CPUExecutionProvider"])
     got = session.run(outputs, {k: enc[k].numpy() for k in names})
     diff = max(float(np.abs(g - want[k].numpy()).max()) for g, k in zip(got, outputs))
