@@ -40,6 +40,10 @@ CHECK_TEXTS = ["a gorgeous, witty film", "dull and lifeless, a mess from start t
 CHECK_CONTEXT = "The Eiffel Tower in Paris was built in 1889 for the World's Fair and stood as the tallest structure."
 
 
+def first_line(e: BaseException, limit: int = 200) -> str:
+    return str(e).strip().splitlines()[0][:limit] if str(e).strip() else type(e).__name__
+
+
 def as_peft(run: Run) -> tuple[Any | None, str]:
     """(the run as a PeftModel, "") -- its own when the method is peft-backed, else the method module's `to_peft` --
     or (None, why not)."""
@@ -61,7 +65,12 @@ def as_plain(run: Run) -> tuple[torch.nn.Module, str | None]:
     """(the run folded into a plain transformers model, None), or (the model, why it does not fold)."""
     from transformers import PreTrainedModel
 
-    model = merge_peft(run.model, run.meta) if hasattr(run.model, "peft_config") else run.model
+    model = run.model
+    if hasattr(model, "peft_config"):
+        try:
+            model = merge_peft(model, run.meta)
+        except Exception as e:  # a peft type without merge support (prompt learning, ...) says so in its own words
+            return model, f"cannot be merged by peft ({first_line(e)})"
     if not isinstance(model, PreTrainedModel):
         inner = next(n for n, m in model.named_modules() if isinstance(m, PreTrainedModel))
         own = next((n for n, _ in model.named_parameters() if not n.startswith(inner + ".")), "none")
@@ -147,8 +156,7 @@ def write_onnx(model: torch.nn.Module, run: Run, out: Path) -> dict[str, Any]:
                               verbose=False)
             want = model(**{k: enc[k] for k in names})
     except Exception as e:  # an operator or control flow the exporter cannot trace
-        why = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise UserError(f"export --format onnx: torch.onnx cannot export this {type(model).__name__} ({why}); "
+        raise UserError(f"export --format onnx: torch.onnx cannot export this {type(model).__name__} ({first_line(e)}); "
                         "use --format merged") from None
     finally:
         onnx_log.setLevel(level)
@@ -165,10 +173,11 @@ def write_onnx(model: torch.nn.Module, run: Run, out: Path) -> dict[str, Any]:
 
 
 def check_inputs(run: Run) -> dict[str, torch.Tensor]:
-    texts = CHECK_TEXTS if run.head != "qa" else [("when was the tower built?", CHECK_CONTEXT)] * 2
-    n = 2 if run.head == "qa" else (2 if len(run.meta["task"].get("text_fields") or []) == 2
-                                    or run.meta["task"].get("text_pair") else 1)
-    columns = list(zip(*texts)) if run.head == "qa" else ([texts, texts[::-1]] if n == 2 else [texts])
+    """A few inputs of the run's shape (one text, a pair, a question and its context), padded to one batch."""
+    from .serve import n_texts
+
+    columns = ([["when was the tower built?", "where is it?"], [CHECK_CONTEXT] * 2] if run.head == "qa" else
+               [CHECK_TEXTS, CHECK_TEXTS[::-1]][: n_texts(run)])
     return dict(run.tokenizer(*columns, padding=True, truncation=True, max_length=128, return_tensors="pt"))
 
 
@@ -194,6 +203,14 @@ def sibling_metric(run_dir: Path, rec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}: the dotted keys `peftbench train` takes."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
+    return out
+
+
 def train_command(rec: dict[str, Any]) -> str:
     """`peftbench train` with the keys where the run's config differs from its presets' defaults."""
     from .config import load_config, override_value
@@ -204,9 +221,7 @@ def train_command(rec: dict[str, Any]) -> str:
         default = OmegaConf.to_container(load_config(head), resolve=True)
     except UserError:  # own data: the presets alone do not compose
         default = {}
-    flat = lambda d, p="": {f"{p}{k}": v for k1, v1 in d.items()  # noqa: E731
-                            for k, v in (flat(v1, f"{k1}.").items() if isinstance(v1, dict) else [(k1, v1)])}
-    want, have = flat(config), flat(default)
+    want, have = _flat(config), _flat(default)
     skip = ("task.name", "method.name", "model.name")
     keys = [k for k in want if k not in skip and (k not in have or have[k] != want[k])]
     return " ".join(["peftbench train", *head, *(f"{k}={override_value(want[k])}" for k in keys)])
@@ -250,8 +265,7 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path, push_to_hub: str 
     from transformers.utils import logging as hf_logging
 
     bars, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
-    hf_logging.disable_progress_bar()  # stderr is for errors: no "Writing model shards" bars, no load reports
-    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar(), hf_logging.set_verbosity_error()  # stderr is for errors: no bars, no reports
     try:
         return _export(run_dir, fmt, out, push_to_hub, model_overrides)
     finally:  # in-process callers keep transformers' own settings
@@ -300,6 +314,5 @@ def push(folder: Path, repo_id: str) -> str:
         return str(api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
                                      commit_message="peftbench export"))
     except Exception as e:  # network, auth, a bad id: the export on disk stays
-        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"--push-to-hub {repo_id}: upload failed ({why}); the export is in {folder}: log in with "
+        raise UserError(f"--push-to-hub {repo_id}: upload failed ({first_line(e)}); the export is in {folder}: log in with "
                         "`hf auth login` and push again") from None
