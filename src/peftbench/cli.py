@@ -125,6 +125,17 @@ def _data(args: argparse.Namespace) -> int:
     return write_data(args.dir, args.overrides)
 
 
+def _export(args: argparse.Namespace) -> int:
+    from .export import export_run
+    from .serve import parse_options
+
+    opts = parse_options(args.overrides, {"model.name_or_path"})
+    model = {k.removeprefix("model."): v for k, v in opts.items()}
+    out = export_run(args.run_dir, args.format, args.out, args.push_to_hub, model)
+    print(f"wrote {out} ({args.format})" + (f", pushed to {args.push_to_hub}" if args.push_to_hub else ""))
+    return 0
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -213,6 +224,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", metavar="DIR")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.set_defaults(fn=_data)
+    p = sub.add_parser("export", help="write a run as a peft adapter, a plain transformers model or ONNX, with a "
+                       "model card", description="Export RUN_DIR for plain peft (--format peft: adapter_config.json + "
+                       "adapter_model.safetensors), transformers (merged: the delta folded into the weights) or ONNX "
+                       "Runtime (onnx: the merged model, checked against PyTorch), with a model card README.md. "
+                       "Options: model.name_or_path=DIR (a moved base).")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.add_argument("--format", required=True, choices=["peft", "merged", "onnx"])
+    p.add_argument("--out", required=True, metavar="DIR", help="a new or empty folder")
+    p.add_argument("--push-to-hub", metavar="ID", help="upload the folder to the hub as model repo ID")
+    p.set_defaults(fn=_export)
     return parser
 
 

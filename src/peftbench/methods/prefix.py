@@ -125,3 +125,9 @@ def apply(model: nn.Module, cfg: DictConfig) -> nn.Module:
         module.config = PrefixConfig(module.config, eager)
         layers.append(module.config)
     return PrefixModel(model, layers, cfg.num_virtual_tokens, cfg.projection)
+
+
+def to_peft(model: nn.Module, cfg: DictConfig) -> nn.Module:
+    """No peft form to export to: the prefixes would load into peft's prefix tuning, which cannot run these models."""
+    raise LookupError("peft's prefix tuning refuses encoders under transformers 5 (\"Model does not support past key "
+                      "values\"), so plain peft could not load it")

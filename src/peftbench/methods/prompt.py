@@ -14,6 +14,7 @@ tokens position 0, a fixed embedding their learned rows absorb.
 reach the model as P + LN(W_up ReLU(W_down P)), one bottleneck MLP shared by all rows and trained with them; the
 paper reports it makes prompt tuning learn more, and depend less on the rate and init, on BERT-base and T5. The
 saved delta holds the rows it produces, not the MLP (`fold_for_delta`).
+`to_peft` gives a classification run as peft's prompt tuning (same rows, same placement) for `peftbench export`.
 """
 
 from __future__ import annotations
@@ -124,3 +125,27 @@ def apply(model: nn.Module, cfg: DictConfig) -> nn.Module:
         raise LookupError("the model exposes no input embeddings to put virtual tokens beside")
     freeze_all_but_head(model)
     return PromptModel(model, cfg.num_virtual_tokens, cfg.position, cfg.init, reparam, bottleneck, text_positions)
+
+
+def to_peft(model: PromptModel, cfg: DictConfig) -> nn.Module:
+    """The run as peft's prompt tuning for sequence classification, which places the rows as before_cls with shifted
+    positions does (and token type 0); the head goes to modules_to_save, the rows to the prompt encoder."""
+    from peft import PromptTuningConfig, get_peft_model
+
+    from . import head_names
+
+    inner = model.model
+    if not type(inner).__name__.endswith("ForSequenceClassification"):
+        raise LookupError("peft's prompt tuning returns logits for the virtual positions of a QA head too, where this "
+                          "run removes them")
+    if model.at != POSITIONS["before_cls"] or model.keep_positions:
+        raise LookupError("peft's prompt tuning puts the rows before [CLS] and shifts the text's positions; this run "
+                          f"has position={cfg.position} text_positions={cfg.get('text_positions', 'shift')}")
+    config = PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=model.k, token_dim=model.soft_prompt.embedding_dim,
+                                num_transformer_submodules=1, num_attention_heads=inner.config.num_attention_heads,
+                                num_layers=inner.config.num_hidden_layers, modules_to_save=head_names(inner))
+    rows = model.prompts().detach()
+    peft_model = get_peft_model(inner, config)
+    with torch.no_grad():
+        peft_model.prompt_encoder["default"].embedding.weight.copy_(rows)
+    return peft_model
