@@ -22,7 +22,8 @@ def run(tmp_path, glue_dir, name, *extra):
 def test_train_writes_a_complete_record(tmp_path, glue_dir, method):
     rec = run(tmp_path, glue_dir, method, f"method={method}")
     assert rec["status"] == "completed" and rec["error"] is None
-    assert rec["run"] == {"task": "mrpc", "method": method, "model": "tiny", "seed": 42, "train_size": None}
+    assert rec["run"] == {"task": "mrpc", "method": method, "model": "tiny", "seed": 42, "train_size": None,
+                          "data_seed": 42}  # no data_seed given: the training seed draws the data
     assert set(rec["metrics"]) == {"accuracy", "f1"} and rec["primary_metric"] == "f1"
     assert rec["train_steps"] == 6 and rec["train_examples"] == 24 and rec["eval_examples"] == 24
     assert 0 < rec["trainable_params"] <= rec["total_params"]

@@ -8,7 +8,7 @@ Every run (`forgetting: true`, the default) records in result.json, under `forge
   mlm_loss_base, mlm_loss_tuned, mlm_loss_delta (tuned - base)
                   the masked-LM loss (cross-entropy, mean over the masked tokens) of the checkpoint's own, pre-trained
                   MLM head read on the base encoder and on the tuned one, with the same masks (transformers'
-                  DataCollatorForLanguageModeling, 15%, seed MASK_SEED). The head is the one loaded from the checkpoint
+                  DataCollatorForLanguageModeling, 15%, torch seeded with MASK_SEED). The head is the one loaded from the checkpoint
                   on both sides, so the change is the encoder's. null where the checkpoint has no MLM head (MiniLM's
                   sentence-transformers folder holds the encoder only), and `mlm_note` says why. The tiny random model
                   gets a random head (seed MASK_SEED): its losses are a random head's, its change still a measure.
@@ -181,8 +181,12 @@ class Probe:
             self.head, self.note = None, "the tokenizer has no mask token"
         self.masked = []
         if self.head is not None:
-            collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=MLM_PROBABILITY, seed=MASK_SEED)
-            self.masked = [self._to(collator(c)) for c in chunks]  # drawn once: both sides see the same masks
+            # the collator's own `seed=` refuses to run in a worker process (a joblib/ray study), so the masks are
+            # drawn from torch's RNG, seeded here and restored after: the training stream is left as it was
+            collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=MLM_PROBABILITY)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(MASK_SEED)
+                self.masked = [self._to(collator(c)) for c in chunks]  # drawn once: both sides see the same masks
         self.n = len(texts)
         home, was_training = next(model.parameters()).device, model.training
         model.to(device).eval()  # on the device the tuned side runs on, so an untouched encoder compares exactly

@@ -66,8 +66,8 @@ def _as_list(value: Any) -> list:
 def candidates(study: DictConfig, method: str, scored) -> tuple[list[tuple[str, dict[str, Any]]], str]:
     """The method's configurations as (folder name, params) in order, and the sampler's name. `scored(name, params)`
     gives a completed config's holdout score (TPE's replay)."""
-    from .study import lr_folder, lr_grid
     from . import search
+    from .search import lr_folder, lr_grid
 
     if study.trials:
         dists = search.space(method, study.space)
@@ -79,7 +79,7 @@ def candidates(study: DictConfig, method: str, scored) -> tuple[list[tuple[str, 
 
 
 def budget(study: DictConfig, method: str) -> int:
-    from .study import lr_grid
+    from .search import lr_grid
 
     return int(study.trials) if study.trials else len(lr_grid(study, method) or [None])
 
@@ -87,7 +87,7 @@ def budget(study: DictConfig, method: str) -> int:
 def plan(study: DictConfig, pools: dict[str, int | None] | None = None) -> Plan:
     """The runs of a select=holdout study that can be named now (completed ones included: the runner skips them)."""
     from .report.stats import STOP_REASONS, seed_decision
-    from .study import task_folder
+    from .planning import task_folder
 
     pools, out, result = pools or {}, Path(study.out), Plan()
     auto = str(study.seeds) == "auto"
@@ -180,7 +180,6 @@ def check(study: DictConfig) -> None:
     """select, holdout, data_seed(s), trials, space, sampler, seeds=auto and its bounds: one line per bad value."""
     from . import search
     from .config import group_options
-    from .study import _as_list
 
     if study.select not in ("dev", "holdout"):
         raise UserError(f"select={study.select!r} is unknown: use select=holdout (tune on a slice of train, report on "
@@ -193,7 +192,7 @@ def check(study: DictConfig) -> None:
     if study.data_seed is not None and not _count(study.data_seed, 0):
         raise UserError(f"data_seed={study.data_seed!r} is not a whole number >= 0: write e.g. data_seed=0")
     if study.data_seeds is not None:
-        values = _as_list(study, "data_seeds")
+        values = _as_list(study.data_seeds)
         if not values or not all(_count(v, 0) for v in values) or len(set(values)) != len(values):
             raise UserError(f"data_seeds={values!r}: give distinct whole numbers >= 0, e.g. data_seeds=[0,1,2]")
         if study.sizes is None and study.select == "dev":
@@ -208,7 +207,7 @@ def check(study: DictConfig) -> None:
             raise UserError("trials and lrs both given: trials draws each method's configurations from its space, lrs "
                             "is a grid; drop one")
         drawn = set()
-        for method in _as_list(study, "methods"):
+        for method in _as_list(study.methods):
             drawn |= set(search.space(str(method), study.space))  # parses every spec: a bad one is one line
         clash = [o.split("=", 1)[0] for o in study.run if o.split("=", 1)[0].lstrip("+~") in drawn]
         if clash:
@@ -236,10 +235,10 @@ def check(study: DictConfig) -> None:
         raise UserError(f"ci_target={c!r} is not a number > 0: the half-width in points, e.g. ci_target=1.0")
     if auto and study.select != "holdout":
         raise UserError("seeds=auto adds final seeds after a selection phase: add select=holdout")
-    if auto and "full" not in [str(m) for m in _as_list(study, "methods")]:
+    if auto and "full" not in [str(m) for m in _as_list(study.methods)]:
         raise UserError("seeds=auto compares every method with full: add full to methods")
     if study.select == "holdout":
-        if not auto and SELECT_SEED in _as_list(study, "seeds"):
+        if not auto and SELECT_SEED in _as_list(study.seeds):
             raise UserError(f"seeds: {SELECT_SEED} is the selection runs' seed under select=holdout; final seeds "
                             "must differ from it: write e.g. seeds=[1,2,3]")
         if any(o.split("=", 1)[0].lstrip("+~") in ("holdout", "eval_split", "data_seed") for o in study.run):
@@ -251,7 +250,7 @@ def run(study: DictConfig, name: str, pools: dict[str, int | None], dry_run: boo
     """A select=holdout study in rounds: plan what can be named now, run (or launch) what is not completed, re-plan
     from the new result.json files, until a round adds nothing; a run that failed is not tried twice in one call."""
     from . import preflight, runner
-    from .study import print_plan
+    from .planning import print_plan
 
     out = Path(study.out)
     local = not study.launcher or study.launcher in ("basic", "joblib", "submitit_local")

@@ -14,7 +14,7 @@ import re
 import zlib
 from typing import Any, Callable
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from .config import CONFIG_DIR
 from .errors import UserError
@@ -113,3 +113,21 @@ def draws(method: str, dists: dict[str, Any], n: int, sampler: str = "random",
             break  # TPE's next draw depends on this trial's score: it waits for the run
         study.tell(trial, value)
     return out
+
+
+def lr_grid(study: DictConfig, method: str) -> list[float] | None:
+    """The method's learning rates in the study, ascending; its own rate when `lrs` has no grid for it; None: no axis."""
+    if study.lrs is None:
+        return None
+    if OmegaConf.is_dict(study.lrs):
+        grid = study.lrs.get(method)
+        if grid is None:
+            grid = OmegaConf.load(CONFIG_DIR / "method" / f"{method}.yaml").lr
+    else:
+        grid = study.lrs
+    values = list(grid) if OmegaConf.is_list(grid) else [grid]
+    return sorted({float(v) for v in values})
+
+
+def lr_folder(lr: float) -> str:
+    return f"lr{lr:g}"

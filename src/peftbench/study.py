@@ -25,6 +25,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .config import CONFIG_DIR, group_options, load_config, load_yaml
 from . import preflight, protocol
+from .planning import pool_size, print_plan, task_folder  # noqa: F401
+from .search import lr_folder, lr_grid  # noqa: F401  (grids are a budget of their own size)
 from .errors import UserError
 from .runner import completed, run_one  # noqa: F401  (the run loop; launch.py's jobs use it too)
 
@@ -137,36 +139,6 @@ def _check_lrs(study: DictConfig) -> None:
             where = f"lrs.{method}" if method is not None else "lrs"
             raise UserError(f"{where}: {bad or values} is not a list of positive rates; write e.g. lrs=[1e-4,3e-4,1e-3]")
 
-
-def lr_grid(study: DictConfig, method: str) -> list[float] | None:
-    """The method's learning rates in the study, ascending; its own rate when `lrs` has no grid for it; None: no axis."""
-    if study.lrs is None:
-        return None
-    if OmegaConf.is_dict(study.lrs):
-        grid = study.lrs.get(method)
-        if grid is None:
-            grid = OmegaConf.load(CONFIG_DIR / "method" / f"{method}.yaml").lr
-    else:
-        grid = study.lrs
-    values = list(grid) if OmegaConf.is_list(grid) else [grid]
-    return sorted({float(v) for v in values})
-
-
-def lr_folder(lr: float) -> str:
-    return f"lr{lr:g}"
-
-
-def task_folder(task: str) -> str:
-    """A run folder's task part: the task's name, also for a task file (its `name`, else its stem), never a path."""
-    if not task.endswith((".yaml", ".yml")):
-        return task
-    try:
-        name = load_yaml(Path(task).expanduser(), "task file").get("name")
-    except (UserError, AttributeError):
-        name = None  # an unreadable file: load_config names the problem when the run is composed
-    return str(name or Path(task).stem).replace("/", "_")
-
-
 def configurations(study: DictConfig, method: str) -> list[tuple[str | None, list[str]]]:
     """The method's configurations under select=dev as (folder name, overrides): its lrs grid (lr<rate>), its trials
     (t<k>, search.py's draws), or [(None, [])]: its own rate, no folder level."""
@@ -224,22 +196,6 @@ def plan(study: DictConfig, pools: dict[str, int | None] | None = None) -> list[
     return runs
 
 
-def pool_size(cfg: DictConfig) -> int | None:
-    """Training examples available to `cfg`'s task: the task module's `pool_size(cfg)`, GLUE's train.tsv rows, or None."""
-    from .tasks import TASKS
-
-    module = TASKS[cfg.task.kind]
-    if hasattr(module, "pool_size"):
-        return module.pool_size(cfg)
-    if cfg.data_dir is None and not cfg.task.get("data_dir"):
-        return None  # the data would come from the hub: counting it would download it
-    if cfg.task.kind == "glue":
-        return len(module.read_split(cfg, "train")[1])
-    if cfg.task.kind == "squad":  # questions with a usable answer span: the pool squad.load draws train_size from
-        return sum(1 for e in module.read_split(cfg, "train")[0] if e["spans"])
-    return None
-
-
 def first_seed(study: DictConfig) -> int:
     return 1 if str(study.seeds) == "auto" else int(_as_list(study, "seeds")[0])
 
@@ -257,34 +213,6 @@ def pool_sizes(study: DictConfig) -> dict[str, int | None]:
         if above:
             print(f"note: {task} has {pools[task]:,} training examples; sizes {above} dropped ('all' = {pools[task]:,})")
     return pools
-
-
-def print_plan(configs: list[tuple[Path, DictConfig]], out: Path) -> None:
-    """Every planned run and what a real invocation would do with it; nothing is written."""
-    from .data import total_steps
-    from .runtime import duration, run_seconds
-
-    todo, seconds, unknown, pools = 0, 0.0, 0, {}
-    for i, (folder, cfg) in enumerate(configs, 1):
-        done = completed(folder, cfg)
-        todo += not done
-        print(f"[{i}/{len(configs)}] {folder.relative_to(out)}: {'completed' if done else 'to run'}")
-        if not done:  # the measured run-time model (runtime.py): steps x seconds per step on a 2-core CPU
-            key = (cfg.task.name, str(cfg.data_dir), str(cfg.task.get("data_dir")), str(cfg.task.get("train")))
-            if cfg.train_size is None and key not in pools:
-                try:
-                    pools[key] = pool_size(cfg)
-                except (UserError, OSError):
-                    pools[key] = None
-            rows = cfg.train_size or pools.get(key)
-            est = run_seconds(cfg, total_steps(cfg, rows)) if rows else None
-            seconds, unknown = seconds + (est or 0.0), unknown + (est is None)
-    print(f"{len(configs)} runs, {todo} to run, {len(configs) - todo} completed -> {out}")
-    if todo > unknown:
-        print(f"estimated time: about {duration(seconds)} of training for {todo - unknown} of the runs to go on a "
-              "2-core CPU (fp32; src/peftbench/runtime.py, measured by bench/run_time.py; eval not counted)"
-              + (f"; {unknown} runs without an estimate (data from the hub or a model it cannot read)" if unknown
-                 else "") + ". A GPU takes a small fraction of it.")
 
 
 def run_study(name: str, overrides: list[str] | None = None, dry_run: bool = False) -> int:

@@ -209,7 +209,7 @@ def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker, s
         if main:
             checkpoint.save(out, accelerator.unwrap_model(model), optimizer, scheduler, loop)
 
-    with checkpoint.StopFlag() as stop:
+    with checkpoint.StopFlag() as stop, bar:  # the bar closes (and prints) here even when the run stops
         epoch, skip = loop["epoch"], loop["batch"]
         while step < steps:
             for b, idx in enumerate(train_batches(lengths, cfg.batch_size, cfg.seed, epoch, cfg.group_by_length)):
