@@ -9,6 +9,7 @@ import gc
 import json
 
 import pytest
+from conftest import TINY_METHOD_ARGS
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -30,6 +31,8 @@ BIASES = H + LAYERS * (4 * H + FFN + H + 2 * H) + H  # embeddings LN, per layer,
 LORA = LAYERS * 2 * (R * H + H * R)  # A and B on query and value
 # trainable params and every param held (LoRA adds its matrices and peft's trainable copy of the head)
 EXPECTED = {"full": (BASE, BASE), "bitfit": (BIASES + HEAD, BASE), "lora": (LORA + HEAD, BASE + LORA + HEAD)}
+# the methods whose adapter products cost.expected_step_flops does not work out (it says so in `not_worked_out`)
+NOT_WORKED_OUT = {"adalora", "boft", "fourierft", "hra", "loha", "lokr", "miss", "oft"}
 ARGS = ["model=tiny", "task=sst2", "max_steps=3", "batch_size=8", "tracking.mode=disabled"]
 
 
@@ -62,7 +65,7 @@ def forward_flops(batch: int, seq: int) -> int:
 
 def first_batches(glue_dir, method: str):
     """What the loop trains on: the model, and every step's padded batch (the first is the one FLOPs are counted on)."""
-    cfg = load_config([*ARGS, f"method={method}", f"data_dir={glue_dir}"])
+    cfg = load_config([*ARGS, f"method={method}", f"data_dir={glue_dir}", *TINY_METHOD_ARGS.get(method, [])])
     tokenizer = load_tokenizer(cfg.model)
     data = TASKS[cfg.task.kind].load(cfg, tokenizer)
     order = train_batches(data.train.lengths, cfg.batch_size, cfg.seed, 0, cfg.group_by_length)[: cfg.max_steps]
@@ -133,14 +136,18 @@ def test_worked_out_flops_match_flopcountermode_within_10_percent(data_root, met
     """cost.expected_step_flops (the count from the model's shapes, which the report uses to say why) against torch's
     FlopCounterMode on one real training step of every method."""
     model, batches = first_batches(data_root, method)
-    cfg = load_config([*ARGS, f"method={method}", f"data_dir={data_root}"])
+    cfg = load_config([*ARGS, f"method={method}", f"data_dir={data_root}", *TINY_METHOD_ARGS.get(method, [])])
     model.train()
     with FlopCounterMode(display=False) as counter:
         model(**batches[0]).loss.backward()
     measured = counter.get_total_flops()
     b, s = batches[0]["input_ids"].shape
     expected = expected_step_flops(model, b, s, cfg.method)
-    assert abs(expected["total"] / measured - 1) < 0.10, (expected, measured)
+    if expected["not_worked_out"]:  # a tuner whose own products are not modelled: the base's count, a lower bound
+        assert method in NOT_WORKED_OUT and expected["total"] < measured, (expected, measured)
+    else:
+        assert method not in NOT_WORKED_OUT
+        assert abs(expected["total"] / measured - 1) < 0.10, (expected, measured)
     assert expected["total"] == expected["forward"] + expected["backward"]
     extra = cfg.method.num_virtual_tokens if cfg.method.get("apply") == "prompt" else 0
     assert expected["tokens_per_example"] == s + extra and expected["input_tokens_per_example"] == s
@@ -178,4 +185,8 @@ def test_worked_out_flops_match_on_minilm_and_real_sst2(shared_data, method):
     with FlopCounterMode(display=False) as counter:
         model(**batch).loss.backward()
     b, s = batch["input_ids"].shape
-    assert abs(expected_step_flops(model, b, s, cfg.method)["total"] / counter.get_total_flops() - 1) < 0.10
+    expected = expected_step_flops(model, b, s, cfg.method)
+    if method in NOT_WORKED_OUT:
+        assert expected["not_worked_out"] and expected["total"] < counter.get_total_flops()
+    else:
+        assert abs(expected["total"] / counter.get_total_flops() - 1) < 0.10

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TINY_METHOD_ARGS
 import torch
 from conftest import SST2, write_glue
 from test_delta import train_run, write_squad
@@ -102,7 +103,7 @@ def exported(tmp_path_factory):
     jobs = []
     for method in METHODS:
         run_dir = root / "runs" / method
-        train_run(run_dir, data, f"method={method}", "task=sst2")
+        train_run(run_dir, data, f"method={method}", "task=sst2", *TINY_METHOD_ARGS.get(method, []))
         results[method] = {"run": run_dir, "want": peftbench_logits(run_dir, [TEXTS])}
         for fmt in ("peft", "merged", "onnx"):
             out = root / "out" / method / fmt

@@ -65,7 +65,7 @@ REFUSALS = {("deberta-v2", "prefix"): "disentangled relative-position attention"
 # peft runs merge (merge=true folds them into the weights) but where peft has no weight to fold into
 NO_MERGE = {("modernbert", "beft"): "modernbert model (Base layer has no bias"}
 # the tiny models are 32 wide: settings whose shipped value needs a wider layer
-TINY = {"c3a": ["method.peft_args.block_size=16"], "road": ["method.peft_args.group_size=16"]}
+from conftest import TINY_METHOD_ARGS as TINY  # noqa: E402
 ALL = sorted(FAMILIES)
 
 

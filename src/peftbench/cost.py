@@ -158,10 +158,24 @@ def expected_step_flops(model: torch.nn.Module, batch: int, seq: int, method: An
             forward += 2 * n * r * (base.in_features + base.out_features)
             backward_inputs += 2 * n * r * base.out_features  # to lambda_d, which trains
             backward_inputs += 2 * n * r * base.in_features if not (frozen_bottom and BOTTOM.search(name)) else 0
+    # peft tuners whose own products are worked out above (LoRA's A and B are nn.Linear; IA3 and LN tuning only
+    # scale; DoRA and VeRA have their lines): for the others (OFT, BOFT, HRA, LoHa, LoKr, FourierFT, AdaLoRA, ...) the
+    # count is the base's alone, a lower bound, and the record names them
+    unmodelled = sorted({tuner(m) for _, m in modules if hasattr(m, "base_layer") and tuner(m) not in WORKED_OUT})
     attention = layers * 4 * tokens * (seq + extra + keys) * hidden
     named = any(ATTENTION_OUT.search(name) for name, _ in modules)  # else a family named otherwise: every layer
     share = len(attention_backward_layers) / layers if named else float(first < len(modules))
     backward_attention = round(2 * attention * share)
     total = forward + attention + backward_inputs + backward_attention + backward_weights
     return {"forward": forward + attention, "backward": backward_inputs + backward_attention + backward_weights,
-            "total": total, "tokens_per_example": seq + extra, "input_tokens_per_example": seq}
+            "total": total, "tokens_per_example": seq + extra, "input_tokens_per_example": seq,
+            "not_worked_out": unmodelled}
+
+
+WORKED_OUT = {"lora", "ia3", "vera", "ln_tuning", "shira", "c3a", "road", "beft"}
+
+
+def tuner(module: torch.nn.Module) -> str:
+    """The peft tuner a wrapped layer belongs to, from its class's module (peft.tuners.<tuner>.layer)."""
+    parts = type(module).__module__.split(".")
+    return parts[2] if parts[:2] == ["peft", "tuners"] and len(parts) > 2 else type(module).__name__

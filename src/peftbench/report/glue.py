@@ -133,7 +133,9 @@ def flops_why(by, methods, tasks) -> list[str]:
             parts.append(f"backward {e['backward'] / e['forward']:.2f}x the forward "
                          + ("(input and weight gradients everywhere)" if e["backward"] >= 1.9 * e["forward"] else
                             "(frozen weights: input gradients only, and none below the first trained module)"))
-            parts.append(f"worked out from the shapes: {e['total']:.3g} per step, measured {r['train_flops_per_step']:.3g}")
+            parts.append(f"worked out from the shapes: {e['total']:.3g} per step, measured {r['train_flops_per_step']:.3g}"
+                         + (f" (the products of {', '.join(e['not_worked_out'])}'s own layers are not worked out: "
+                            "the shapes' count is the base's alone)" if e.get("not_worked_out") else ""))
             lines.append(f"- **{m}** on {t}: " + "; ".join(parts) + ".")
     if not lines:
         return []
