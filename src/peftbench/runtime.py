@@ -73,3 +73,19 @@ def slow_note(flops: float, seconds: float, precision: str, threads: int) -> str
     return (f"this run trains at {achieved:.2g} FLOP/s, {rate / achieved:.0f}x below the rate measured on a 2-core "
             f"CPU ({rate:.2g} with {threads} threads): other processes may be using the cores; leave them free, or "
             f"set OMP_NUM_THREADS to the cores that are")
+
+
+class SlowCheck:
+    """Once, CHECK_AFTER_S into a CPU run, the note of `slow_note` when the run trains far below this CPU's measured
+    rate (other processes on the cores); never for steps too small to be matmul-bound (the tiny test model)."""
+
+    def __init__(self, on: bool, precision: str, threads: int) -> None:
+        self.on, self.precision, self.threads = on, "bf16" if precision == "bf16" else "fp32", threads
+
+    def __call__(self, meter: Any, elapsed: float) -> str | None:
+        if not (self.on and meter.flops_per_token and elapsed > CHECK_AFTER_S):
+            return None
+        self.on = False
+        if meter.fields.get("train_flops_per_step", 0) <= REAL_STEP_FLOPS:
+            return None
+        return slow_note(meter.flops_per_token * meter.padded_tokens, elapsed, self.precision, self.threads)

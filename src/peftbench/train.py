@@ -200,7 +200,7 @@ def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker, s
                mininterval=1.0, disable=not main)
     model.train()
     t0 = time.perf_counter() - loop["train_time_s"]
-    slow_check = device.type == "cpu" and main  # runtime.slow_note: other processes on the cores?
+    slow = runtime.SlowCheck(device.type == "cpu" and main, cfg.precision, torch.get_num_threads())
 
     def save_checkpoint(epoch: int, batch: int) -> None:
         loop.update(step=step, epoch=epoch, batch=batch, train_time_s=time.perf_counter() - t0,
@@ -230,13 +230,9 @@ def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker, s
                             scaler.scale(part).backward()
                         loss, padded = loss + part.detach(), padded + batch["input_ids"].numel()
                 meter.add_step(padded * world, (model, batch["input_ids"].shape, cfg.method))  # shards: the same size
-                if slow_check and meter.flops_per_token and time.perf_counter() - t0 > runtime.CHECK_AFTER_S:  # once
-                    slow_check = False
-                    note = runtime.slow_note(meter.flops_per_token * meter.padded_tokens, time.perf_counter() - t0,
-                                             "bf16" if cfg.precision == "bf16" else "fp32", torch.get_num_threads())
-                    if note and meter.fields.get("train_flops_per_step", 0) > runtime.REAL_STEP_FLOPS:
-                        log.warning(note)
-                        print(f"\npeftbench: note: {note}", file=sys.stderr, flush=True)
+                if note := slow(meter, time.perf_counter() - t0):  # other processes on the cores? (said once)
+                    log.warning(note)
+                    print(f"\npeftbench: note: {note}", file=sys.stderr, flush=True)
                 scaler.unscale_(optimizer)
                 if cfg.max_grad_norm:
                     torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
