@@ -16,7 +16,6 @@ sibling seed runs sit in the same study folder), trainable share and the command
 from __future__ import annotations
 
 import logging
-import math
 import sys
 import warnings
 from pathlib import Path
@@ -184,7 +183,7 @@ def check_inputs(run: Run) -> dict[str, torch.Tensor]:
 def sibling_metric(run_dir: Path, rec: dict[str, Any]) -> dict[str, Any]:
     """The dev metric, and over this run and its sibling seeds in the study folder (same config but the seed) the
     mean and 95% t-interval."""
-    from .report.stats import mean_std, t95
+    from .report.stats import ci95
 
     metric = rec["primary_metric"]
     mine = {k: v for k, v in identity_fields(rec["config"]).items() if k != "seed"}
@@ -197,8 +196,7 @@ def sibling_metric(run_dir: Path, rec: dict[str, Any]) -> dict[str, Any]:
                 values.append(other["metrics"][metric])
     out = {"metric": metric, "value": rec["metrics"].get(metric)}
     if len(values) >= 2:
-        mean, sd, n = mean_std(values)
-        half = t95(n - 1) * sd / math.sqrt(n)
+        mean, half, n = ci95(values)
         out.update(seeds=n, seed_mean=mean, interval95=[mean - half, mean + half])
     return out
 

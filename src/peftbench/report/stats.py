@@ -26,6 +26,12 @@ def mean_std(values: list[float]) -> tuple[float, float | None, int]:
     return float(a.mean()), (float(a.std(ddof=1)) if len(a) > 1 else None), len(a)
 
 
+def ci95(values: list[float]) -> tuple[float, float | None, int]:
+    """Mean, half-width of its 95% t-interval (df = n − 1; None for one value) and n."""
+    mean, sd, n = mean_std(values)
+    return mean, (t95(n - 1) * sd / math.sqrt(n) if sd is not None else None), n
+
+
 def paired(base: dict, other: dict) -> dict | None:
     """Δ = other − base paired by key (seed): mean Δ over the shared keys and its 95% t-interval (df = n − 1).
 
@@ -35,9 +41,7 @@ def paired(base: dict, other: dict) -> dict | None:
     keys = sorted(set(base) & set(other))
     if not keys:
         return None
-    d = [other[k] - base[k] for k in keys]
-    mean, sd, n = mean_std(d)
-    half = t95(n - 1) * sd / math.sqrt(n) if sd is not None else None
+    mean, half, n = ci95([other[k] - base[k] for k in keys])
     low, high = (mean - half, mean + half) if half is not None else (None, None)
     covers = half is None or low <= 0 <= high
     verdict = "not distinguishable" if covers else ("higher" if mean > 0 else "lower")
@@ -105,8 +109,7 @@ def seed_decision(deltas: list[float], min_seeds: int, max_seeds: int, ci_target
     if n < min_seeds:
         return None
     if n >= 2:
-        mean, sd, _ = mean_std(deltas)
-        half = t95(n - 1) * sd / math.sqrt(n)
+        mean, half, _ = ci95(deltas)
         if abs(mean) > half:
             return "excludes_zero"
         if half <= ci_target:
