@@ -66,14 +66,23 @@ def make_data_dir(task: str, rows: int, root: Path) -> Path:
     return root
 
 
+def metric_of(task: str) -> str:
+    """The score a task's parity is judged on: accuracy for SST-2/MRPC/RTE (as before), else its primary metric
+    (CoLA: MCC, STS-B: Pearson), x100 like every record."""
+    primary = task_cfg(task, SHARED_DATA).task.metric
+    return primary if primary in ("mcc", "pearson") else "accuracy"
+
+
 def majority(task: str) -> float:
-    """The task's majority-class dev accuracy (%), by the rule the study reports use (baselines.py)."""
+    """The trivial predictor's dev score (%), by the rule the study reports use (baselines.py): majority-class
+    accuracy, or 0 for MCC and Pearson (a constant has no correlation)."""
     from omegaconf import OmegaConf
 
     from peftbench.report.baselines import KNOWN_DEV, baseline
 
     cfg = OmegaConf.to_container(task_cfg(task, SHARED_DATA), resolve=True)  # its dev.tsv, else the official counts
-    return baseline({"config": cfg, "primary_metric": "accuracy", "eval_examples": sum(KNOWN_DEV[task])})
+    return baseline({"config": cfg, "primary_metric": metric_of(task),
+                     "eval_examples": sum(KNOWN_DEV.get(task, ()))})
 
 
 def comparisons(jobs: list[dict], runners: list[str], methods: list[str], floor: float) -> list[dict]:
@@ -88,7 +97,7 @@ def comparisons(jobs: list[dict], runners: list[str], methods: list[str], floor:
 
     acc = {(j["runner"], j["method"]): {} for j in jobs}
     for j in jobs:
-        acc[j["runner"], j["method"]][j["seed"]] = j["accuracy"]
+        acc[j["runner"], j["method"]][j["seed"]] = score(j)
     pb, tr = [r for r in runners if r.startswith("pb_")], [r for r in runners if r.startswith("trainer")]
     pairs = [(a, b) for a in pb for b in tr] + [(a, b) for a, b in [("pb_grouped", "pb_plain"),
                                                                      ("trainer_grouped", "trainer")]
@@ -108,15 +117,21 @@ def comparisons(jobs: list[dict], runners: list[str], methods: list[str], floor:
     return out
 
 
-def tables(jobs: list[dict], comps: list[dict], runners: list[str], methods: list[str], floor: float) -> str:
+def score(job: dict) -> float:
+    """A job's judged score; jobs written before CoLA/STS-B joined hold accuracy alone."""
+    return job.get("score", job.get("accuracy"))
+
+
+def tables(jobs: list[dict], comps: list[dict], runners: list[str], methods: list[str], floor: float,
+           metric: str = "accuracy") -> str:
     from peftbench.report.cells import CLEAR, FLAG
     from peftbench.report.stats import mean_std
 
-    lines = ["| method | " + " | ".join(f"{r} accuracy" for r in runners) + " |", "|---|" + "---:|" * len(runners)]
+    lines = ["| method | " + " | ".join(f"{r} {metric}" for r in runners) + " |", "|---|" + "---:|" * len(runners)]
     for m in methods:
         cells = []
         for r in runners:
-            vals = [j["accuracy"] for j in jobs if j["runner"] == r and j["method"] == m]
+            vals = [score(j) for j in jobs if j["runner"] == r and j["method"] == m]
             if not vals:
                 cells.append("—")  # this runner did not run this method
                 continue
@@ -125,8 +140,8 @@ def tables(jobs: list[dict], comps: list[dict], runners: list[str], methods: lis
             count = f"n={n}" + (f", {flat} {FLAG}" if flat else "")
             cells.append(f"{mean:.2f} ± {sd:.2f} ({count})" if sd is not None else f"{mean:.2f} ({count})")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    lines += ["", f"{FLAG}: runs that learned nothing (dev accuracy under the majority class's {floor - CLEAR:.2f} + "
-              f"{CLEAR:g}).", "", "| method | difference (A − B) | mean | 95% interval | half-width | n | verdict | "
+    base = "the majority class's" if metric == "accuracy" else "a constant prediction's"
+    lines += ["", f"{FLAG}: runs that learned nothing (dev {metric} under {base} {floor - CLEAR:.2f} + {CLEAR:g}).", "", "| method | difference (A − B) | mean | 95% interval | half-width | n | verdict | "
               f"target met | {FLAG} A / B (Fisher p) |", "|---|---|---:|---:|---:|---:|---|---|---:|"]
     for c in comps:
         ci = f"[{c['low']:+.2f}, {c['high']:+.2f}]" if c["half"] is not None else "—"
@@ -139,7 +154,8 @@ def tables(jobs: list[dict], comps: list[dict], runners: list[str], methods: lis
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--task", default="sst2", choices=["sst2", "mrpc", "rte"])
+    p.add_argument("--task", default="sst2", choices=["sst2", "mrpc", "rte", "cola", "stsb"],
+                   help="judged on accuracy; CoLA on MCC, STS-B on Pearson")
     p.add_argument("--rows", type=int, default=2000, help="first N training rows; 0 = all (default 2000)")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--seeds", type=int, default=25, help="seeds 1..N (default 25); raise it later to add seeds")
@@ -182,7 +198,8 @@ def main(argv: list[str] | None = None) -> None:
                 else:
                     t0 = time.perf_counter()
                     res = spawn(JOB_SCRIPT, spec, jobs_dir / f"{name}.log", str(REPO / "src"))
-                    print(f"[{time.perf_counter() - t0:6.1f}s] {name}: accuracy {res['accuracy']:.2f}", flush=True)
+                    print(f"[{time.perf_counter() - t0:6.1f}s] {name}: {res.get('metric', 'accuracy')} "
+                          f"{score(res):.2f}", flush=True)
                 jobs.append({"runner": r, "method": m, "seed": seed, **res})
     return write_tables(args, jobs, lrs, t_all)
 
@@ -204,9 +221,10 @@ def write_tables(args: argparse.Namespace, jobs: list[dict], lrs: dict, t_all: f
 
     floor = majority(args.task) + CLEAR
     comps = comparisons(jobs, args.runners, args.methods, floor)
-    md = tables(jobs, comps, args.runners, args.methods, floor)
-    setup = {"task": args.task, "rows": args.rows, "epochs": args.epochs, "seeds": args.seeds, "lrs": lrs,
-             "majority_accuracy": round(floor - CLEAR, 4), "learned_nothing_below": round(floor, 4),
+    metric = metric_of(args.task)
+    md = tables(jobs, comps, args.runners, args.methods, floor, metric)
+    setup = {"task": args.task, "metric": metric, "rows": args.rows, "epochs": args.epochs, "seeds": args.seeds, "lrs": lrs,
+             "trivial_score": round(floor - CLEAR, 4), "learned_nothing_below": round(floor, 4),
              "batch_size": BATCH, "runners": args.runners, "threads": args.threads, "report_only": args.report,
              "seeds_per_cell": {f"{m}/{r}": sum(j["method"] == m and j["runner"] == r for j in jobs)
                                 for m in args.methods for r in args.runners},
@@ -214,7 +232,7 @@ def write_tables(args: argparse.Namespace, jobs: list[dict], lrs: dict, t_all: f
     (args.out / "results.json").write_text(json.dumps({"setup": setup, "jobs": jobs, "comparisons": comps}, indent=2))
     which = ("seeds: n per cell below (every job in OUT/jobs)" if args.report else f"seeds 1-{args.seeds}")
     head = (f"`{setup['command']}`: MiniLM, {args.task} first {args.rows or 'all'} training rows, {args.epochs} "
-            f"epoch(s), dev accuracy (%), {which}; differences paired by seed, 95% t-interval.")
+            f"epoch(s), dev {metric} (x100), {which}; differences paired by seed, 95% t-interval.")
     (args.out / "results.md").write_text(f"{head}\n\n{md}\n")
     print(md)
     print(f"wrote {args.out / 'results.json'} and {args.out / 'results.md'}")

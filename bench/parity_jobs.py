@@ -39,8 +39,8 @@ def run_peftbench(spec: dict) -> dict:
     rec = train(cfg)
     for f in Path(spec["out"]).glob("delta.*"):  # full FT's delta is the whole model (~90 MB) x seeds x orders
         f.unlink()
-    return {"accuracy": rec["metrics"]["accuracy"], "f1": rec["metrics"]["f1"], "train_time_s": rec["train_time_s"],
-            "steps": rec["train_steps"]}
+    return {**rec["metrics"], "score": rec["metrics"][rec["primary_metric"]], "metric": rec["primary_metric"],
+            "train_time_s": rec["train_time_s"], "steps": rec["train_steps"]}
 
 
 def run_trainer(spec: dict) -> dict:
@@ -60,11 +60,13 @@ def run_trainer(spec: dict) -> dict:
 
     def encode(split: str) -> Dataset:  # as peftbench's tasks/glue.py: truncate to max_length, no padding
         texts, labels = read_split(cfg, split)
+        labels = [float(y) for y in labels] if cfg.task.get("problem") == "regression" else labels
         return Dataset.from_dict({**tok(*texts, truncation=True, max_length=cfg.task.max_length), "labels": labels})
 
     train_ds, dev_ds = encode("train"), encode("dev")
     set_seed(spec["seed"])  # the head's init
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(cfg.task.labels))
+    reg = cfg.task.get("problem") == "regression"  # STS-B: one output, MSE loss (transformers picks it for 1 label)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1 if reg else len(cfg.task.labels))
     if spec["method"] == "bitfit":  # every bias + the classifier head, as methods/bitfit.py with biases: all
         for name, p in model.named_parameters():
             p.requires_grad = name.endswith(".bias") or name.startswith("classifier.")
@@ -86,12 +88,24 @@ def run_trainer(spec: dict) -> dict:
     # with group_by_length, transformers 5.24 also length-groups (and shuffles) the eval rows: score predictions
     # against the label_ids returned beside them, never against the dataset's order
     out = trainer.predict(dev_ds)
-    preds, labels = np.asarray(out.predictions).argmax(-1), np.asarray(out.label_ids)
-    from torchmetrics.functional.classification import binary_f1_score
+    res = trainer_metrics(np.asarray(out.predictions), np.asarray(out.label_ids), reg)
+    return {**res, "score": res[cfg.task.metric], "metric": cfg.task.metric, "train_time_s": metrics["train_runtime"],
+            "steps": steps}
 
-    f1 = binary_f1_score(torch.from_numpy(preds), torch.from_numpy(labels)).item() if len(cfg.task.labels) == 2 else 0
-    return {"accuracy": round(100 * float((preds == labels).mean()), 4), "f1": round(100 * f1, 4),
-            "train_time_s": metrics["train_runtime"], "steps": steps}
+
+def trainer_metrics(predictions, labels, regression: bool) -> dict:
+    """Trainer's side scored by the field's own libraries (scipy, sklearn), in percent like peftbench's records:
+    accuracy, binary F1 and MCC of the argmax; Pearson and Spearman of a regression's one output."""
+    from scipy.stats import pearsonr, spearmanr
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+    if regression:
+        preds = predictions.reshape(len(labels), -1)[:, 0]
+        return {"pearson": round(100 * float(pearsonr(preds, labels)[0]), 4),
+                "spearman": round(100 * float(spearmanr(preds, labels)[0]), 4)}
+    preds = predictions.argmax(-1)
+    return {"accuracy": round(100 * accuracy_score(labels, preds), 4), "f1": round(100 * f1_score(labels, preds), 4),
+            "mcc": round(100 * matthews_corrcoef(labels, preds), 4)}
 
 
 def main(argv: list[str] | None = None) -> None:

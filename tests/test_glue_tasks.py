@@ -133,6 +133,25 @@ def test_a_tiny_run_on_each_task_records_its_metrics(data_dir, tmp_path, task):
     assert meta["num_labels"] == {"stsb": 1, "mnli": 3}.get(task, 2)
 
 
+@pytest.mark.parametrize("task", ["cola", "stsb"])
+def test_saved_predictions_give_the_recorded_metrics_by_sklearn_and_scipy(data_dir, tmp_path, task):
+    from sklearn.metrics import matthews_corrcoef
+
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "max_steps=6", f"task={task}", f"data_dir={data_dir}", f"out={out}"]) == 0
+    rec = json.loads((out / "result.json").read_text())
+    saved = json.loads((out / "predictions.json").read_text())
+    _, labels = glue.read_split(load_config([f"task={task}", f"data_dir={data_dir}"]), "dev")
+    assert (saved["split"], saved["regression"], len(saved["predictions"])) == ("dev", task == "stsb", len(labels))
+    if task == "cola":
+        assert rec["metrics"]["mcc"] == pytest.approx(100 * matthews_corrcoef(labels, saved["predictions"]), abs=1e-3)
+    else:
+        assert len(set(saved["predictions"])) > 1  # a constant would make both sides 0 and prove nothing
+        assert rec["metrics"]["pearson"] == pytest.approx(100 * stats.pearsonr(saved["predictions"], labels)[0], abs=1e-3)
+        assert rec["metrics"]["spearman"] == pytest.approx(100 * stats.spearmanr(saved["predictions"], labels)[0],
+                                                           abs=1e-3)
+
+
 def test_baselines_of_the_new_metrics(data_dir, tmp_path):
     from peftbench.report.baselines import baseline
 

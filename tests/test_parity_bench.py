@@ -58,7 +58,7 @@ def test_report_counts_runs_that_learned_nothing_and_tests_the_counts(parity, tm
     write_jobs(tmp_path, "lora", "trainer_grouped", [50.92, 51.9, 79.0, 51.95])  # 51.95 clears 51.92: it learned
     parity.main(["--report", "--methods", "lora", "--runners", "pb_grouped", "trainer_grouped", "--out", str(tmp_path)])
     res = json.loads((tmp_path / "results.json").read_text())
-    assert res["setup"]["majority_accuracy"] == pytest.approx(100 * 444 / 872, abs=1e-4)
+    assert res["setup"]["trivial_score"] == pytest.approx(100 * 444 / 872, abs=1e-4)
     (c,) = res["comparisons"]
     assert c["learned_nothing"] == [0, 2]
     # Fisher, table [[0, 4], [2, 2]]: P(0 of the 2 in A) = C(4,2)/C(8,2) = 6/28, as likely as 2 of 2: p = 12/28
@@ -75,3 +75,32 @@ def test_report_refuses_jobs_of_another_size(parity, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         parity.main(["--report", "--methods", "full", "--runners", "pb_grouped", "--out", str(tmp_path)])
     assert "no sst2 job" in str(exc.value)
+
+
+def test_stsb_is_judged_on_pearson_against_a_constant_predictions_zero(parity, tmp_path):
+    (tmp_path / "jobs").mkdir()
+    for runner, scores in {"pb_plain": [60.0, 0.5, 62.0], "trainer": [61.0, 59.0, 61.0]}.items():
+        for seed, score in enumerate(scores, start=1):  # accuracy is absent: a regression has none
+            rec = {"pearson": score, "spearman": score, "score": score, "metric": "pearson", "steps": 125}
+            (tmp_path / "jobs" / f"stsb-full-{runner}-s{seed}.json").write_text(json.dumps(rec))
+    parity.main(["--report", "--task", "stsb", "--methods", "full", "--runners", "pb_plain", "trainer",
+                 "--out", str(tmp_path)])
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert (res["setup"]["metric"], res["setup"]["trivial_score"]) == ("pearson", 0.0)
+    (c,) = res["comparisons"]
+    assert c["learned_nothing"] == [1, 0] and c["delta"] == pytest.approx((-1 - 58.5 + 1) / 3)
+    md = (tmp_path / "results.md").read_text()
+    assert "| method | pb_plain pearson | trainer pearson |" in md and "dev pearson (x100)" in md
+
+
+def test_trainer_side_is_scored_by_sklearn_and_scipy_on_hand_computed_cases(parity):
+    import numpy as np
+    from parity_jobs import trainer_metrics
+
+    # preds 1,1,0,0 against labels 1,0,0,0: TP 1, FP 1, TN 2, FN 0 -> MCC = (1*2 - 1*0) / sqrt(2*1*3*2) = 1/sqrt(3)
+    logits = np.array([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])
+    got = trainer_metrics(logits, np.array([1, 0, 0, 0]), regression=False)
+    assert got == {"accuracy": 75.0, "f1": pytest.approx(200 / 3, abs=1e-4), "mcc": pytest.approx(100 / 3**0.5, abs=1e-4)}
+    # outputs 1,2,3 against 1,3,2: deviations (-1,0,1) and (-1,1,0), sum of products 1 over sqrt(2 x 2) -> r = 0.5
+    got = trainer_metrics(np.array([[1.0], [2.0], [3.0]]), np.array([1.0, 3.0, 2.0]), regression=True)
+    assert got == {"pearson": pytest.approx(50.0), "spearman": pytest.approx(50.0)}

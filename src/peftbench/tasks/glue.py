@@ -125,7 +125,8 @@ def load(cfg: DictConfig, tokenizer):
     train_texts = [[t[i] for i in keep] for t in train_texts]
     train_labels = [train_labels[i] for i in keep]
     return encoded(cfg, tokenizer, train_texts, train_labels, eval_texts, eval_labels, sizes,
-                   {"holdout": desc, "train_ids": keep, "holdout_ids": held})
+                   {"holdout": desc, "train_ids": keep, "holdout_ids": held,
+                    "split": "holdout" if cfg.get("eval_split") == "holdout" else "dev"})
 
 
 def encoded(cfg: DictConfig, tokenizer, train_texts, train_labels, eval_texts, eval_labels, sizes, meta=None):
@@ -191,3 +192,16 @@ def score(data, outputs: dict[str, list[np.ndarray]]) -> tuple[dict[str, float],
         for name in names:
             metrics[name + suffix] = metric(name, p, t, data.num_labels)
     return metrics, preds.tolist()
+
+
+def write_predictions(out: Path, data, predictions: list) -> None:
+    """predictions.json: the scored split's predictions in file order (dev; the holdout in selection runs), so any
+    metric can be recomputed from the run folder with the split's labels, e.g. sklearn's MCC or scipy's Pearson.
+    Classification: class indices into `task.labels`; regression: the head's float outputs."""
+    from ..record import write_json_atomic
+
+    reg, split = data.meta.get("regression", False), data.meta.get("split", "dev")
+    rows = [int(i) for i in data.meta["holdout_ids"]] if split == "holdout" else None  # training-file positions
+    write_json_atomic(Path(out) / "predictions.json",
+                      {"split": split, "regression": reg, "rows": rows,
+                       "predictions": [float(p) for p in predictions] if reg else [int(p) for p in predictions]})
