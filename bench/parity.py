@@ -52,15 +52,21 @@ JOB_SCRIPT = str(Path(__file__).with_name("parity_jobs.py"))
 
 # ---- the driver ----
 
-def make_data_dir(task: str, rows: int, root: Path) -> Path:
-    """A data_dir whose task train.tsv holds the first `rows` rows (0: all); dev.tsv is the real one (a link)."""
+def make_data_dir(task: str, rows: int, root: Path, draw: int | None = None) -> Path:
+    """A data_dir whose task train.tsv holds the first `rows` rows (0: all), or with `draw` the rows peftbench's
+    `train_size=rows data_seed=draw` trains on (tasks.subset_indices), in file order; dev.tsv is the real one."""
+    from peftbench.tasks import subset_indices
+
     src = SHARED_DATA / task_cfg(task, SHARED_DATA).task.dir
     lines = (src / "train.tsv").read_text(encoding="utf-8-sig").splitlines(keepends=True)
-    if rows > len(lines) - 1:
-        sys.exit(f"--rows {rows} is above the {len(lines) - 1} {task} training rows")
+    head = 0 if task == "cola" else 1  # CoLA's files have no header line
+    if rows > len(lines) - head:
+        sys.exit(f"--rows {rows} is above the {len(lines) - head} {task} training rows")
+    body = lines[head:]
+    body = [body[i] for i in subset_indices(len(body), rows, draw)] if draw is not None else body[: rows or None]
     dst = root / src.relative_to(SHARED_DATA)
     dst.mkdir(parents=True, exist_ok=True)
-    (dst / "train.tsv").write_text("".join(lines[: rows + 1] if rows else lines), encoding="utf-8")
+    (dst / "train.tsv").write_text("".join(lines[:head] + body), encoding="utf-8")
     if not (dst / "dev.tsv").exists():
         (dst / "dev.tsv").symlink_to(src / "dev.tsv")
     return root
@@ -157,6 +163,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--task", default="sst2", choices=["sst2", "mrpc", "rte", "cola", "stsb"],
                    help="judged on accuracy; CoLA on MCC, STS-B on Pearson")
     p.add_argument("--rows", type=int, default=2000, help="first N training rows; 0 = all (default 2000)")
+    p.add_argument("--draw", type=int, metavar="DATA_SEED",
+                   help="train on the --rows rows peftbench's train_size draws with this data_seed, not the first ones")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--seeds", type=int, default=25, help="seeds 1..N (default 25); raise it later to add seeds")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=METHODS)
@@ -185,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
                      f"pass the --rows/--epochs its jobs ran with, or another --out")
         return write_tables(args, jobs, lrs, t_all)
     jobs_dir.mkdir(parents=True, exist_ok=True)
-    data_dir = make_data_dir(args.task, args.rows, args.out / "data")
+    data_dir = make_data_dir(args.task, args.rows, args.out / "data", args.draw)
     for seed in range(1, args.seeds + 1):  # seed outermost, runners alternating: machine noise hits all alike
         for m in args.methods:
             for r in args.runners:
@@ -223,7 +231,8 @@ def write_tables(args: argparse.Namespace, jobs: list[dict], lrs: dict, t_all: f
     comps = comparisons(jobs, args.runners, args.methods, floor)
     metric = metric_of(args.task)
     md = tables(jobs, comps, args.runners, args.methods, floor, metric)
-    setup = {"task": args.task, "metric": metric, "rows": args.rows, "epochs": args.epochs, "seeds": args.seeds, "lrs": lrs,
+    setup = {"task": args.task, "metric": metric, "rows": args.rows, "draw": args.draw, "epochs": args.epochs,
+             "seeds": args.seeds, "lrs": lrs,
              "trivial_score": round(floor - CLEAR, 4), "learned_nothing_below": round(floor, 4),
              "batch_size": BATCH, "runners": args.runners, "threads": args.threads, "report_only": args.report,
              "seeds_per_cell": {f"{m}/{r}": sum(j["method"] == m and j["runner"] == r for j in jobs)
@@ -231,7 +240,9 @@ def write_tables(args: argparse.Namespace, jobs: list[dict], lrs: dict, t_all: f
              "command": " ".join([Path(sys.executable).name, *sys.argv]), "wall_s": round(time.perf_counter() - t_all)}
     (args.out / "results.json").write_text(json.dumps({"setup": setup, "jobs": jobs, "comparisons": comps}, indent=2))
     which = ("seeds: n per cell below (every job in OUT/jobs)" if args.report else f"seeds 1-{args.seeds}")
-    head = (f"`{setup['command']}`: MiniLM, {args.task} first {args.rows or 'all'} training rows, {args.epochs} "
+    which_rows = (f"the {args.rows} training rows of train_size={args.rows} data_seed={args.draw}"
+                  if args.draw is not None else f"first {args.rows or 'all'} training rows")
+    head = (f"`{setup['command']}`: MiniLM, {args.task} {which_rows}, {args.epochs} "
             f"epoch(s), dev {metric} (x100), {which}; differences paired by seed, 95% t-interval.")
     (args.out / "results.md").write_text(f"{head}\n\n{md}\n")
     print(md)

@@ -152,6 +152,18 @@ def test_saved_predictions_give_the_recorded_metrics_by_sklearn_and_scipy(data_d
                                                            abs=1e-3)
 
 
+@pytest.mark.parametrize("head_bias", ["zero", "mean"])
+def test_a_regression_head_starts_at_zero_or_at_the_training_targets_mean(data_dir, tmp_path, head_bias):
+    out = tmp_path / head_bias  # one step at a vanishing rate: the predictions are the head's starting point
+    assert main(["train", *TINY, "max_steps=1", "lr=1e-12", "task=stsb", f"task.head_bias={head_bias}",
+                 f"data_dir={data_dir}", f"out={out}"]) == 0
+    preds = json.loads((out / "predictions.json").read_text())["predictions"]
+    _, targets = glue.read_split(load_config(["task=stsb", f"data_dir={data_dir}"]), "train")
+    start = float(np.mean(targets)) if head_bias == "mean" else 0.0
+    assert np.mean(targets) > 1.0  # the fixture's targets are far from 0, so the two cases differ
+    assert all(abs(p - start) < 0.5 for p in preds)  # the tiny head's weights add only a little around its bias
+
+
 def test_baselines_of_the_new_metrics(data_dir, tmp_path):
     from peftbench.report.baselines import baseline
 

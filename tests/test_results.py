@@ -3,6 +3,7 @@ has the identity today's config gives it, so `peftbench study PRESET` skips it i
 
 from __future__ import annotations
 
+import contextlib
 from functools import cache
 from pathlib import Path
 
@@ -14,17 +15,18 @@ from peftbench.study import load_study, plan
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 PRESETS = ["all_minilm", "glue_minilm", "prompt_minilm", "prompt_residual_minilm", "scaling_minilm",
-           "methods2026_minilm"]  # the studies whose out is under results/
+           "methods2026_minilm", "protocol_minilm"]  # the studies whose out is under results/
 
 
 @cache
 def plans() -> dict[str, dict[Path, list[str]]]:
     """Each preset's runs: folder -> overrides."""
     out = {}
-    for name in PRESETS:
-        study = load_study(name)
-        assert Path(study.out).parts[0] == "results", f"{name}: out={study.out} is not under results/"
-        out[name] = {RESULTS.parent / folder: over for folder, over in plan(study)}
+    with contextlib.chdir(RESULTS.parent):  # protocol_minilm's plan is read off its completed runs, by relative paths
+        for name in PRESETS:
+            study = load_study(name)
+            assert Path(study.out).parts[0] == "results", f"{name}: out={study.out} is not under results/"
+            out[name] = {RESULTS.parent / folder: over for folder, over in plan(study)}
     return out
 
 
@@ -41,7 +43,18 @@ def test_presets_write_under_results() -> None:
     shared = p["all_minilm"].keys() & p["glue_minilm"].keys()
     assert len(shared) == (5 + 1 + 1) * 2 * 2  # (MiniLM rates + BitFit 1e-3 + prompt 3e-3) x tasks x seeds 1-2
     assert all(p["all_minilm"][f][1:] == p["glue_minilm"][f][1:] for f in shared)  # [0] is the W&B group
-    assert len(planned()) == 90 + 64 - len(shared) + 6 + 18 + 16 + 18  # methods2026_minilm: 17 methods + a 2nd rate
+    # methods2026_minilm: 17 methods + a 2nd rate; protocol_minilm: as many as its completed runs imply
+    assert len(planned()) == 90 + 64 - len(shared) + 6 + 18 + 16 + 18 + len(p["protocol_minilm"])
+
+
+def test_the_committed_protocol_study_is_complete() -> None:
+    """Every run protocol_minilm's plan names is committed: its 5 tasks x 7 methods x 4 trials, then each method's
+    final seeds (3 or 4, seeds=auto), so `peftbench study protocol_minilm` trains nothing in a clone."""
+    runs = plans()["protocol_minilm"]
+    assert sum(f.parts[-3] == "select" for f in runs) == 5 * 7 * 4
+    finals = [f for f in runs if f.parts[-2] == "final"]
+    assert 5 * 7 * 3 <= len(finals) <= 5 * 7 * 4
+    assert [f for f in runs if not (f / "result.json").is_file()] == []
 
 
 @pytest.mark.skipif(not COMMITTED, reason="no committed results")

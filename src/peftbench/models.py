@@ -246,3 +246,23 @@ def load_model(model_cfg: DictConfig, head: str, num_labels: int = 2, random_ini
     path = resolve_path(model_cfg)
     with hub_errors(model_cfg, "weights"):
         return _from_pretrained(auto, path, use_safetensors=True, **kwargs)
+
+
+def start_at(model: PreTrainedModel, value: float) -> None:
+    """Start a one-output (regression) head at `value`, the training targets' mean, instead of HF's bias 0.
+
+    The last `Linear` with one output is the regression output in every family's head (BERT's classifier, RoBERTa's
+    out_proj, ...). Starting at 0 against STS-B's 0..5 targets, the first steps' largest gradient only moves the
+    output's level, through the whole encoder under full fine-tuning; how much that costs the features depends on
+    the seed (docs/results-parity.md#sts-b).
+    """
+    import torch
+
+    out = next((m for m in reversed(list(model.modules())) if isinstance(m, torch.nn.Linear) and m.out_features == 1),
+               None)
+    if out is None or out.bias is None:
+        raise UserError("task.head_bias=mean: the model's head has no one-output Linear with a bias to start at the "
+                        "mean; use task.head_bias=zero")
+    with torch.no_grad():
+        out.bias.fill_(value)
+

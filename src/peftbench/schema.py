@@ -163,6 +163,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "task.hub": spec("str|list", nullable=True),
     "task.metrics": spec(LIST, choices=["accuracy", "f1", "mcc", "pearson", "spearman"], nullable=True),
     "task.problem": spec(STR, choices=["auto", "classification", "regression"]),
+    "task.head_bias": spec(STR, choices=["zero", "mean"], nullable=True),  # regression: the output's starting bias
     "task.labels": spec(LIST, empty=True, nullable=True),  # [] for a regression; null: the training data's
     "task.label_names": spec(LIST, empty=True, nullable=True),
     "task.data_dir": spec(STR, nullable=True),

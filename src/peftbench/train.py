@@ -27,7 +27,7 @@ from .delta import base_fingerprint, save_delta
 from .errors import UserError
 from .methods import apply_method, step_hook
 from .methods import param_groups as method_groups
-from .models import load_model, load_tokenizer
+from .models import load_model, load_tokenizer, start_at
 from .predict import evaluate
 from .record import new_record, write_json_atomic
 from .rundir import claim
@@ -139,6 +139,8 @@ def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker, s
     for note in data.notes:
         log.info(note)
     model = load_model(cfg.model, task.HEAD, data.num_labels)
+    if data.meta.get("regression") and cfg.task.get("head_bias") == "mean":
+        start_at(model, float(np.mean(data.train.columns["labels"])))
     base_total = sum(p.numel() for p in model.parameters())
     fingerprint = base_fingerprint(model)
     # the base side of the forgetting measure, before the method touches the model (it leaves the RNG as it was)
