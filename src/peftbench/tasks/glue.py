@@ -162,6 +162,8 @@ def metric(name: str, preds, target, k: int) -> float:
         value = binary_f1_score(preds, target) if k == 2 else multiclass_f1_score(preds, target, num_classes=k,
                                                                                   average="macro")
     elif name == "mcc":
+        if bool((preds == preds[0]).all()) or bool((target == target[0]).all()):
+            return 0.0  # one class only: MCC is 0 (sklearn); torchmetrics' epsilon terms give e.g. 2.56 on CoLA's dev
         value = matthews_corrcoef(preds, target, task="binary" if k == 2 else "multiclass", num_classes=k)
     elif name in ("pearson", "spearman"):
         if len(preds) < 2 or bool((preds == preds[0]).all()) or bool((target == target[0]).all()):
