@@ -91,8 +91,9 @@ def test_mcc_matches_the_hand_computed_value_and_scipy():
     metrics, _ = scored("cola", [[0, 1] if p else [1, 0] for p in preds], labels)
     assert metrics == {"mcc": pytest.approx(100 / 3, abs=1e-3)}
     assert metrics["mcc"] == pytest.approx(100 * stats.pearsonr(labels, preds)[0], abs=1e-3)  # MCC = phi
-    constant, _ = scored("cola", [[1, 0]] * 6, labels)
-    assert constant == {"mcc": 0.0}  # the trivial baseline scores 0
+    for logit in ([1, 0], [0, 1]):  # the trivial baseline scores 0 either way, as in sklearn; torchmetrics' epsilon
+        constant, _ = scored("cola", [logit] * 6, labels)  # terms made an all-1 prediction score 2.56 on CoLA's dev
+        assert constant == {"mcc": 0.0}
 
 
 def test_pearson_and_spearman_match_scipy():
