@@ -147,7 +147,8 @@ def tables(jobs: list[dict], comps: list[dict], runners: list[str], methods: lis
             cells.append(f"{mean:.2f} ± {sd:.2f} ({count})" if sd is not None else f"{mean:.2f} ({count})")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     base = "the majority class's" if metric == "accuracy" else "a constant prediction's"
-    lines += ["", f"{FLAG}: runs that learned nothing (dev {metric} under {base} {floor - CLEAR:.2f} + {CLEAR:g}).", "", "| method | difference (A − B) | mean | 95% interval | half-width | n | verdict | "
+    lines += ["", f"{FLAG}: runs that learned nothing (dev {metric} under {base} {floor - CLEAR:.2f} + {CLEAR:g}).",
+              "", "| method | difference (A − B) | mean | 95% interval | half-width | n | verdict | "
               f"target met | {FLAG} A / B (Fisher p) |", "|---|---|---:|---:|---:|---:|---|---|---:|"]
     for c in comps:
         ci = f"[{c['low']:+.2f}, {c['high']:+.2f}]" if c["half"] is not None else "—"
@@ -165,6 +166,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rows", type=int, default=2000, help="first N training rows; 0 = all (default 2000)")
     p.add_argument("--draw", type=int, metavar="DATA_SEED",
                    help="train on the --rows rows peftbench's train_size draws with this data_seed, not the first ones")
+    p.add_argument("--head-bias", choices=["zero", "mean"], default="zero",
+                   help="STS-B: both tools' regression output starts at 0 (transformers') or at the targets' mean "
+                        "(peftbench's default, task.head_bias); job files do not say which: give each its own --out")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--seeds", type=int, default=25, help="seeds 1..N (default 25); raise it later to add seeds")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=METHODS)
@@ -200,7 +204,8 @@ def main(argv: list[str] | None = None) -> None:
                 name = f"{args.task}-{m}-{r}-s{seed}"
                 spec = {"runner": r, "method": m, "task": args.task, "seed": seed, "lr": lrs[m], "epochs": args.epochs,
                         "data_dir": str(data_dir), "out": str(args.out / "runs" / name),
-                        "result": str(jobs_dir / f"{name}.json"), "threads": args.threads}
+                        "result": str(jobs_dir / f"{name}.json"), "threads": args.threads,
+                        "head_bias": args.head_bias}
                 if Path(spec["result"]).is_file():
                     res = json.loads(Path(spec["result"]).read_text())
                 else:
@@ -231,8 +236,8 @@ def write_tables(args: argparse.Namespace, jobs: list[dict], lrs: dict, t_all: f
     comps = comparisons(jobs, args.runners, args.methods, floor)
     metric = metric_of(args.task)
     md = tables(jobs, comps, args.runners, args.methods, floor, metric)
-    setup = {"task": args.task, "metric": metric, "rows": args.rows, "draw": args.draw, "epochs": args.epochs,
-             "seeds": args.seeds, "lrs": lrs,
+    setup = {"task": args.task, "metric": metric, "rows": args.rows, "draw": args.draw, "head_bias": args.head_bias,
+             "epochs": args.epochs, "seeds": args.seeds, "lrs": lrs,
              "trivial_score": round(floor - CLEAR, 4), "learned_nothing_below": round(floor, 4),
              "batch_size": BATCH, "runners": args.runners, "threads": args.threads, "report_only": args.report,
              "seeds_per_cell": {f"{m}/{r}": sum(j["method"] == m and j["runner"] == r for j in jobs)

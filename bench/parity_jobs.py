@@ -35,7 +35,8 @@ def run_peftbench(spec: dict) -> dict:
                        f"lr={spec['lr']}", f"epochs={spec['epochs']}", f"batch_size={BATCH}",
                        f"eval_batch_size={EVAL_BATCH}", f"seed={spec['seed']}", f"weight_decay={WEIGHT_DECAY}",
                        f"warmup_ratio={WARMUP}", f"group_by_length={spec['runner'] == 'pb_grouped'}",
-                       f"out={spec['out']}", "tracking.mode=disabled", "checkpoint_every=null"])
+                       f"out={spec['out']}", "tracking.mode=disabled", "checkpoint_every=null",
+                       *([f"task.head_bias={spec.get('head_bias', 'zero')}"] if spec["task"] == "stsb" else [])])
     rec = train(cfg)
     for f in Path(spec["out"]).glob("delta.*"):  # full FT's delta is the whole model (~90 MB) x seeds x orders
         f.unlink()
@@ -67,6 +68,10 @@ def run_trainer(spec: dict) -> dict:
     set_seed(spec["seed"])  # the head's init
     reg = cfg.task.get("problem") == "regression"  # STS-B: one output, MSE loss (transformers picks it for 1 label)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1 if reg else len(cfg.task.labels))
+    if reg and spec.get("head_bias", "zero") == "mean":  # peftbench's STS-B default, given to Trainer's model too
+        from peftbench.models import start_at
+
+        start_at(model, float(np.mean(train_ds["labels"])))
     if spec["method"] == "bitfit":  # every bias + the classifier head, as methods/bitfit.py with biases: all
         for name, p in model.named_parameters():
             p.requires_grad = name.endswith(".bias") or name.startswith("classifier.")
