@@ -178,6 +178,7 @@ def test_baselines_of_the_new_metrics(data_dir, tmp_path):
     assert baseline(rec("mnli", "accuracy", 15)) == pytest.approx(100 * 3 / 9)  # matched dev: 3 of each class
     assert baseline(rec("mnli", "accuracy_mm", 15)) == pytest.approx(100 * 2 / 6)
     assert baseline(rec("qnli", "accuracy", 10)) == 50.0
+    assert baseline({**rec("qnli", "accuracy", 10), "eval_split": "holdout"}) is None  # not dev's yardstick
     assert baseline(rec("qqp", "f1", 10)) == pytest.approx(100 * 2 * 0.5 / 1.5)  # predict 1 everywhere
 
 

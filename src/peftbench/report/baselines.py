@@ -41,6 +41,8 @@ def baseline(rec: dict[str, Any], metric: str | None = None) -> float | None:
     SQuAD: the first sentence of the context as the answer (squad.first_sentence_predictions).
     """
     kind, metric = rec["config"].get("task", {}).get("kind"), metric or rec.get("primary_metric")
+    if rec.get("eval_split") == "holdout":
+        return None  # scored on rows held out of train: dev's majority class would be the wrong yardstick
     try:
         if kind in ("glue", "classification") and metric in ZERO:
             return 0.0
