@@ -15,7 +15,7 @@ from peftbench.study import load_study, plan
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 PRESETS = ["all_minilm", "glue_minilm", "prompt_minilm", "prompt_residual_minilm", "scaling_minilm",
-           "methods2026_minilm", "protocol_minilm"]  # the studies whose out is under results/
+           "methods2026_minilm", "protocol_minilm", "protocol_minilm_dev"]  # the studies whose out is under results/
 
 
 @cache
@@ -43,8 +43,10 @@ def test_presets_write_under_results() -> None:
     shared = p["all_minilm"].keys() & p["glue_minilm"].keys()
     assert len(shared) == (5 + 1 + 1) * 2 * 2  # (MiniLM rates + BitFit 1e-3 + prompt 3e-3) x tasks x seeds 1-2
     assert all(p["all_minilm"][f][1:] == p["glue_minilm"][f][1:] for f in shared)  # [0] is the W&B group
-    # methods2026_minilm: 17 methods + a 2nd rate; protocol_minilm: as many as its completed runs imply
-    assert len(planned()) == 90 + 64 - len(shared) + 6 + 18 + 16 + 18 + len(p["protocol_minilm"])
+    # methods2026_minilm: 17 methods + a 2nd rate; protocol_minilm: as many as its completed runs imply;
+    # protocol_minilm_dev: its 4 trials x 7 methods x 5 tasks at seed 1
+    assert len(p["protocol_minilm_dev"]) == 4 * 7 * 5
+    assert len(planned()) == 90 + 64 - len(shared) + 6 + 18 + 16 + 18 + len(p["protocol_minilm"]) + 4 * 7 * 5
 
 
 def test_the_committed_protocol_study_is_complete() -> None:
