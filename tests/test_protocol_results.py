@@ -39,6 +39,8 @@ def check(rec: dict, saved: dict, y: list, task: str, where) -> None:
         want = {"mcc": 100 * matthews_corrcoef(y, p)}
     else:
         want = {"pearson": 100 * pearsonr(p, y)[0], "spearman": 100 * spearmanr(p, y)[0]}
+        if len(set(p)) == 1:  # scipy says nan for a constant prediction; peftbench scores it 0, the baseline's score
+            want = {k: 0.0 for k in want}
     assert rec["metrics"] == pytest.approx(want, abs=1e-3), where
 
 
@@ -60,6 +62,7 @@ def runs_of(task: str) -> list[Path]:
 
 
 @pytest.mark.parametrize("task", ["cola", "stsb"])
+@pytest.mark.filterwarnings("ignore::scipy.stats.ConstantInputWarning")
 def test_metrics_equal_sklearn_and_scipy_from_the_saved_predictions(shared_data, task):
     gold = {split: labels(shared_data, task, split) for split in ("dev", "train")}
     checked = {"dev": 0, "holdout": 0}
