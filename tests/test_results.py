@@ -44,9 +44,9 @@ def test_presets_write_under_results() -> None:
     assert len(shared) == (5 + 1 + 1) * 2 * 2  # (MiniLM rates + BitFit 1e-3 + prompt 3e-3) x tasks x seeds 1-2
     assert all(p["all_minilm"][f][1:] == p["glue_minilm"][f][1:] for f in shared)  # [0] is the W&B group
     # methods2026_minilm: 17 methods + a 2nd rate; protocol_minilm: as many as its completed runs imply;
-    # protocol_minilm_dev: its 4 trials x 7 methods x 5 tasks at seed 1
-    assert len(p["protocol_minilm_dev"]) == 4 * 7 * 5
-    assert len(planned()) == 90 + 64 - len(shared) + 6 + 18 + 16 + 18 + len(p["protocol_minilm"]) + 4 * 7 * 5
+    # protocol_minilm_dev: its 4 trials x 7 methods x 3 tasks at seed 1
+    assert len(p["protocol_minilm_dev"]) == 4 * 7 * 3
+    assert len(planned()) == 90 + 64 - len(shared) + 6 + 18 + 16 + 18 + len(p["protocol_minilm"]) + 4 * 7 * 3
 
 
 def test_the_committed_protocol_study_is_complete() -> None:
@@ -57,6 +57,7 @@ def test_the_committed_protocol_study_is_complete() -> None:
     finals = [f for f in runs if f.parts[-2] == "final"]
     assert 5 * 7 * 3 <= len(finals) <= 5 * 7 * 4
     assert [f for f in runs if not (f / "result.json").is_file()] == []
+    assert [f for f in plans()["protocol_minilm_dev"] if not (f / "result.json").is_file()] == []
 
 
 @pytest.mark.skipif(not COMMITTED, reason="no committed results")
