@@ -101,7 +101,7 @@ def test_run_folder_holds_no_pickle(runs):
     _, r = runs
     for run_dir, _, _ in r.values():
         files = sorted(p.name for p in run_dir.rglob("*") if p.is_file())
-        assert files == ["delta.json", "delta.safetensors", "result.json", "train.log"]
+        assert files == ["delta.json", "delta.safetensors", "predictions.json", "result.json", "train.log"]
         for name in files:
             head = (run_dir / name).read_bytes()[:4]
             if name.endswith(".safetensors"):  # starts with its header's length, which may well begin with 0x80
