@@ -112,9 +112,9 @@ def test_resume_refuses_another_config_and_names_the_keys(tmp_path, glue_dir, mo
 def test_overwrite_clears_the_old_runs_files_first(tmp_path, glue_dir, monkeypatch, capsys):
     out = tmp_path / "run"
     interrupted(out, glue_dir, monkeypatch)
-    (out / "predictions.json").write_text("{}")  # as if an older run had left one
+    (out / "traceback.txt").write_text("old")  # as if an older run had failed and left one
     assert train(glue_dir, out, "overwrite=true", "seed=3") == 0
-    assert not (out / "predictions.json").exists() and not (out / checkpoint.FILE).exists()
+    assert not (out / "traceback.txt").exists() and not (out / checkpoint.FILE).exists()
     assert json.loads((out / "result.json").read_text())["run"]["seed"] == 3
 
 
