@@ -44,7 +44,8 @@ def check(rec: dict, saved: dict, y: list, task: str, where) -> None:
     assert rec["metrics"] == pytest.approx(want, abs=1e-3), where
 
 
-@pytest.mark.parametrize("task", ["cola", "stsb"])
+# STS-B only: a 64-row CoLA run predicts one class (MCC 0 either way); the committed CoLA runs are checked below
+@pytest.mark.parametrize("task", ["stsb"])
 def test_a_fresh_minilm_run_on_the_real_files_scores_as_sklearn_and_scipy(shared_data, tmp_path, task):
     from peftbench.config import load_config
     from peftbench.train import train
