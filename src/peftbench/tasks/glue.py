@@ -112,7 +112,8 @@ def load(cfg: DictConfig, tokenizer):
 
     train_texts, train_labels = read_split(cfg, "train")
     keep, held, desc = train_rows(cfg, len(train_labels), train_labels, regression(cfg.task))
-    if cfg.get("eval_split") == "holdout":  # score on the rows held out of train; dev is not read at all
+    on_holdout = cfg.get("eval_split") == "holdout"
+    if on_holdout:  # score on the rows held out of train; dev is not read at all
         eval_texts, eval_labels = [[t[i] for i in held] for t in train_texts], [train_labels[i] for i in held]
         sizes = [("", len(held))]
     else:
@@ -126,7 +127,7 @@ def load(cfg: DictConfig, tokenizer):
     train_labels = [train_labels[i] for i in keep]
     return encoded(cfg, tokenizer, train_texts, train_labels, eval_texts, eval_labels, sizes,
                    {"holdout": desc, "train_ids": keep, "holdout_ids": held,
-                    "split": "holdout" if cfg.get("eval_split") == "holdout" else "dev"})
+                    "split": "holdout" if on_holdout else "dev"})
 
 
 def encoded(cfg: DictConfig, tokenizer, train_texts, train_labels, eval_texts, eval_labels, sizes, meta=None):
@@ -161,13 +162,14 @@ def metric(name: str, preds, target, k: int) -> float:
     elif name == "f1":  # binary: of class 1, as GLUE reports MRPC and QQP; else macro
         value = binary_f1_score(preds, target) if k == 2 else multiclass_f1_score(preds, target, num_classes=k,
                                                                                   average="macro")
+    elif name in ("mcc", "pearson", "spearman") and (len(preds) < 2 or bool((preds == preds[0]).all())
+                                                    or bool((target == target[0]).all())):
+        # a constant has no correlation: 0, the trivial baseline's score (sklearn's MCC; scipy says nan), where
+        # torchmetrics' epsilon terms give e.g. an all-1 CoLA prediction MCC 2.56
+        return 0.0
     elif name == "mcc":
-        if bool((preds == preds[0]).all()) or bool((target == target[0]).all()):
-            return 0.0  # one class only: MCC is 0 (sklearn); torchmetrics' epsilon terms give e.g. 2.56 on CoLA's dev
         value = matthews_corrcoef(preds, target, task="binary" if k == 2 else "multiclass", num_classes=k)
     elif name in ("pearson", "spearman"):
-        if len(preds) < 2 or bool((preds == preds[0]).all()) or bool((target == target[0]).all()):
-            return 0.0  # a constant has no correlation (scipy says nan): scored as the constant baseline, 0
         fn = pearson_corrcoef if name == "pearson" else spearman_corrcoef
         value = fn(preds.double(), target.double())
     else:
