@@ -46,11 +46,11 @@ def main() -> None:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from peftbench.config import load_config
-    from peftbench.export import ONNX_FILE, export_run
+    from peftbench.config.compose import load_config
+    from peftbench.artifacts.export import ONNX_FILE, export_run
     from peftbench.record import read_record
-    from peftbench.tasks.glue import read_tsv
-    from peftbench.train import train
+    from peftbench.data.tasks.glue import read_tsv
+    from peftbench.engine.train import train
 
     work = Path(args.work or tempfile.mkdtemp(prefix="export-bench-"))
     run_dir = work / f"sst2-{args.method}"

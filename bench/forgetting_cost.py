@@ -22,9 +22,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from peftbench import forgetting  # noqa: E402
-from peftbench.config import load_config  # noqa: E402
-from peftbench.models import load_model, load_tokenizer, resolve_path  # noqa: E402
+from peftbench.engine import forgetting  # noqa: E402
+from peftbench.config.compose import load_config  # noqa: E402
+from peftbench.models.load import load_model, load_tokenizer, resolve_path  # noqa: E402
 
 
 def timed(fn):

@@ -55,7 +55,7 @@ JOB_SCRIPT = str(Path(__file__).with_name("parity_jobs.py"))
 def make_data_dir(task: str, rows: int, root: Path, draw: int | None = None) -> Path:
     """A data_dir whose task train.tsv holds the first `rows` rows (0: all), or with `draw` the rows peftbench's
     `train_size=rows data_seed=draw` trains on (tasks.subset_indices), in file order; dev.tsv is the real one."""
-    from peftbench.tasks import subset_indices
+    from peftbench.data.tasks import subset_indices
 
     src = SHARED_DATA / task_cfg(task, SHARED_DATA).task.dir
     lines = (src / "train.tsv").read_text(encoding="utf-8-sig").splitlines(keepends=True)
@@ -99,7 +99,7 @@ def comparisons(jobs: list[dict], runners: list[str], methods: list[str], floor:
     """
     from scipy.stats import fisher_exact
 
-    from peftbench.report.stats import paired
+    from peftbench.stats import paired
 
     acc = {(j["runner"], j["method"]): {} for j in jobs}
     for j in jobs:
@@ -131,7 +131,7 @@ def score(job: dict) -> float:
 def tables(jobs: list[dict], comps: list[dict], runners: list[str], methods: list[str], floor: float,
            metric: str = "accuracy") -> str:
     from peftbench.report.cells import CLEAR, FLAG
-    from peftbench.report.stats import mean_std
+    from peftbench.stats import mean_std
 
     lines = ["| method | " + " | ".join(f"{r} {metric}" for r in runners) + " |", "|---|" + "---:|" * len(runners)]
     for m in methods:

@@ -21,14 +21,14 @@ BATCH, EVAL_BATCH, WARMUP, WEIGHT_DECAY = 16, 64, 0.1, 0.01
 
 
 def task_cfg(task: str, data_dir: Path):
-    from peftbench.config import load_config
+    from peftbench.config.compose import load_config
 
     return load_config(["model=minilm_l6", f"task={task}", f"data_dir={data_dir}", "tracking.mode=disabled"])
 
 
 def run_peftbench(spec: dict) -> dict:
-    from peftbench.config import load_config
-    from peftbench.train import train
+    from peftbench.config.compose import load_config
+    from peftbench.engine.train import train
 
     m = spec["method"]
     cfg = load_config(["model=minilm_l6", f"task={spec['task']}", f"method={m}", f"data_dir={spec['data_dir']}",
@@ -52,8 +52,8 @@ def run_trainer(spec: dict) -> dict:
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
                               TrainingArguments, set_seed)
 
-    from peftbench.models import resolve_path
-    from peftbench.tasks.glue import read_split
+    from peftbench.models.load import resolve_path
+    from peftbench.data.tasks.glue import read_split
 
     cfg = task_cfg(spec["task"], Path(spec["data_dir"]))
     path = resolve_path(cfg.model)  # the installed MiniLM package's folder, as peftbench loads it
@@ -69,7 +69,7 @@ def run_trainer(spec: dict) -> dict:
     reg = cfg.task.get("problem") == "regression"  # STS-B: one output, MSE loss (transformers picks it for 1 label)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1 if reg else len(cfg.task.labels))
     if reg and spec.get("head_bias", "zero") == "mean":  # peftbench's STS-B default, given to Trainer's model too
-        from peftbench.models import start_at
+        from peftbench.models.load import start_at
 
         start_at(model, float(np.mean(train_ds["labels"])))
     if spec["method"] == "bitfit":  # every bias + the classifier head, as methods/bitfit.py with biases: all

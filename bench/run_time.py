@@ -33,13 +33,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from peftbench.config import load_config
-from peftbench.data import total_steps, train_batches
-from peftbench.methods import apply_method
-from peftbench.models import load_model, load_tokenizer
-from peftbench.tasks import TASKS, squad
-from peftbench.predict import predict
-from peftbench.train import param_groups
+from peftbench.config.compose import load_config
+from peftbench.data.batches import total_steps, train_batches
+from peftbench.models.methods import apply_method
+from peftbench.models.load import load_model, load_tokenizer
+from peftbench.data.tasks import TASKS, squad
+from peftbench.engine.predict import predict
+from peftbench.engine.train import param_groups
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("PEFTBENCH_SHARED", REPO.parent / "shared")) / "data"

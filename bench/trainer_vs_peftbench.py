@@ -3,7 +3,7 @@
 The job: MiniLM-L6 (`--model minilm`) or a tiny 2-layer BERT with MiniLM's vocabulary (`--model tiny2`: hidden 32,
 random weights, so the loop's own overhead shows) on the first N SST-2 training rows (default 2,000), one epoch,
 batch 16, seed 42, AdamW with weight decay 0.01 (none on biases/LayerNorm), linear schedule with 10% warmup, grad-norm
-clip 1. Runners: peftbench (`peftbench.train.train`, its defaults: packed dynamic padding, length-grouped batches)
+clip 1. Runners: peftbench (`peftbench.engine.train.train`, its defaults: packed dynamic padding, length-grouped batches)
 and Trainer with dynamic padding (DataCollatorWithPadding), dynamic padding + length grouping (the tuned peer:
 `group_by_length` / `train_sampling_strategy="group_by_length"`), or run_glue's default padding to 128, for full,
 bitfit and lora. Every job runs in its own subprocess (so peak memory is its own) and jobs alternate round after
@@ -55,8 +55,8 @@ def rss(field: str) -> int:
 # ---- one job (runs inside its own subprocess) ----
 
 def run_peftbench(spec: dict) -> dict:
-    from peftbench import cost, train as loop
-    from peftbench.config import load_config
+    from peftbench.engine import cost, train as loop
+    from peftbench.config.compose import load_config
 
     # CPU seconds of the training loop alone: from the Meter's creation (just before the loop) to the final eval
     marks: list[float] = []
@@ -93,7 +93,7 @@ def run_trainer(spec: dict, padding: str) -> dict:
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
                               TrainingArguments, default_data_collator, set_seed)
 
-    from peftbench.tasks.glue import read_tsv
+    from peftbench.data.tasks.glue import read_tsv
 
     method, cuda = spec["method"], spec["device"] == "cuda"
     path, data_dir = spec["model_dir"], Path(spec["data_dir"])

@@ -91,8 +91,8 @@ def hub_glue(root: Path, data_dir: Path) -> Path:
     """`root/glue` in the hub's layout for the six tasks, built from the local fixture TSVs by the local reader."""
     from datasets import ClassLabel, Dataset, Features, Value
 
-    from peftbench.config import load_config
-    from peftbench.tasks import glue
+    from peftbench.config.compose import load_config
+    from peftbench.data.tasks import glue
 
     repo = root / "glue"
     configs = []

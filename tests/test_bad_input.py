@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from peftbench.cli import main
-from peftbench.rundir import LOCK
-from peftbench.tasks.squad import check_answers
+from peftbench.engine.rundir import LOCK
+from peftbench.data.tasks.squad import check_answers
 
 CUDA = torch.cuda.is_available()  # the device cases hold where there is none (CI)
 TINY = ["model=tiny", "max_steps=2", "tracking.mode=disabled", "eval_batch_size=32"]  # + task=rte method=bitfit
@@ -397,8 +397,9 @@ WARN_CASES = [  # (train rows, dev rows, extra overrides, the warning's excerpt)
 
 @pytest.mark.parametrize("train,dev,extra,warning", WARN_CASES, ids=[c[3][:40] for c in WARN_CASES])
 def test_risky_own_data_choices_warn_and_go_on(tmp_path, capsys, train, dev, extra, warning):
-    from peftbench.config import load_config
-    from peftbench.tasks import classification, crosscheck
+    from peftbench.config.compose import load_config
+    from peftbench.config import crosscheck
+    from peftbench.data.tasks import classification
 
     crosscheck._said.clear()  # once per process: this test wants to see each line
     train_file = _table(tmp_path / "train.csv", "sentence,label", train)
@@ -414,7 +415,7 @@ def test_risky_own_data_choices_warn_and_go_on(tmp_path, capsys, train, dev, ext
 def test_risky_qa_choices_warn(capsys):
     from omegaconf import OmegaConf
 
-    from peftbench.tasks import crosscheck
+    from peftbench.config import crosscheck
 
     crosscheck._said.clear()
     dev = [{"answers": ["one two three four"]}, {"answers": ["short"]}]
@@ -427,7 +428,7 @@ def test_risky_qa_choices_warn(capsys):
 
 
 def test_a_warned_run_still_trains_and_logs_the_warning(tmp_path, capsys):
-    from peftbench.tasks import crosscheck
+    from peftbench.config import crosscheck
 
     crosscheck._said.clear()
     data = _table(tmp_path / "train.csv", "sentence,label", [f"t{i},{'ab'[i % 2]}" for i in range(12)])
@@ -441,8 +442,8 @@ def test_a_warned_run_still_trains_and_logs_the_warning(tmp_path, capsys):
 
 def test_the_primary_metric_is_one_that_is_scored(tmp_path):
     """task.metrics=[mcc] alone made accuracy the primary metric, which was then not scored (the verdict: no metric)."""
-    from peftbench.config import load_config
-    from peftbench.tasks import classification
+    from peftbench.config.compose import load_config
+    from peftbench.data.tasks import classification
 
     data = _table(tmp_path / "train.csv", "sentence,label", [f"t{i},{'ab'[i % 2]}" for i in range(40)])
     cfg = load_config(["model=tiny", "task=classification", f"task.train={data}", f"task.dev={data}",

@@ -13,9 +13,9 @@ from safetensors.torch import load_file, save_file
 from transformers import BertConfig, BertModel
 
 from peftbench.cli import main
-from peftbench.config import CONFIG_DIR, group_options
-from peftbench.models import load_model
-from peftbench.runner import verdict
+from peftbench.config.compose import CONFIG_DIR, group_options
+from peftbench.models.load import load_model
+from peftbench.study.runner import verdict
 
 
 def record(metric: str, value: float, data_dir, name: str = "sst2", eval_examples: int = 100, **metrics) -> dict:

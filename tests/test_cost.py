@@ -14,12 +14,12 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from peftbench.cli import main
-from peftbench.config import group_options, load_config
-from peftbench.cost import expected_step_flops
-from peftbench.data import train_batches
-from peftbench.methods import apply_method
-from peftbench.models import load_model, load_tokenizer
-from peftbench.tasks import TASKS
+from peftbench.config.compose import group_options, load_config
+from peftbench.engine.cost import expected_step_flops
+from peftbench.data.batches import train_batches
+from peftbench.models.methods import apply_method
+from peftbench.models.load import load_model, load_tokenizer
+from peftbench.data.tasks import TASKS
 
 from conftest import write_glue
 
@@ -115,7 +115,7 @@ def test_step_flops_match_a_recount_and_the_analytic_count(records, data_root, m
 def test_cpu_meter_does_not_count_what_an_earlier_run_left_in_a_reference_cycle():
     """A study trains run after run in one process; a model kept alive by a reference cycle (as peft models are)
     must not count as the next run's resident memory."""
-    from peftbench.cost import Meter, _status
+    from peftbench.engine.cost import Meter, _status
 
     gc.disable()  # so that only the meter can collect the cycle
     try:

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from peftbench.config import load_config
-from peftbench.data import Packed, pad_multiple
-from peftbench.models import load_tokenizer, tiny_tokenizer
-from peftbench.tasks import TASKS
+from peftbench.config.compose import load_config
+from peftbench.data.batches import Packed, pad_multiple
+from peftbench.models.load import load_tokenizer, tiny_tokenizer
+from peftbench.data.tasks import TASKS
 
 
 from test_squad import squad_dir  # noqa: F401  (the fixture)

@@ -13,15 +13,15 @@ import torch
 from conftest import write_glue
 from safetensors.torch import load_file, save_file
 
-from peftbench import train as train_module
+from peftbench.engine import train as train_module
 from peftbench.cli import main
-from peftbench.config import load_config
-from peftbench.delta import DELTA_FILE, META_FILE, base_fingerprint, file_sha256, load_run
-from peftbench.models import load_model, load_tokenizer
-from peftbench.multitask import MultiTask
-from peftbench.predict import predict as model_outputs
-from peftbench.serve import predict, read_inputs
-from peftbench.tasks import TASKS
+from peftbench.config.compose import load_config
+from peftbench.engine.delta import DELTA_FILE, META_FILE, base_fingerprint, file_sha256, load_run
+from peftbench.models.load import load_model, load_tokenizer
+from peftbench.artifacts.multitask import MultiTask
+from peftbench.engine.predict import predict as model_outputs
+from peftbench.artifacts.serve import predict, read_inputs
+from peftbench.data.tasks import TASKS
 
 # method -> task: a run per method on three tasks, so the multi-task test has several tasks on one (seeded) base
 RUNS = {"full": "sst2", "bitfit": "sst2", "bitfit_subset": "mrpc", "lora": "rte", "prompt": "mrpc",
@@ -241,7 +241,7 @@ def test_bad_deltas_are_refused(runs, capsys, tmp_path):
 def test_a_delta_for_another_base_is_refused(tmp_path, capsys, glue_dir):
     from transformers import BertConfig, BertForSequenceClassification
 
-    from peftbench.models import tiny_tokenizer
+    from peftbench.models.load import tiny_tokenizer
 
     tok = tiny_tokenizer()
     for seed in (1, 2):  # two base folders: same architecture, different weights

@@ -53,7 +53,7 @@ def test_batch_that_does_not_divide_over_processes_is_refused(monkeypatch, tmp_p
 
 def test_grad_accum_trains_like_the_whole_batch(tmp_path, glue_dir):
     from peftbench.record import identity
-    from peftbench.config import load_config
+    from peftbench.config.compose import load_config
 
     base = ["train", *ARGS, "method=bitfit", "epochs=2", f"data_dir={glue_dir}"]
     assert main([*base, f"out={tmp_path / 'whole'}"]) == 0

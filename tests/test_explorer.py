@@ -57,8 +57,8 @@ def fake_study(root: Path, template: dict) -> list[dict]:
 def explorer_page(tmp_path_factory):
     from conftest import write_glue
 
-    from peftbench.config import load_config
-    from peftbench.train import train
+    from peftbench.config.compose import load_config
+    from peftbench.engine.train import train
 
     root = tmp_path_factory.mktemp("explorer")
     data = write_glue(root / "data")

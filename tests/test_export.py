@@ -19,8 +19,8 @@ from conftest import SST2, write_glue
 from test_delta import train_run, write_squad
 
 from peftbench.cli import main
-from peftbench.config import group_options
-from peftbench.delta import load_run
+from peftbench.config.compose import group_options
+from peftbench.engine.delta import load_run
 
 METHODS = group_options("method")  # every packaged method: a new config is exported (or refused) here too
 # what the methods of today take; a method not named here must export or refuse in one line, and a peft-backed one
@@ -303,10 +303,10 @@ def test_qa_and_pair_runs_export_in_every_format(tmp_path):
 def test_minilm_sst2_lora_exports_load_in_plain_libraries(shared_data, tmp_path):
     """The real base: a MiniLM LoRA run on an SST-2 slice, in each format, loaded in a fresh process; the peft
     folder names the base by its hub id and is loaded on the local copy of it."""
-    from peftbench.config import load_config
-    from peftbench.models import resolve_path
-    from peftbench.tasks.glue import read_tsv
-    from peftbench.train import train
+    from peftbench.config.compose import load_config
+    from peftbench.models.load import resolve_path
+    from peftbench.data.tasks.glue import read_tsv
+    from peftbench.engine.train import train
 
     run = tmp_path / "run"
     rec = train(load_config(["model=minilm_l6", "method=lora", "task=sst2", f"data_dir={shared_data}",

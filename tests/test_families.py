@@ -15,16 +15,16 @@ import torch
 from conftest import SST2
 from test_squad import squad_json
 
-from peftbench import cost
-from peftbench import train as train_module
-from peftbench.config import group_options, load_config
-from peftbench.delta import load_run, merge_peft
+from peftbench.engine import cost
+from peftbench.engine import train as train_module
+from peftbench.config.compose import group_options, load_config
+from peftbench.engine.delta import load_run, merge_peft
 from peftbench.errors import UserError
-from peftbench.families import FAMILIES
-from peftbench.methods import apply_method
-from peftbench.models import load_model, load_tokenizer
-from peftbench.predict import predict as model_outputs
-from peftbench.tasks import TASKS, squad
+from peftbench.models.families import FAMILIES
+from peftbench.models.methods import apply_method
+from peftbench.models.load import load_model, load_tokenizer
+from peftbench.engine.predict import predict as model_outputs
+from peftbench.data.tasks import TASKS, squad
 
 # The module layout of each family, by hand (what transformers 5 builds for a 2-block tiny config): the encoder's
 # attribute, a block's path, its biased modules, the bias-bearing modules outside the blocks, and the head.
@@ -279,7 +279,7 @@ def by_hand(preset: str) -> dict[str, int | str]:
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_preset_counts_follow_from_their_configs(preset):
-    from peftbench.params import count, row
+    from peftbench.models.params import count, row
 
     for method, want in by_hand(preset).items():
         if want == "refused":
@@ -310,7 +310,7 @@ def test_shipped_configs_build_the_published_model_sizes(preset):
 
 def test_the_loop_takes_a_methods_optimizer_groups_and_calls_its_step_hook(tmp_path, data, monkeypatch):
     """LoRA+'s groups reach the optimizer, AdaLoRA's hook runs after each step: the loop never names either."""
-    from peftbench.methods import adalora
+    from peftbench.models.methods import adalora
 
     seen = {"lrs": None, "steps": []}
     adamw, hook = torch.optim.AdamW, adalora.step_hook

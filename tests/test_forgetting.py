@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from peftbench.cli import main
-from peftbench.forgetting import SAMPLE, linear_cka, load_sample
+from peftbench.engine.forgetting import SAMPLE, linear_cka, load_sample
 
 
 def direct_cka(x: np.ndarray, y: np.ndarray) -> float:
@@ -125,8 +125,8 @@ def test_a_checkpoint_folder_with_and_without_an_mlm_head(tmp_path, glue_dir, he
     import torch
     from transformers import AutoModel, AutoModelForMaskedLM
 
-    from peftbench.config import load_config
-    from peftbench.models import tiny_config, tiny_tokenizer
+    from peftbench.config.compose import load_config
+    from peftbench.models.load import tiny_config, tiny_tokenizer
 
     folder = tmp_path / "ckpt"
     torch.manual_seed(1)
@@ -147,8 +147,8 @@ def test_a_checkpoint_folder_with_and_without_an_mlm_head(tmp_path, glue_dir, he
 def test_minilm_records_cka_and_says_why_it_has_no_mlm_loss(shared_data, tmp_path):
     """MiniLM's folder (sentence-transformers) holds the encoder only: CKA is measured, the MLM loss is null with a
     reason; LoRA moves the encoder, a head-only run does not."""
-    from peftbench.config import load_config
-    from peftbench.train import train
+    from peftbench.config.compose import load_config
+    from peftbench.engine.train import train
 
     def run_minilm(name, *extra):
         return train(load_config(["model=minilm_l6", "task=rte", f"data_dir={shared_data}", "train_size=32",
@@ -170,10 +170,10 @@ def test_every_family_measures_and_an_unchanged_model_is_unmoved(family):
     are cut out before pooling (a pooled row per sentence either way)."""
     import torch
 
-    from peftbench.config import load_config
-    from peftbench.forgetting import Probe, last_hidden
-    from peftbench.methods import apply_method
-    from peftbench.models import load_model, load_tokenizer
+    from peftbench.config.compose import load_config
+    from peftbench.engine.forgetting import Probe, last_hidden
+    from peftbench.models.methods import apply_method
+    from peftbench.models.load import load_model, load_tokenizer
 
     cfg = load_config(["model=tiny", f"model.tiny.model_type={family}", "task=sst2", "method=prompt"])
     tok = load_tokenizer(cfg.model)

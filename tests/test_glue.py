@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from peftbench.config import load_config
+from peftbench.config.compose import load_config
 from peftbench.errors import UserError
-from peftbench.models import tiny_tokenizer
-from peftbench.tasks import TaskData, glue, subset_indices
+from peftbench.models.load import tiny_tokenizer
+from peftbench.data.tasks import TaskData, glue, subset_indices
 
 
 def test_mrpc_with_bom_and_quotes(glue_dir):

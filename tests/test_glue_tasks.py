@@ -13,9 +13,9 @@ from scipy import stats
 
 from glue_layouts import hub_glue, write_glue_all
 from peftbench.cli import main
-from peftbench.config import load_config
-from peftbench.models import tiny_tokenizer
-from peftbench.tasks import TaskData, glue
+from peftbench.config.compose import load_config
+from peftbench.models.load import tiny_tokenizer
+from peftbench.data.tasks import TaskData, glue
 
 NEW = ["cola", "qqp", "stsb", "mnli", "qnli", "wnli"]
 TINY = ["model=tiny", "max_steps=2", "tracking.mode=disabled", "eval_batch_size=32", "method=bitfit"]

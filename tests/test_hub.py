@@ -15,8 +15,8 @@ import pytest
 
 from hubrepo import glue_repo, model_cache, squad_repo
 from peftbench.cli import main
-from peftbench.config import load_config
-from peftbench.tasks import glue, squad
+from peftbench.config.compose import load_config
+from peftbench.data.tasks import glue, squad
 
 pytestmark = pytest.mark.integration
 GLUE_TASKS = ["sst2", "mrpc", "rte"]
@@ -132,8 +132,8 @@ def test_model_by_hub_id_from_the_local_cache_offline(tmp_path, glue_dir):
     script = f"""
 import sys
 from peftbench.cli import main
-from peftbench.models import resolve_path, load_model
-from peftbench.config import load_config
+from peftbench.models.load import resolve_path, load_model
+from peftbench.config.compose import load_config
 cfg = load_config({by_id!r})
 assert resolve_path(cfg.model) == "sentence-transformers/all-MiniLM-L6-v2"
 model = load_model(cfg.model, "seq_cls")

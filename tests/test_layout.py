@@ -1,5 +1,5 @@
 """The package layout: imports between peftbench's own modules form no cycle (a lazy import inside a function counts
-too: it only hides the circle), and the report's modules live in one package. A package's registry (its __init__)
+too: it only hides the circle), the report's modules live in one package, and the layers hold (import-linter's contract in pyproject.toml). A package's registry (its __init__)
 and the submodules it registers may import each other: that pair is one unit."""
 
 from __future__ import annotations
@@ -59,7 +59,30 @@ def test_no_import_cycles():
 def test_report_modules_are_one_package():
     report = {m for m in MODULES if m.startswith("peftbench.report.")}
     assert {"peftbench.report.build", "peftbench.report.glue", "peftbench.report.scaling", "peftbench.report.cells",
-            "peftbench.report.figures", "peftbench.report.stats", "peftbench.report.baselines",
+            "peftbench.report.figures", "peftbench.report.baselines",
             "peftbench.report.explorer"} <= report
-    loose = {"report_glue", "report_scaling", "cells", "figures", "stats", "baselines", "explorer"}
+    loose = {"report_glue", "report_scaling", "cells", "figures", "baselines", "explorer"}
     assert not loose & {p.stem for p in SRC.glob("*.py")}
+
+
+def test_the_layers_hold():
+    """cli -> study -> report | artifacts -> engine -> models -> data -> config -> record | stats -> errors."""
+    import subprocess
+    import sys
+
+    root = SRC.parents[1]
+    done = subprocess.run([sys.executable, "-c", "from importlinter.cli import lint_imports; "
+                           f"raise SystemExit(lint_imports(config_filename={str(root / 'pyproject.toml')!r}, no_cache=True))"],
+                          cwd=root, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "1 kept, 0 broken" in done.stdout
+
+
+def test_planning_a_study_loads_no_plotting_library():
+    import subprocess
+    import sys
+
+    code = ("import sys; from peftbench.study import grid, protocol, planning, search, runner; "
+            "print(sorted(m for m in ('matplotlib', 'plotly') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -7,10 +7,10 @@ import re
 import pytest
 import torch
 
-from peftbench.config import group_options, load_config
-from peftbench.methods import apply_method
-from peftbench.models import load_model
-from peftbench.params import count
+from peftbench.config.compose import group_options, load_config
+from peftbench.models.methods import apply_method
+from peftbench.models.load import load_model
+from peftbench.models.params import count
 
 BERT_BASE = {"full": 109_483_778, "bitfit": 104_450, "bitfit_subset": 47_618, "lora": 296_450, "prompt": 16_898,
              "ia3": 56_834, "dora": 314_882, "vera": 26_114, "lora_all": 1_328_642, "ln_tuning": 39_938,
@@ -342,7 +342,7 @@ def test_method_that_cannot_handle_a_model_says_so():
 def test_bad_method_settings_are_one_line_errors(over, message):
     from peftbench.errors import UserError
 
-    from peftbench.params import method_config
+    from peftbench.models.params import method_config
 
     # the method's own checks, for a config that did not come through load_config (whose schema refuses these first:
     # tests/test_schema.py, tests/test_bad_input.py)
@@ -372,7 +372,7 @@ def test_prefix_compiles_to_the_same_logits_and_gradients():
 
 
 def test_loraplus_gives_b_its_ratio_of_the_rate_and_other_methods_the_loops_groups():
-    from peftbench.methods import param_groups
+    from peftbench.models.methods import param_groups
 
     model, cfg = tiny("loraplus")
     groups = param_groups(model, cfg.method, 1e-3, 0.01)
@@ -391,7 +391,7 @@ def test_loraplus_gives_b_its_ratio_of_the_rate_and_other_methods_the_loops_grou
 
 
 def test_adalora_step_hook_sets_the_run_length_and_prunes_to_the_target_rank():
-    from peftbench.methods import step_hook
+    from peftbench.models.methods import step_hook
 
     model, cfg = tiny("adalora", **{"method.delta_t": 1})
     hook = step_hook(model, cfg.method, 20)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 
 from peftbench.report.baselines import baseline
-from peftbench.config import load_config
-from peftbench.train import train
+from peftbench.config.compose import load_config
+from peftbench.engine.train import train
 
 pytestmark = pytest.mark.integration
 

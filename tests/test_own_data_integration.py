@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from peftbench.cli import main
-from peftbench.tasks import glue
+from peftbench.data.tasks import glue
 
 pytestmark = pytest.mark.integration
 RUN = ["model=minilm_l6", "method=bitfit", "seed=7", "train_size=64", "max_steps=8", "tracking.mode=disabled",

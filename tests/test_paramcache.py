@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from peftbench import paramcache
+from peftbench.models import paramcache
 from peftbench.cli import main
 from peftbench.errors import UserError
 
@@ -79,6 +79,6 @@ def test_the_command_prints_the_same_table_from_the_cache(cache, monkeypatch, ca
 
     def never(overrides):
         raise AssertionError("computed again")
-    monkeypatch.setattr("peftbench.params.params_table", never)
+    monkeypatch.setattr("peftbench.models.params.params_table", never)
     assert main(["params", "model=tiny", "method=bitfit"]) == 0
     assert capsys.readouterr().out == first

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from peftbench.cli import main
-from peftbench.config import load_config
-from peftbench.models import resolve_path
-from peftbench.train import train
+from peftbench.config.compose import load_config
+from peftbench.models.load import resolve_path
+from peftbench.engine.train import train
 
 pytestmark = pytest.mark.integration
 

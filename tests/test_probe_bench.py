@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from peftbench.config import load_config
-from peftbench.models import load_model, load_tokenizer
-from peftbench.tasks import TASKS
+from peftbench.config.compose import load_config
+from peftbench.models.load import load_model, load_tokenizer
+from peftbench.data.tasks import TASKS
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 

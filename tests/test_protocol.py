@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from peftbench import holdout, protocol, search
+from peftbench.data import holdout
+from peftbench.study import protocol, search
 from peftbench.cli import main
-from peftbench.config import load_config
+from peftbench.config.compose import load_config
 from peftbench.errors import UserError
 from peftbench.record import identity, read_record, write_json_atomic
-from peftbench.study import load_study, plan
-from peftbench.tasks import glue, squad
+from peftbench.study.grid import load_study, plan
+from peftbench.data.tasks import glue, squad
 
 TINY = ["model=tiny", "max_steps=2", "tracking.mode=disabled", "eval_batch_size=32"]
 
@@ -59,7 +60,7 @@ def squad_articles(n_articles: int = 5) -> dict:
 
 
 def test_qa_holdout_is_split_by_article(tmp_path):
-    from peftbench.models import tiny_tokenizer
+    from peftbench.models.load import tiny_tokenizer
 
     d = tmp_path / "squad"
     d.mkdir()
@@ -223,7 +224,7 @@ def test_sizes_data_seed_is_apart_from_the_training_seed(glue_dir, tmp_path):
     assert [str(f.relative_to(tmp_path)) for f, _ in runs] == [
         "rte/full/8/d0/seed1", "rte/full/8/d0/seed2", "rte/full/8/d5/seed1", "rte/full/8/d5/seed2"]
     assert "data_seed=5" in runs[2][1]
-    tok = __import__("peftbench.models", fromlist=["load_tokenizer"]).load_tokenizer(load_config(["model=tiny"]).model)
+    tok = __import__("peftbench.models.load", fromlist=["load_tokenizer"]).load_tokenizer(load_config(["model=tiny"]).model)
     ids = {}
     for seed in (1, 2):
         for ds in (0, 5):
@@ -282,8 +283,8 @@ def test_bad_run_keys_are_one_line():
 
 def test_each_round_is_one_launcher_submission(glue_dir, tmp_path, monkeypatch):
     """parallel=N / launcher=...: the selection round, then each final round, goes to launch_study once."""
-    from peftbench import launch
-    from peftbench.runner import run_one
+    from peftbench.study import launch
+    from peftbench.study.runner import run_one
 
     rounds = []
 

@@ -47,8 +47,8 @@ def check(rec: dict, saved: dict, y: list, task: str, where) -> None:
 # STS-B only: a 64-row CoLA run predicts one class (MCC 0 either way); the committed CoLA runs are checked below
 @pytest.mark.parametrize("task", ["stsb"])
 def test_a_fresh_minilm_run_on_the_real_files_scores_as_sklearn_and_scipy(shared_data, tmp_path, task):
-    from peftbench.config import load_config
-    from peftbench.train import train
+    from peftbench.config.compose import load_config
+    from peftbench.engine.train import train
 
     rec = train(load_config(["model=minilm_l6", "method=full", f"task={task}", f"data_dir={shared_data}",
                              "train_size=64", "epochs=1", "lr=1e-4", f"out={tmp_path}", "tracking.mode=disabled"]))

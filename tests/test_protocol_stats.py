@@ -8,7 +8,7 @@ import math
 import pytest
 from scipy.stats import ttest_rel
 
-from peftbench.report.stats import evp, holm, paired_p, seed_decision
+from peftbench.stats import evp, holm, paired_p, seed_decision
 
 
 def test_holm_by_hand():

@@ -12,7 +12,7 @@ import pytest
 from peftbench.cli import main
 from peftbench.record import write_json_atomic
 from peftbench.report import baseline, collect, write_report
-from peftbench.report.stats import bootstrap_crossing, compare, crossings, paired, t95
+from peftbench.stats import bootstrap_crossing, compare, crossings, paired, t95
 
 TASK = {"sst2": ("accuracy", "glue/SST-2", 872), "mrpc": ("f1", "glue/MRPC", 408), "rte": ("accuracy", "glue/RTE", 277)}
 PERCENT = {"full": 100.0, "bitfit": 0.095, "lora": 0.27, "prompt": 0.015}

@@ -14,7 +14,7 @@ from scipy.stats import t
 
 from peftbench.record import write_json_atomic
 from peftbench.report import write_report
-from peftbench.report.stats import STOP_REASONS
+from peftbench.stats import STOP_REASONS
 
 COMMITTED = Path(__file__).parents[1] / "results/glue_minilm/mrpc/full/lr5e-05/seed1/result.json"
 TEMPLATE = json.loads(COMMITTED.read_text())  # a real record's shape; the tests change its fields
@@ -45,7 +45,7 @@ def record(path: Path, method: str, seed: int, f1: float, lr: float, task: str =
 
 
 def protocol(phase: str, config: str, lr: float, **extra) -> dict:
-    """As study.py writes them: select runs carry the holdout; final runs train on all of train (holdout null) and
+    """As study/grid.py writes them: select runs carry the holdout; final runs train on all of train (holdout null) and
     carry the select run's under protocol.picked_holdout."""
     final = phase == "final"
     return {"protocol": {"select": "holdout", "phase": phase, "config": config, "params": {"lr": lr}, "budget": 5,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from peftbench.config import load_config
+from peftbench.config.compose import load_config
 from peftbench.record import identities, read_record
-from peftbench.study import load_study, plan
+from peftbench.study.grid import load_study, plan
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 PRESETS = ["all_minilm", "glue_minilm", "prompt_minilm", "prompt_residual_minilm", "scaling_minilm",
@@ -82,7 +82,7 @@ def test_committed_runs_are_planned_completed_runs() -> None:
 
 def test_every_method_of_2025_26_learns_the_sst2_slice() -> None:
     """methods2026_minilm: each new method's best committed run beats SST-2's majority class (50.92) by 10 points."""
-    from peftbench.config import group_options
+    from peftbench.config.compose import group_options
 
     best: dict[str, float] = {}
     for path in (RESULTS / "methods2026_minilm").rglob("result.json"):

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from peftbench import checkpoint
+from peftbench.engine import checkpoint
 from peftbench.cli import main
-from peftbench.rundir import LOCK
+from peftbench.engine.rundir import LOCK
 
 ARGS = ["model=tiny", "task=rte", "method=bitfit", "max_steps=4", "lr=1e-2", "tracking.mode=disabled", "batch_size=4",
         "eval_batch_size=32"]

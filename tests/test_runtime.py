@@ -4,8 +4,8 @@ many times below the measured rate."""
 from __future__ import annotations
 
 from peftbench.cli import main
-from peftbench.config import load_config
-from peftbench.runtime import S_PER_STEP, duration, run_seconds, slow_note, step_seconds
+from peftbench.config.compose import load_config
+from peftbench.engine.runtime import S_PER_STEP, duration, run_seconds, slow_note, step_seconds
 
 
 def test_bert_base_steps_take_the_measured_seconds_and_minilm_its_share():
@@ -35,7 +35,7 @@ def test_dry_run_prints_the_estimate(glue_dir, tmp_path, capsys):
 
 
 def test_a_slow_run_says_it_once(glue_dir, tmp_path, capsys, monkeypatch):
-    from peftbench import runtime
+    from peftbench.engine import runtime
 
     # a CPU that measured a billion times faster than this one: every run is "slow", and says so once
     monkeypatch.setattr(runtime, "FLOPS_PER_S_PER_THREAD", {"fp32": 1e18, "bf16": 1e18})

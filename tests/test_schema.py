@@ -8,12 +8,12 @@ import yaml
 from omegaconf import OmegaConf
 from transformers import AutoConfig
 
-from peftbench import schema
-from peftbench.config import CONFIG_DIR, group_options, load_config
+from peftbench.config import schema
+from peftbench.config.compose import CONFIG_DIR, group_options, load_config
 from peftbench.errors import UserError
-from peftbench.families import SUPPORTED
-from peftbench.methods import bitfit
-from peftbench.models import check_encoder, max_positions
+from peftbench.models.families import SUPPORTED
+from peftbench.models.methods import bitfit
+from peftbench.models.load import check_encoder, max_positions
 
 DECLARED_ONLY = {"method.text_positions"}  # prompt.py's option no shipped config sets: +method.text_positions=keep
 

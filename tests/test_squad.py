@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from peftbench.cli import main
-from peftbench.config import load_config
-from peftbench.data import total_steps
+from peftbench.config.compose import load_config
+from peftbench.data.batches import total_steps
 from peftbench.errors import UserError
-from peftbench.models import tiny_tokenizer
-from peftbench.tasks import squad, squad_metric
-from peftbench.tasks.squad_metric import evaluate, exact_match_score, f1_score, normalize_answer
+from peftbench.models.load import tiny_tokenizer
+from peftbench.data.tasks import squad, squad_metric
+from peftbench.data.tasks.squad_metric import evaluate, exact_match_score, f1_score, normalize_answer
 
 PARAGRAPHS = [
     ("the eiffel tower is in paris, france. it was built in 1889 by gustave eiffel's company. it is 330 metres tall "

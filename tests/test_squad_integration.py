@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from peftbench.cli import main
-from peftbench.config import load_config
-from peftbench.models import load_tokenizer
-from peftbench.tasks import squad, squad_metric
+from peftbench.config.compose import load_config
+from peftbench.models.load import load_tokenizer
+from peftbench.data.tasks import squad, squad_metric
 
 pytestmark = pytest.mark.integration
 TRAIN_SAMPLE = 2000  # train questions checked for labels: a fixed sample keeps tokenizing to a few seconds

@@ -10,7 +10,7 @@ import pytest
 
 from peftbench.cli import main
 from peftbench.errors import UserError
-from peftbench.study import load_study, plan, pool_sizes
+from peftbench.study.grid import load_study, plan, pool_sizes
 
 TINY = ["model=tiny", "max_steps=2", "train_size=12", "tracking.mode=disabled", "eval_batch_size=32"]
 
@@ -36,7 +36,7 @@ def test_plan_defaults_and_layout(tmp_path):
 
 
 def test_methods_all_is_every_method_config(tmp_path):
-    from peftbench.config import group_options
+    from peftbench.config.compose import group_options
 
     runs = plan(load_study("glue", ["methods=all", "tasks=[rte]", f"out={tmp_path}"]))
     methods = [f.parts[-2] for f, _ in runs]

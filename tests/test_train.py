@@ -130,7 +130,7 @@ def test_mixed_precision_trains_close_to_fp32(tmp_path, glue_dir, precision):
 @pytest.mark.parametrize("native", [False, True])
 def test_bf16_on_a_cpu_without_it_warns_once(tmp_path, glue_dir, capsys, monkeypatch, native):
     """Emulated bf16 is slow, not wrong: the run completes, and says so on stderr and in train.log."""
-    from peftbench import train
+    from peftbench.engine import train
 
     monkeypatch.setattr(train, "cpu_has_bf16", lambda: native)
     rec = run(tmp_path, glue_dir, "bf16", "method=bitfit", "precision=bf16")

@@ -31,11 +31,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from peftbench.config import load_config
-from peftbench.data import Packed
-from peftbench.models import load_model, load_tokenizer
-from peftbench.tasks import TASKS
-from peftbench.tasks.glue import read_split, score
+from peftbench.config.compose import load_config
+from peftbench.data.batches import Packed
+from peftbench.models.load import load_model, load_tokenizer
+from peftbench.data.tasks import TASKS
+from peftbench.data.tasks.glue import read_split, score
 
 READOUTS = ("cls", "pooler", "mean")
 PAIR_READOUTS = ("pair", "cosine")

@@ -25,10 +25,10 @@ The resolved defaults:
 def _train(args: argparse.Namespace) -> int:
     from accelerate import PartialState
 
-    from .config import load_config
-    from .train import train
+    from .config.compose import load_config
+    from .engine.train import train
 
-    from .runner import verdict
+    from .study.runner import verdict
 
     rec = train(load_config(args.overrides))
     if PartialState().is_main_process:  # under `accelerate launch` the others stay quiet
@@ -39,10 +39,10 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _params(args: argparse.Namespace) -> int:
-    from .paramcache import cached
+    from .models.paramcache import cached
 
     def compute(overrides: list[str]) -> str:
-        from .params import params_table  # torch, transformers, peft: only on a cache miss
+        from .models.params import params_table  # torch, transformers, peft: only on a cache miss
 
         return params_table(overrides)
 
@@ -51,13 +51,13 @@ def _params(args: argparse.Namespace) -> int:
 
 
 def _study(args: argparse.Namespace) -> int:
-    from .study import run_study
+    from .study.grid import run_study
 
     return run_study(args.name, args.overrides, dry_run=args.dry_run)
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .quickstart import study_report
+    from .study.quickstart import study_report
     from .report import write_report
 
     if not args.study:
@@ -73,13 +73,13 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _quickstart(args: argparse.Namespace) -> int:
-    from .quickstart import run_quickstart
+    from .study.quickstart import run_quickstart
 
     return run_quickstart(args.overrides, dry_run=args.dry_run)
 
 
 def _list(args: argparse.Namespace) -> int:
-    from .quickstart import list_configs
+    from .study.quickstart import list_configs
 
     print(list_configs(args.groups))
     return 0
@@ -88,7 +88,7 @@ def _list(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     import json
 
-    from .serve import PREDICT_KEYS, load_for, parse_options, predict, read_inputs
+    from .artifacts.serve import PREDICT_KEYS, load_for, parse_options, predict, read_inputs
 
     opts = parse_options(args.overrides, PREDICT_KEYS)
     if len(args.text_pair) not in (0, len(args.text)) or len(args.context) != len(args.question):
@@ -110,7 +110,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .serve import evaluate_run
+    from .artifacts.serve import evaluate_run
 
     res = evaluate_run(args.run_dir, args.overrides)
     same = "same as recorded" if res["metrics"] == res["recorded"] else f"recorded: {res['recorded']}"
@@ -120,14 +120,14 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _data(args: argparse.Namespace) -> int:
-    from .datafetch import write_data
+    from .data.fetch import write_data
 
     return write_data(args.dir, args.overrides)
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .export import export_run
-    from .serve import parse_options
+    from .artifacts.export import export_run
+    from .artifacts.serve import parse_options
 
     opts = parse_options(args.overrides, {"model.name_or_path"})
     model = {k.removeprefix("model."): v for k, v in opts.items()}
@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _train_help() -> str:
     from omegaconf import OmegaConf
 
-    from .config import load_config
+    from .config.compose import load_config
 
     return TRAIN_HELP + OmegaConf.to_yaml(load_config(["data_dir=null"]))
 

@@ -19,7 +19,7 @@ Schema (version 1), one JSON object:
     also in run: {..., data_seed}
   holdout: {spec (the fraction or count asked), size (rows held out; QA: questions), ids_sha256 (sha256 of the
     sorted row ids, one per line: training-file positions, QA question ids)} or null (nothing held out)
-  protocol: the study's selection protocol (study.py), or null for a run outside one:
+  protocol: the study's selection protocol (study/grid.py), or null for a run outside one:
     {select: "dev"|"holdout", phase: "select"|"final"|null, config: "lr0.0002"|"t3"|null (its folder name),
      params: {lr: 2e-4, ...} (the configuration's values), budget (configurations per method),
      sampler: "grid"|"random"|"tpe", picked_holdout_score (final runs: the picked config's holdout score),

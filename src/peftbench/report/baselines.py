@@ -89,7 +89,7 @@ def _own_majority(rec: dict[str, Any], metric: str) -> float | None:
     if key not in _CACHE:
         from omegaconf import OmegaConf
 
-        from ..tasks import classification
+        from ..data.tasks import classification
 
         cfg = OmegaConf.create(rec["config"])
         *_, dev = classification.resolve(cfg, check=False)  # its run was checked
@@ -118,7 +118,7 @@ def _first_sentence(rec: dict[str, Any], metric: str) -> float | None:
     if key not in _CACHE:
         from omegaconf import OmegaConf
 
-        from ..tasks import squad, squad_metric, subset_indices
+        from ..data.tasks import squad, squad_metric, subset_indices
 
         cfg = OmegaConf.create(rec["config"])
         dev = [e for e in squad.read_split(cfg, "dev")[0] if e["answers"]]

@@ -26,7 +26,7 @@ from .baselines import baseline
 from .cells import CLEAR, FLAG, TASK_ORDER, cell, learned_nothing, order, rate
 from .figures import ORDER, family
 from .glue import glue_section
-from .stats import mean_std
+from ..stats import mean_std
 from .scaling import scaling_section
 
 

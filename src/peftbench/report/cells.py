@@ -10,7 +10,7 @@ from typing import Any
 from ..record import NOT_IDENTITY
 from .baselines import baseline
 from .figures import ORDER
-from .stats import mean_std
+from ..stats import mean_std
 
 TASK_ORDER = ["cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli", "squad"]  # GLUE's own order
 # The seed's metrics table (study slides, "Metrics"): MRPC reports accuracy beside its primary F1, as GLUE does for

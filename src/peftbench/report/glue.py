@@ -10,9 +10,8 @@ from pathlib import Path
 
 from . import figures
 from .baselines import baseline
-from .cells import (CLEAR, FLAG, SECONDARY, TASK_ORDER, best_rate, by_rate, cell, learned_nothing, mixed_keys,
-                    order, pct, rate, seed_rate)
-from .stats import mean_std
+from .cells import (CLEAR, FLAG, SECONDARY, TASK_ORDER, best_rate, by_rate, cell, learned_nothing, mixed_keys, order, pct, rate, seed_rate)
+from ..stats import mean_std
 from .versus import versus_full
 
 

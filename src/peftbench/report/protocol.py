@@ -16,7 +16,7 @@ from matplotlib.ticker import MaxNLocator
 
 from . import figures
 from .cells import TASK_ORDER, best_rate, by_rate, by_seed, order, rate
-from .stats import STOP_REASONS, evp, mean_std, seed_decision
+from ..stats import STOP_REASONS, evp, mean_std, seed_decision
 
 KS = (1, 5)  # the EVP table's budgets, beside k = N
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import figures
 from .cells import CLEAR, FLAG, best_rate, by_rate, by_seed, cell, learned_nothing, mixed_keys, order, rate, size_of
-from .stats import TIE_ONE_SEED, bootstrap_crossing, compare, crossings, paired
+from ..stats import TIE_ONE_SEED, bootstrap_crossing, compare, crossings, paired
 
 PAIR = ("full", "bitfit")     # the scaling study's comparison: Δ = bitfit − full
 

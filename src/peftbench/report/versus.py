@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from .cells import by_seed
-from .stats import holm, paired, paired_p
+from ..stats import holm, paired, paired_p
 
 ALPHA = 0.05
 WORDS = {"higher": "above full FT", "lower": "below full FT"}

@@ -1,0 +1,145 @@
+"""Studies on Hydra launchers: joblib (local processes), Ray (a cluster), submitit (SLURM), or any other.
+
+`peftbench study NAME launcher=L hydra.launcher.KEY=V ...` plans the runs as usual, writes OUT/plan.json (every
+run's folder and overrides) and hands the runs still to do to Hydra:
+
+    python -m peftbench.study.launch --multirun hydra/launcher=L plan=OUT/plan.json job=3,4,7 hydra.sweep.dir=...
+
+This module is that Hydra app: each job trains one run of the plan through `runner.run_one`, so a launched run is
+the same as a sequential one (same folder, skip and resume rules, result.json) and `peftbench report` reads it
+unchanged. Hydra's own per-job log and config go to OUT/launches/<time>/<job>/.
+
+`parallel=N` (no launcher) runs the same app as N processes at a time on this machine: several runs share one GPU
+(small models leave most of it idle) or the CPU cores, each run in a process of its own with its own memory figures.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from ..config.compose import CONFIG_DIR, compose_config, load_config
+from ..errors import UserError
+from .runner import completed, run_one
+
+# launcher name -> the Hydra plugin it needs (`pip install "peftbench[launchers]"` brings all three)
+PLUGINS = {"basic": None, "joblib": "hydra_plugins.hydra_joblib_launcher",
+           "ray": "hydra_plugins.hydra_ray_launcher",
+           "submitit_local": "hydra_plugins.hydra_submitit_launcher",
+           "submitit_slurm": "hydra_plugins.hydra_submitit_launcher"}
+# our presets (configs/hydra/launcher/) -> the launcher each extends
+PRESETS = {p.stem: str(OmegaConf.load(p).defaults[0]) for p in (CONFIG_DIR / "hydra" / "launcher").glob("*.yaml")}
+
+
+def check_launcher(name: str, settings: list[str]) -> None:
+    """One line if `name` is not a launcher we know, its plugin is not installed, or a hydra.* setting is wrong."""
+    own = any(o.lstrip("+").startswith("hydra.searchpath=") for o in settings)  # a user's hydra/launcher/NAME.yaml
+    if name not in PLUGINS and name not in PRESETS and not own:
+        raise UserError(f"unknown launcher '{name}': pick one of {', '.join([*PLUGINS, *PRESETS])}, or add "
+                        "hydra.searchpath=[file:///DIR] where DIR/hydra/launcher/NAME.yaml is yours")
+    plugin = PLUGINS.get(PRESETS.get(name, name))
+    if plugin and importlib.util.find_spec(plugin) is None:
+        package = plugin.split(".")[1].replace("_", "-")
+        raise UserError(f"launcher '{name}' needs the {package} plugin: pip install \"peftbench[launchers]\"")
+    compose_config("launch", ["plan=x", "job=0", f"hydra/launcher={name}", *settings],
+                   f"`python -m peftbench.study.launch --cfg hydra hydra/launcher={name} plan=x job=0` lists the keys; "
+                   "add a new one with +hydra.KEY=VALUE", hydra_node=True)
+
+
+def write_plan(out: Path, name: str, runs: list[tuple[Path, list[str]]]) -> Path:
+    """OUT/plan.json: where the study was started (runs resolve relative paths from there) and every run."""
+    path = out / "plan.json"
+    entries = [{"out": str(folder), "overrides": over} for folder, over in runs]
+    path.write_text(json.dumps({"study": name, "cwd": os.getcwd(), "runs": entries}, indent=1))
+    return path.resolve()
+
+
+def launch_study(study: DictConfig, name: str, configs: list[tuple[Path, DictConfig]],
+                 runs: list[tuple[Path, list[str]]]) -> int:
+    """Send the runs without a completed twin to the study's launcher, wait, and sum up from their result.json."""
+    out = Path(study.out)
+    todo = []
+    for i, (folder, cfg) in enumerate(configs):
+        if completed(folder, cfg):
+            print(f"[{i + 1}/{len(configs)}] {folder.relative_to(out)}: skipped, completed", flush=True)
+        else:
+            todo.append(i)
+    if not todo:
+        print(f"study {Path(name).stem}: all {len(configs)} runs completed; nothing to launch -> {out}")
+        return 0
+    plan = write_plan(out, name, runs)
+    sweep_dir = (out / "launches" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")).resolve()
+    t0 = time.perf_counter()
+    if study.launcher:
+        cmd = [sys.executable, "-m", "peftbench.study.launch", "--multirun", f"hydra/launcher={study.launcher}",
+               f"plan={plan}", f"job={','.join(map(str, todo))}", f"hydra.sweep.dir={sweep_dir}", *study.launch]
+        print(f"launching {len(todo)} of {len(configs)} runs on {study.launcher}:\n  {shlex.join(cmd)}", flush=True)
+        code = subprocess.run(cmd).returncode
+    else:
+        code = run_parallel(plan, todo, int(study.parallel), sweep_dir)
+    done = [i for i in todo if completed(*configs[i])]
+    missing = [str(configs[i][0]) for i in todo if i not in done]
+    print(f"study {Path(name).stem}: {len(done)} ran, {len(configs) - len(todo)} skipped, {len(missing)} failed or "
+          f"missing in {time.perf_counter() - t0:.0f} s -> {out} (Hydra logs: {sweep_dir})")
+    if missing:
+        print("not completed: " + ", ".join(missing))
+    if code:
+        print(f"the launcher exited with {code}: its error is above; job logs are in {sweep_dir}")
+    return 1 if missing or code else 0
+
+
+def run_parallel(plan: Path, todo: list[int], n: int, sweep_dir: Path) -> int:
+    """Plan entries `todo`, n processes at a time on this machine; each prints its one summary line when done.
+
+    Every process gets cores/n CPU threads (unless OMP_NUM_THREADS is set), so n runs do not oversubscribe the CPU.
+    """
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
+    print(f"running {len(todo)} runs, {n} at a time (OMP_NUM_THREADS={env['OMP_NUM_THREADS']}); logs in {sweep_dir}",
+          flush=True)
+
+    def one(job: int) -> int:
+        log = sweep_dir / f"{job}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "peftbench.study.launch", f"plan={plan}", f"job={job}",
+               f"hydra.run.dir={sweep_dir / str(job)}"]
+        with open(log, "w") as f:
+            code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env={**env, "TQDM_DISABLE": "1"}).returncode
+        lines = [x for x in log.read_text(errors="replace").splitlines() if x.startswith("[")]
+        print(lines[-1] if lines else f"[job {job}] exited with {code}: see {log}", flush=True)
+        return code
+
+    with ThreadPoolExecutor(n) as pool:
+        codes = list(pool.map(one, todo))
+    return max(codes, default=0)
+
+
+@hydra.main(config_path="../configs", config_name="launch", version_base=None)
+def main(cfg: DictConfig) -> str:
+    """One Hydra job: run number `cfg.job` of the plan; returns 'ran', 'skipped' or 'failed'."""
+    plan = json.loads(Path(cfg.plan).read_text())
+    os.chdir(plan["cwd"])  # relative paths in the overrides (data_dir=..., out=...) mean what they meant there
+    run = plan["runs"][cfg.job]
+    folder = Path(run["out"])
+    label = f"[{cfg.job + 1}/{len(plan['runs'])}] {folder}"
+    try:
+        run_cfg = load_config(run["overrides"])
+    except UserError as e:  # the plan was checked when written; this is a changed package or data folder
+        print(f"{label}: FAILED: {e}", flush=True)
+        return "failed"
+    return run_one(folder, run_cfg, label)
+
+
+if __name__ == "__main__":
+    main()

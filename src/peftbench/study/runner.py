@@ -1,0 +1,87 @@
+"""A study's decision per planned run folder, then the run itself: skip a completed twin, resume its own checkpoint,
+or replace a run whose config changed, and call `train()` like any run (grid.py and launch.py's jobs share it).
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from ..record import identities, read_record
+from ..engine.rundir import CHECKPOINT, Busy
+
+
+
+def verdict(rec: dict[str, Any]) -> str:
+    """The run's primary metric against its task's trivial baseline, by the report's rule (report/cells.py), e.g.
+    'accuracy 52.35 (majority class 52.71: learned nothing)' or 'accuracy 88.30 (majority class 50.92: +37.38)'."""
+    from ..report.cells import learned_nothing  # here: the report package loads matplotlib, a dry run needs none
+    from ..report.baselines import baseline
+
+    key = rec.get("primary_metric")
+    value = rec.get("metrics", {}).get(key)
+    if not isinstance(value, (int, float)):
+        return "no metric"
+    text = f"{key} {value:.2f}"
+    b = baseline(rec) if isinstance(rec.get("config"), dict) else None
+    if b is None:
+        return text  # unknown (a hub eval set, or a task without one): say nothing rather than guess
+    kind = rec["config"].get("task", {}).get("kind")
+    # report/baselines.py's trivial predictor: QA's first sentence; in accuracy (MNLI's accuracy_mm too) the majority
+    # class; in an F1, MCC or Pearson one constant prediction
+    name = ("first sentence" if kind == "squad" else
+            "majority class" if key.split("_")[0] == "accuracy" else "constant prediction")
+    return f"{text} ({name} {b:.2f}: {'learned nothing' if learned_nothing(rec) else f'{value - b:+.2f}'})"
+
+
+def completed(folder: Path, cfg: DictConfig) -> bool:
+    """Whether `folder` holds a completed run of this very config."""
+    old = read_record(folder / "result.json") or {}
+    return old.get("status") == "completed" and old.get("identity") in identities(cfg)
+
+
+def run_one(folder: Path, cfg: DictConfig, label: str) -> str:
+    """One planned run: 'skipped' (a completed twin exists), 'ran', or 'failed' (its traceback.txt says why)."""
+    from ..engine.train import train  # here, not at the top: a study's plan and dry run never load torch
+
+    old = read_record(folder / "result.json") or {}
+    same = old.get("identity") in identities(cfg)
+    if "resume" in cfg and not (folder / CHECKPOINT).is_file():
+        cfg.resume = False  # the study decides per folder: resume=true on its command line cannot fail a fresh run
+    if old.get("status") == "completed":
+        if same:
+            print(f"{label}: skipped, completed ({verdict(old)})", flush=True)
+            return "skipped"
+        print(f"{label}: its config changed since it completed; running it again", flush=True)
+        if "overwrite" in cfg:
+            cfg.overwrite = True  # the study's plan owns this folder: the new config replaces the old run
+    elif (folder / CHECKPOINT).is_file():
+        if same and "resume" in cfg:
+            cfg.resume = True  # an interrupted run of this very config: go on from its checkpoint
+            print(f"{label}: resuming from {folder / CHECKPOINT}", flush=True)
+        elif "overwrite" in cfg:
+            cfg.overwrite = True
+            print(f"{label}: its config changed since its checkpoint; starting over", flush=True)
+    t0 = time.perf_counter()
+    try:
+        rec = train(cfg)
+        print(f"{label}: {verdict(rec)} ({time.perf_counter() - t0:.0f} s)", flush=True)
+        return "ran"
+    except Exception as e:  # one broken run must not stop the others; its record says failed
+        where = ""
+        if not isinstance(e, Busy):  # Busy: another live run owns the folder, so nothing is written there
+            where = f" (traceback in {folder / 'traceback.txt'})"
+            try:
+                (folder / "traceback.txt").write_text(traceback.format_exc())
+            except OSError:
+                pass
+        print(f"{label}: FAILED after {time.perf_counter() - t0:.0f} s: {type(e).__name__}: "
+              f"{str(e).splitlines()[0] if str(e) else ''}{where}", flush=True)
+        return "failed"
+    finally:
+        gc.collect()
