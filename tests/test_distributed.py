@@ -54,6 +54,7 @@ def test_batch_that_does_not_divide_over_processes_is_refused(monkeypatch, tmp_p
 def test_grad_accum_trains_like_the_whole_batch(tmp_path, glue_dir):
     from peftbench.record import identity
     from peftbench.config.compose import load_config
+    from peftbench.engine.device import runtime
 
     base = ["train", *ARGS, "method=bitfit", "epochs=2", f"data_dir={glue_dir}"]
     assert main([*base, f"out={tmp_path / 'whole'}"]) == 0
@@ -63,7 +64,8 @@ def test_grad_accum_trains_like_the_whole_batch(tmp_path, glue_dir):
     assert b["metrics"] == a["metrics"] and b["identity"] == a["identity"]  # the same experiment, run in pieces
     da, db = (load_file(tmp_path / d / "delta.safetensors") for d in ("whole", "accum"))
     assert all(torch.allclose(da[k], db[k], atol=1e-5) for k in da)
-    assert identity(load_config(base[1:] + ["grad_accum=2"])) == a["identity"]
+    cfg = load_config(base[1:] + ["grad_accum=2"])
+    assert identity(cfg, runtime(cfg)) == a["identity"]
 
 
 def test_batch_that_does_not_divide_into_micro_batches_is_refused(tmp_path, glue_dir, capsys):

@@ -147,3 +147,75 @@ def test_a_failed_launched_run_is_reported(tmp_path, glue_dir, capsys):
     text = capsys.readouterr().out
     assert "0 ran, 0 skipped, 1 failed or missing" in text and f"not completed: {out}/rte/bitfit/seed42" in text
     assert record(out / "rte" / "bitfit" / "seed42")["status"] == "failed"
+
+
+@pytest.mark.parametrize("visible,n,want", [
+    (None, 2, [("0", "0"), ("1", "0")]),                   # as many runs as GPUs: each its own
+    (None, 3, [("0", "1"), ("1", "0"), ("0", "1")]),       # one more: GPU 0 holds two runs, each says 1 other
+    ("5,7", 4, [("5", "1"), ("7", "1"), ("5", "1"), ("7", "1")]),  # the GPUs this process was given, by their ids
+])
+def test_parallel_slots_spread_over_the_gpus(monkeypatch, visible, n, want):
+    from peftbench.record import SHARED_ENV
+    from peftbench.study.launch import gpu_slots
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    assert [(e["CUDA_VISIBLE_DEVICES"], e[SHARED_ENV]) for e in gpu_slots(n)] == want
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpu_slots(n) == [{}] * n  # no GPU: nothing set, runs record device_shared_with null
+
+
+def test_parallel_jobs_take_free_gpu_slots(monkeypatch, tmp_path, capsys):
+    """parallel=2 on two (faked) GPUs: 5 jobs, never two at once on one GPU, every one told it had its GPU alone."""
+    import threading
+    import time
+
+    from peftbench.record import SHARED_ENV
+    from peftbench.study import launch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    lock, busy, seen, others_done = threading.Lock(), set(), [], threading.Semaphore(0)
+
+    def fake_run(cmd, stdout, env, **kw):
+        gpu = env["CUDA_VISIBLE_DEVICES"]
+        with lock:
+            assert gpu not in busy, f"GPU {gpu} given to two jobs at once"
+            busy.add(gpu)
+            seen.append((cmd[4], gpu, env[SHARED_ENV]))
+        if cmd[4] == "job=0":  # job 0 holds its GPU until the 4 others have come and gone
+            for _ in range(4):
+                assert others_done.acquire(timeout=60)
+        time.sleep(0.01)
+        with lock:
+            busy.discard(gpu)
+        if cmd[4] != "job=0":
+            others_done.release()
+        stdout.write(f"[{cmd[4]}] done\n")
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(launch.subprocess, "run", fake_run)
+    assert launch.run_parallel(tmp_path / "plan.json", list(range(5)), 2, tmp_path / "sweep") == 0
+    assert sorted(job for job, _, _ in seen) == [f"job={i}" for i in range(5)]
+    assert {shared for _, _, shared in seen} == {"0"}
+    [first] = [gpu for job, gpu, _ in seen if job == "job=0"]
+    assert {gpu for job, gpu, _ in seen if job != "job=0"} == {"0", "1"} - {first}  # job 0's GPU stayed its own
+    assert "GPUs 0,1, 1 runs at most on each" in capsys.readouterr().out
+
+
+def test_a_run_records_whether_it_shared_its_gpu(monkeypatch):
+    from peftbench import record
+    from peftbench.config.compose import load_config
+
+    monkeypatch.setattr(record, "machine", lambda runtime=None: {})
+    cfg = load_config(["model=tiny", "task=rte"])
+    monkeypatch.setenv(record.SHARED_ENV, "2")
+    assert record.new_record(cfg, {"device": "cuda", "precision": "fp16"})["device_shared_with"] == 2
+    assert record.new_record(cfg, {"device": "cpu", "precision": "fp32"})["device_shared_with"] is None  # not a GPU
+    monkeypatch.delenv(record.SHARED_ENV)
+    assert record.new_record(cfg, {"device": "cuda", "precision": "fp16"})["device_shared_with"] is None  # no pool

@@ -11,14 +11,16 @@ import numpy as np
 import pytest
 
 from peftbench.data import holdout
+from peftbench.engine.device import runtime
 from peftbench.study import protocol, search
 from peftbench.cli import main
 from peftbench.config.compose import load_config
 from peftbench.errors import UserError
-from peftbench.record import identity, read_record, write_json_atomic
+from peftbench.record import IDENTITY_VERSION, identity, read_record, write_json_atomic
 from peftbench.study.grid import load_study, plan
 from peftbench.data.tasks import glue, squad
 
+CPU = {"device": "cpu", "precision": "fp32"}
 TINY = ["model=tiny", "max_steps=2", "tracking.mode=disabled", "eval_batch_size=32"]
 
 
@@ -149,7 +151,8 @@ def fake_runs(study, score_of, rounds: int = 20) -> protocol.Plan:
             cfg = protocol.compose(over)
             folder.mkdir(parents=True, exist_ok=True)
             value = score_of(cfg.protocol.phase, cfg.method.name, cfg.seed)
-            write_json_atomic(folder / "result.json", {"schema": 1, "status": "completed", "identity": identity(cfg),
+            write_json_atomic(folder / "result.json", {"schema": 1, "status": "completed", "identity": identity(cfg, runtime(cfg)),
+                                                       "identity_version": IDENTITY_VERSION,
                                                        "primary_metric": "accuracy", "metrics": {"accuracy": value}})
             new += 1
         if not new:
@@ -234,10 +237,12 @@ def test_sizes_data_seed_is_apart_from_the_training_seed(glue_dir, tmp_path):
     assert ids[1, 0] == ids[2, 0] and ids[1, 5] == ids[2, 5] and ids[1, 0] != ids[1, 5]
     # no data_seed: the training seed draws the subset, as before (committed runs keep their identity)
     old = load_config(["model=tiny", "task=rte", "train_size=8", "seed=3"])
-    assert identity(old) == identity(load_config(["model=tiny", "task=rte", "train_size=8", "seed=3", "data_seed=null"]))
-    assert identity(old) != identity(load_config(["model=tiny", "task=rte", "train_size=8", "seed=3", "data_seed=3"]))
+    same = lambda over: identity(old, CPU) == identity(load_config(over), CPU)  # noqa: E731
+    assert same(["model=tiny", "task=rte", "train_size=8", "seed=3", "data_seed=null"])
+    assert not same(["model=tiny", "task=rte", "train_size=8", "seed=3", "data_seed=3"])
     plain = load_config(["model=tiny", "task=rte"])
-    assert identity(plain) == identity(load_config(["model=tiny", "task=rte", "data_seed=7", "protocol={phase:final}"]))
+    assert identity(plain, CPU) == identity(load_config(["model=tiny", "task=rte", "data_seed=7", "protocol={phase:final}"]),
+                                            CPU)
 
 
 # ---------------------------------------------------------------- one clear line per bad value

@@ -335,3 +335,27 @@ def test_mrpc_reports_accuracy_beside_f1_with_its_own_baseline(tmp_path):
 def test_no_secondary_table_without_a_secondary_metric(studies, tmp_path):
     md = write_report([studies / "glue"], tmp_path / "rep").read_text()  # the fixture's MRPC runs carry F1 only
     assert "Secondary metric" not in md
+
+
+def test_cost_tables_mark_times_of_runs_that_shared_a_gpu(tmp_path):
+    """A run whose GPU other runs of its study shared (device_shared_with > 0): its times, and ratios to them, carry
+    the mark and the table says why; a run alone on its GPU (0) or a record without the field does not."""
+    for method, seed, shared in [("full", 42, 0), ("full", 43, None), ("lora", 42, 1), ("lora", 43, 0),
+                                 ("bitfit", 42, None)]:
+        record(tmp_path / "glue", "rte", method, seed, {"accuracy": 70.0}, device="cuda:0", device_shared_with=shared,
+               train_steps=100)
+    assert main(["report", str(tmp_path / "glue"), "--out", str(tmp_path / "rep")]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    costs = {r[0]: r[1:] for r in (rows(md, m)[-1] for m in ("full", "lora", "bitfit")) if len(r) == 10}
+    assert costs["lora"][5:8] == ["100 †", "1.00x †", "10.0 †"]  # step (ms), vs full, train time (s)
+    assert costs["full"][5:8] == ["100", "1.00x", "10.0"] and costs["bitfit"][5:8] == ["100", "1.00x", "10.0"]
+    assert "†: a run in the cell (or in full's, for a ratio) shared its GPU with other runs of the study" in md
+    # full shared, bitfit alone: only bitfit's ratio to full's time is marked
+    record(tmp_path / "b", "rte", "full", 42, {"accuracy": 70.0}, device="cuda:0", device_shared_with=2, train_steps=100)
+    record(tmp_path / "b", "rte", "bitfit", 42, {"accuracy": 70.0}, device="cuda:0", device_shared_with=0,
+           train_steps=100)
+    assert main(["report", str(tmp_path / "b"), "--out", str(tmp_path / "rep2")]) == 0
+    assert rows((tmp_path / "rep2" / "report.md").read_text(), "bitfit")[-1][6:9] == ["100", "1.00x †", "10.0"]
+    record(tmp_path / "alone", "rte", "full", 42, {"accuracy": 70.0}, device="cuda:0", device_shared_with=0)
+    assert main(["report", str(tmp_path / "alone"), "--out", str(tmp_path / "rep3")]) == 0
+    assert "†" not in (tmp_path / "rep3" / "report.md").read_text()

@@ -10,12 +10,20 @@ from pathlib import Path
 import pytest
 
 from peftbench.config.compose import load_config
-from peftbench.record import identities, read_record
+from peftbench.engine import device
+from peftbench.record import IDENTITY_VERSION, identity, read_record
 from peftbench.study.grid import load_study, plan
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 PRESETS = ["all_minilm", "glue_minilm", "prompt_minilm", "prompt_residual_minilm", "scaling_minilm",
            "methods2026_minilm", "protocol_minilm", "protocol_minilm_dev"]  # the studies whose out is under results/
+
+
+@pytest.fixture(autouse=True)
+def _on_a_cpu(monkeypatch):
+    """The committed studies ran on CPUs: their runs are completed where `device=auto` resolves to the CPU. On a GPU
+    machine the same study trains them again there (fp16 or bf16 on CUDA is another experiment)."""
+    monkeypatch.setattr(device, "cuda_available", lambda: False)
 
 
 @cache
@@ -73,7 +81,9 @@ def test_committed_runs_are_planned_completed_runs() -> None:
             wrong.append(f"{folder}: not a completed result.json")
         elif (rec["run"]["task"], rec["run"]["method"], rec["run"]["seed"]) != (cfg.task.name, cfg.method.name, cfg.seed):
             wrong.append(f"{folder}: holds {rec['run']}")
-        elif rec["identity"] not in identities(cfg):  # a run from before role configs keeps its identity
+        elif rec.get("identity_version") != IDENTITY_VERSION:
+            wrong.append(f"{folder}: identity version {rec.get('identity_version', 1)}: python -m peftbench.record migrate")
+        elif rec["identity"] != identity(cfg, device.runtime(cfg)):
             wrong.append(f"{folder}: today's config differs from the committed run's (a default changed?)")
         elif not (folder / "train.log").is_file():
             wrong.append(f"{folder}: no train.log")
@@ -92,3 +102,14 @@ def test_every_method_of_2025_26_learns_the_sst2_slice() -> None:
     study = load_study("methods2026_minilm")
     assert sorted(best) == sorted(study.methods) and set(study.methods) <= set(group_options("method"))
     assert {m: acc for m, acc in best.items() if acc < 50.92 + 10} == {}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("preset,runs", [("prompt_minilm", 6), ("protocol_minilm_dev", 4 * 7 * 3)])
+def test_a_clone_trains_nothing(shared_data, capsys, preset, runs) -> None:
+    """`peftbench study PRESET --dry-run` in a clone: every committed run is completed, none to run."""
+    from peftbench.cli import main
+
+    with contextlib.chdir(RESULTS.parent):
+        assert main(["study", preset, f"data_dir={shared_data}", "--dry-run"]) == 0
+    assert f"{runs} runs, 0 to run, {runs} completed" in capsys.readouterr().out

@@ -3,13 +3,21 @@
 Schema (version 1), one JSON object:
   schema, status ("running" | "completed" | "failed"), error (one line or null),
   run: {task, method, model, seed, train_size}  -- the names used everywhere (configs, plots, tables)
-  identity: hash of the resolved config without output/tracking keys (a study skips runs with a completed twin)
+  identity: hash of the resolved config without the keys of how it runs (NOT_IDENTITY), with `device` and
+    `precision` as they resolved on the machine (cpu|cuda; fp32|fp16|bf16): a study skips runs with a completed twin
+  identity_version: what the hash covers (IDENTITY_VERSION); records of an older one are rewritten once by
+    `python -m peftbench.record migrate FOLDER...`, which adds migrated: {identity_version, identity (the old ones),
+    config_keys (the config keys it spelled as today's configs do)}
   config: the resolved config; versions: {python, torch, transformers, peft, peftbench}; git_commit
+  machine: {cpu (model name), cpu_flags (the kernel ISA flags it has: avx2, avx512f, avx512_bf16, amx_*, ... see
+    KERNEL_FLAGS), cpu_count, gpu (its name on a CUDA run, else null)}: why two records on two machines may differ
   metrics: {accuracy, f1} (GLUE) or {exact_match, f1} (SQuAD), in percent; primary_metric
   trainable_params, total_params, trainable_percent, train_examples, eval_examples, train_windows (SQuAD)
   schedule ("epochs" | "steps"), train_steps, epochs_run, num_processes, grad_accum
   train_time_s, train_samples_per_s, train_tokens_per_s, eval_time_s, started_at, finished_at, device, precision
   host, pid: the machine and process that ran it
+  device_shared_with: on a CUDA run started by a study's parallel=N pool, how many other runs of the pool were given
+    the same GPU (0: it had one to itself; more: its times are not a solo speed and reports mark them); null otherwise
   costs: see cost.py (peak memory, static memory split, FLOPs, delta size on disk)
   forgetting: how far training moved the encoder on a fixed text sample (null with forgetting=false); see forgetting.py
     {sample, n, pooling, max_length, cka (linear CKA base vs tuned, 1 = unmoved), mlm_loss_base, mlm_loss_tuned,
@@ -41,14 +49,15 @@ from typing import IO, Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
+from .errors import UserError
+
 SCHEMA = 1
-# how a run is executed, not what it learns (grad_accum: the same global batch in smaller pieces)
+IDENTITY_VERSION = 2  # bump when what the identity hashes changes, and give `migrate` the step from the last one
+# how a run is executed or recorded, not what it learns (grad_accum: the same global batch in smaller pieces;
+# forgetting: a measurement after training; protocol: the study's bookkeeping)
 NOT_IDENTITY = ("out", "tracking", "log_every", "eval_batch_size", "data_dir", "resume", "checkpoint_every", "grad_accum",
-                "pad_multiple", "compile", "compile_mode",  # how fast, not what is trained
-                "overwrite", "forgetting",  # forgetting: a measurement after training, not what is trained
-                "protocol")  # protocol: the study's bookkeeping (phase, picked score), not what trains
-# run keys added for issue #37, left out of the identity at their old behaviour so earlier runs keep their identity
-QUIET_DEFAULTS = {"holdout": None, "eval_split": "dev"}
+                "pad_multiple", "compile", "compile_mode", "overwrite", "forgetting", "protocol")
+SHARED_ENV = "PEFTBENCH_DEVICE_SHARED_WITH"  # set by a study's parallel=N pool: other runs it placed on this GPU
 
 
 def write_atomic(path: Path, write: Callable[[IO[str]], Any]) -> None:
@@ -72,59 +81,54 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     write_atomic(path, lambda f: json.dump(obj, f, indent=2, sort_keys=False, default=str))
 
 
-def identity_fields(config: dict[str, Any]) -> dict[str, Any]:
-    """The part of a resolved config (as result.json stores it) that makes two runs the same experiment."""
+def identity_fields(config: dict[str, Any], runtime: dict[str, str]) -> dict[str, Any]:
+    """The part of a resolved config (as result.json stores it) that makes two runs the same experiment, with
+    `device` and `precision` as they resolved on the machine (engine/device.py's runtime): precision=auto on a CPU
+    (fp32) and on a GPU (fp16) are two experiments."""
     data = json.loads(json.dumps(config))  # a deep copy
     for key in NOT_IDENTITY:
         data.pop(key, None)
     data.get("task", {}).pop("data_dir", None)
-    for key, default in QUIET_DEFAULTS.items():
-        if key in data and data[key] == default:
-            data.pop(key)
-    # data_seed draws only the subset and the holdout: without either it changes nothing, and null is the old coupling
-    if "data_seed" in data and (data["data_seed"] is None or (data.get("train_size") is None and "holdout" not in data)):
-        data.pop("data_seed")
-    if data.get("model", {}).get("tokenizer", 0) is None:  # the model's own tokenizer, as before the key existed
-        data["model"].pop("tokenizer")
+    # data_seed draws only the subset and the holdout: without either it changes nothing
+    if data.get("train_size") is None and data.get("holdout") is None:
+        data.pop("data_seed", None)
+    data.update(device=runtime["device"], precision=runtime["precision"])
     return data
 
 
-def identity(cfg: DictConfig) -> str:
-    """What makes two runs the same experiment: the resolved config minus where it is written or mirrored."""
-    data = identity_fields(OmegaConf.to_container(cfg, resolve=True))
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+def _hash(data: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps({"identity_version": IDENTITY_VERSION, **data}, sort_keys=True).encode()
+                          ).hexdigest()[:16]
 
 
-QV = ["query", "value"]
-# Before families.py's roles the method configs named BERT's modules. A run recorded then, on a BERT-layout model, is
-# the same experiment as today's role config: its recorded identity is one of `identities(cfg)` (no rerun, no mix-up).
-PRE_ROLES = {
-    "lora": ({"target_roles": QV, "target_modules": None}, {"target_modules": QV}),
-    "dora": ({"target_roles": QV, "target_modules": None}, {"target_modules": QV}),
-    "vera": ({"target_roles": QV, "target_modules": None}, {"target_modules": QV}),
-    "lora_all": ({"target_roles": ["query", "key", "value", "attention_output", "ffn_in", "ffn_out"],
-                  "target_modules": None},
-                 {"target_modules": r".*\.layer\.\d+\.(attention\.self\.(query|key|value)|attention\.output\.dense|"
-                                    r"intermediate\.dense|output\.dense)"}),
-    "ia3": ({"target_roles": ["key", "value", "ffn_out"], "feedforward_roles": ["ffn_out"], "target_modules": None,
-             "feedforward_modules": None},
-            {"target_modules": r".*\.layer\.\d+\.(attention\.self\.(key|value)|output\.dense)",
-             "feedforward_modules": r".*\.layer\.\d+\.output\.dense"}),
-    "bitfit_subset": ({"biases": ["query", "ffn_in"]}, {"biases": ["query", "intermediate"]}),
-}
+def identity(cfg: DictConfig | dict[str, Any], runtime: dict[str, str]) -> str:
+    """What makes two runs the same experiment: the resolved config minus where it is written or mirrored, with the
+    device and precision it trains with (`runtime`), hashed with IDENTITY_VERSION."""
+    config = cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True)
+    return _hash(identity_fields(config, runtime))
 
 
-def identities(cfg: DictConfig) -> set[str]:
-    """identity(cfg), and the identity the same run had before role configs (PRE_ROLES), if it had another."""
-    data = identity_fields(OmegaConf.to_container(cfg, resolve=True))
-    ids = {hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]}
-    now, before = PRE_ROLES.get(data.get("method", {}).get("name"), (None, None))
-    if now and all(data["method"].get(k) == v for k, v in now.items()):
-        for k in now:
-            data["method"].pop(k)
-        data["method"].update(before)
-        ids.add(hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16])
-    return ids
+def identities(cfg: DictConfig, runtimes: list[dict[str, str]]) -> set[str]:
+    """identity(cfg) under each runtime: the runs that count as this config where the machine is not known."""
+    return {identity(cfg, r) for r in runtimes}
+
+
+def recorded_runtime(rec: dict[str, Any]) -> dict[str, str] | None:
+    """The device type and precision a record's run trained with (its `device` and `precision` fields), or None."""
+    device, precision = rec.get("device"), rec.get("precision")
+    if not isinstance(device, str) or not isinstance(precision, str):
+        return None
+    return {"device": device.split(":")[0], "precision": {"no": "fp32"}.get(precision, precision)}
+
+
+def check_version(rec: dict[str, Any], path: Path, where: Path | None = None) -> None:
+    """A record hashed by an older identity would never match a config again (every run trained anew): one line
+    naming the folder to migrate (`where`, else the record's own)."""
+    version = rec.get("identity_version", 1)
+    if version != IDENTITY_VERSION:
+        raise UserError(f"{path}: its identity is version {version}, this peftbench hashes version {IDENTITY_VERSION}: "
+                        f"run `python -m peftbench.record migrate {where or Path(path).parent}` once, then this "
+                        "command again")
 
 
 def versions() -> dict[str, str]:
@@ -138,6 +142,39 @@ def versions() -> dict[str, str]:
             "peft": peft.__version__, "peftbench": __version__}
 
 
+# the ISA flags that choose CPU kernels (oneDNN's bf16 and AMX paths, AVX-512 vs AVX2 GEMMs; Arm's SVE and bf16)
+KERNEL_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "sve", "sve2", "bf16", "i8mm")
+
+
+def cpu_info(text: str) -> dict[str, Any]:
+    """{'cpu': model name, 'cpu_flags': the KERNEL_FLAGS and amx_* it has, sorted} from /proc/cpuinfo's text."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip().lower(), value.strip())  # the first processor speaks for all
+    flags = set((fields.get("flags") or fields.get("features") or "").split())  # Arm says "Features"
+    model = fields.get("model name") or fields.get("hardware") or fields.get("model") or None
+    return {"cpu": model, "cpu_flags": sorted(f for f in flags if f in KERNEL_FLAGS or f.startswith("amx_"))}
+
+
+def machine(runtime: dict[str, str] | None = None) -> dict[str, Any]:
+    """What ran the run, so two records that differ can say why: the CPU model and kernel ISA flags (from
+    /proc/cpuinfo; elsewhere the platform's processor name and no flags), cores, and the GPU when it trained on one."""
+    try:
+        info = cpu_info(Path("/proc/cpuinfo").read_text(errors="replace"))
+    except OSError:
+        info = {"cpu": None, "cpu_flags": None}
+    info["cpu"] = info["cpu"] or platform.processor() or platform.machine() or None
+    info["cpu_count"] = os.cpu_count()
+    info["gpu"] = None
+    if runtime and runtime["device"] == "cuda":
+        import torch
+
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
 def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
@@ -147,18 +184,25 @@ def git_commit() -> str | None:
         return None
 
 
-def new_record(cfg: DictConfig) -> dict[str, Any]:
+def new_record(cfg: DictConfig, runtime: dict[str, str]) -> dict[str, Any]:
+    """The record a run starts with; `runtime` is the device and precision it trains with (engine/device.py)."""
+    shared = os.environ.get(SHARED_ENV)
     return {
         "schema": SCHEMA,
         "status": "running",
         "error": None,
         "run": {"task": cfg.task.name, "method": cfg.method.name, "model": cfg.model.name, "seed": cfg.seed,
                 "train_size": cfg.train_size, "data_seed": data_seed(cfg)},
-        "identity": identity(cfg),
+        "identity": identity(cfg, runtime),
+        "identity_version": IDENTITY_VERSION,
         "config": OmegaConf.to_container(cfg, resolve=True),
         "versions": versions(),
+        "machine": machine(runtime),
         "git_commit": git_commit(),
         "host": platform.node(), "pid": os.getpid(),  # which machine and process ran it (launchers, clusters)
+        # train() refines both ("cuda:0"; "no" is fp32): set here so a run that fails early still says its identity's
+        "device": runtime["device"], "precision": {"fp32": "no"}.get(runtime["precision"], runtime["precision"]),
+        "device_shared_with": int(shared) if shared and shared.isdigit() and runtime["device"] == "cuda" else None,
         "metrics": {},
         "primary_metric": cfg.task.metric,
         "eval_split": cfg.get("eval_split", "dev"),
@@ -180,3 +224,76 @@ def read_record(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return rec if isinstance(rec, dict) and rec.get("schema") == SCHEMA else None
+
+
+# Identity version 1 -> 2, the config as version 1 records spell it -> as today's configs do (`migrate`):
+V1_DEFAULTS = {"holdout": None, "eval_split": "dev", "data_seed": None}  # keys added later, at their behaviour before
+QV = ["query", "value"]
+# method configs before families.py's roles named BERT's modules -> the role config that picks the same modules
+V1_ROLES = {
+    "lora": ({"target_modules": QV}, {"target_roles": QV, "target_modules": None}),
+    "dora": ({"target_modules": QV}, {"target_roles": QV, "target_modules": None}),
+    "vera": ({"target_modules": QV}, {"target_roles": QV, "target_modules": None}),
+    "lora_all": ({"target_modules": r".*\.layer\.\d+\.(attention\.self\.(query|key|value)|attention\.output\.dense|"
+                                    r"intermediate\.dense|output\.dense)"},
+                 {"target_roles": ["query", "key", "value", "attention_output", "ffn_in", "ffn_out"],
+                  "target_modules": None}),
+    "ia3": ({"target_modules": r".*\.layer\.\d+\.(attention\.self\.(key|value)|output\.dense)",
+             "feedforward_modules": r".*\.layer\.\d+\.output\.dense"},
+            {"target_roles": ["key", "value", "ffn_out"], "feedforward_roles": ["ffn_out"], "target_modules": None,
+             "feedforward_modules": None}),
+    "bitfit_subset": ({"biases": ["query", "intermediate"]}, {"biases": ["query", "ffn_in"]}),
+}
+
+
+def migrate_record(rec: dict[str, Any]) -> dict[str, Any] | None:
+    """A version 1 record as today's peftbench writes it: its config in today's spelling (the keys added since at the
+    behaviour it had, BERT module names as roles), today's identity of it under its recorded device and precision,
+    and `migrated` saying what changed. None when it is current, or has no device or precision (it failed before
+    training: nothing to skip)."""
+    runtime = recorded_runtime(rec)
+    if rec.get("identity_version", 1) == IDENTITY_VERSION or runtime is None or not isinstance(rec.get("config"), dict):
+        return None
+    config = json.loads(json.dumps(rec["config"]))
+    changed = [k for k in V1_DEFAULTS if k not in config]
+    config.update({k: V1_DEFAULTS[k] for k in changed})
+    if "tokenizer" not in config.get("model", {"tokenizer": None}):  # the model's own, as before the key existed
+        config["model"]["tokenizer"] = None
+        changed.append("model.tokenizer")
+    method = config.get("method", {})
+    before, now = V1_ROLES.get(method.get("name"), ({}, {}))
+    if before and all(method.get(k) == v for k, v in before.items()) and not any(k in method for k in now.keys() - before):
+        method.update(now)
+        changed += [f"method.{k}" for k in now]
+    return {**rec, "config": config, "identity": identity(config, runtime), "identity_version": IDENTITY_VERSION,
+            "migrated": {"identity_version": rec.get("identity_version", 1), "identity": rec.get("identity"),
+                         "config_keys": changed}}
+
+
+def migrate(folders: list[str]) -> int:
+    """Rewrite every result.json under `folders` to IDENTITY_VERSION (atomically); print what it did."""
+    done, current, left = 0, 0, []
+    for path in sorted(p for f in folders for p in Path(f).rglob("result.json")):
+        rec = read_record(path)
+        new = migrate_record(rec) if rec else None
+        if new is not None:
+            write_json_atomic(path, new)
+            done += 1
+        elif rec and rec.get("identity_version", 1) == IDENTITY_VERSION:
+            current += 1
+        else:
+            left.append(str(path))
+    print(f"migrated {done} records to identity version {IDENTITY_VERSION}; {current} already were"
+          + (f"; {len(left)} left as they are (unreadable, or no device/precision: failed before training): "
+             + ", ".join(left[:5]) + (" ..." if len(left) > 5 else "") if left else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:2] != ["migrate"] or len(sys.argv) < 3 or not all(Path(f).is_dir() for f in sys.argv[2:]):
+        print("usage: python -m peftbench.record migrate FOLDER... (study or run folders holding result.json files)",
+              file=sys.stderr)
+        sys.exit(2)
+    sys.exit(migrate(sys.argv[2:]))

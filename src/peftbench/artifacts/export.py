@@ -27,7 +27,7 @@ from omegaconf import OmegaConf
 
 from ..engine.delta import Run, load_run, merge_peft
 from ..errors import UserError
-from ..record import identity_fields, read_record
+from ..record import identity_fields, read_record, recorded_runtime
 
 FORMATS = ("peft", "merged", "onnx")
 ONNX_FILE = "model.onnx"
@@ -186,12 +186,14 @@ def sibling_metric(run_dir: Path, rec: dict[str, Any]) -> dict[str, Any]:
     from ..stats import ci95
 
     metric = rec["primary_metric"]
-    mine = {k: v for k, v in identity_fields(rec["config"]).items() if k != "seed"}
+    unknown = {"device": None, "precision": None}  # a record without them: only its like matches
+    mine = {k: v for k, v in identity_fields(rec["config"], recorded_runtime(rec) or unknown).items() if k != "seed"}
     values = []
     for path in sorted(run_dir.parent.glob("*/result.json")):
         other = read_record(path)
         if other and other.get("status") == "completed" and metric in other.get("metrics", {}):
-            theirs = {k: v for k, v in identity_fields(other["config"]).items() if k != "seed"}
+            theirs = {k: v for k, v in identity_fields(other["config"], recorded_runtime(other) or unknown).items()
+                      if k != "seed"}
             if theirs == mine:
                 values.append(other["metrics"][metric])
     out = {"metric": metric, "value": rec["metrics"].get(metric)}

@@ -24,7 +24,8 @@ from typing import Any, Callable
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import UserError
-from ..record import identities, identity_fields, read_record
+from ..record import check_version, identity, identity_fields, read_record, recorded_runtime
+from .device import runtime
 
 LOCK = "run.lock"
 CHECKPOINT = "checkpoint.pt"  # = checkpoint.FILE (not imported: that would pull in torch for a study's plan)
@@ -113,10 +114,11 @@ def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def differing_keys(old_config: dict[str, Any], cfg: DictConfig) -> list[str]:
-    """'key: old -> new' for every identity key whose value differs between a recorded config and `cfg`."""
-    a = _flat(identity_fields(old_config))
-    b = _flat(identity_fields(OmegaConf.to_container(cfg, resolve=True)))
+def differing_keys(rec: dict[str, Any], cfg: DictConfig) -> list[str]:
+    """'key: old -> new' for every identity key whose value differs between a record's run and `cfg` here."""
+    here = runtime(cfg)
+    a = _flat(identity_fields(rec["config"], recorded_runtime(rec) or here))
+    b = _flat(identity_fields(OmegaConf.to_container(cfg, resolve=True), here))
     missing = "(absent)"
     return [f"{k}: {json.dumps(a.get(k, missing))} -> {json.dumps(b.get(k, missing))}" for k in sorted(set(a) | set(b))
             if a.get(k, missing) != b.get(k, missing)]
@@ -140,9 +142,10 @@ def _check(out: Path, cfg: DictConfig) -> None:
         if rec is None or "config" not in rec:
             raise UserError(f"{out / CHECKPOINT} has no readable result.json beside it, so its run's config is unknown: "
                             "overwrite=true to start over")
-        every = differing_keys(rec["config"], cfg)
+        check_version(rec, out / "result.json")
+        every = differing_keys(rec, cfg)
         diff = [d for d in every if d.split(":")[0] not in RESUME_MAY_CHANGE]
-        if rec.get("identity") not in identities(cfg) and (diff or not every):  # not every: hashed by another version
+        if rec.get("identity") != identity(cfg, runtime(cfg)) and (diff or not every):
             raise UserError(f"resume=true, but the checkpoint in {out} is of another config: "
                             f"{'; '.join(diff) if diff else 'identity ' + str(rec.get('identity'))} (only keys outside "
                             "the run's identity, like grad_accum or eval_every, may change): run without those "

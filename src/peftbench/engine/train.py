@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from . import checkpoint, cost, forgetting, preflight, runtime
+from .device import mixed_precision, on_cpu, runtime as resolved
 from ..data.batches import pad_multiple, total_steps, train_batches
 from .delta import base_fingerprint, save_delta
 from ..errors import UserError
@@ -46,17 +47,6 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
     trainable = [p for p in model.parameters() if p.requires_grad]
     return [{"params": [p for p in trainable if p.ndim >= 2], "weight_decay": weight_decay},
             {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0}]
-
-
-def on_cpu(cfg: DictConfig) -> bool:
-    # accelerate forms a multi-process CPU group (gloo) only when told cpu=True
-    return cfg.device == "cpu" or not torch.cuda.is_available()
-
-
-def mixed_precision(cfg: DictConfig) -> str:
-    if cfg.precision == "auto":
-        return "fp16" if torch.cuda.is_available() and cfg.device != "cpu" else "no"
-    return {"fp32": "no"}.get(cfg.precision, cfg.precision)
 
 
 def cpu_has_bf16() -> bool:
@@ -94,7 +84,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         raise UserError(f"cannot write the run folder {out}: {e.strerror}; pick another out=") from None
     release = claim(out, cfg) if main else (lambda: None)  # the folder is this run's (lock, overwrite, resume rules)
     handler = setup_logging(out) if main else logging.NullHandler()
-    record = new_record(cfg)
+    record = new_record(cfg, resolved(cfg))
     record["started_at"] = now()
     tracker = None
     save = (lambda: write_json_atomic(out / "result.json", record)) if main else (lambda: None)

@@ -19,6 +19,7 @@ TASK_ORDER = ["cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnl
 SECONDARY = {"mrpc": "accuracy", "qqp": "accuracy", "stsb": "spearman", "mnli": "accuracy_mm"}
 CLEAR = 1.0                   # points a run must beat the majority-class baseline by to count as having learned
 FLAG = "⚠"
+SHARED = "†"                  # marks a time measured while the run shared its GPU (record: device_shared_with)
 
 
 def order(names, ranking=ORDER) -> list[str]:
@@ -34,6 +35,11 @@ def learned_nothing(rec: dict[str, Any], metric: str | None = None) -> bool:
     metric = metric or rec["primary_metric"]
     b = baseline(rec, metric)
     return b is not None and rec["metrics"][metric] < b + CLEAR
+
+
+def shared(rec: dict[str, Any]) -> bool:
+    """Whether the run shared its GPU with other runs of its study while it trained (its times are not a solo speed)."""
+    return (rec.get("device_shared_with") or 0) > 0
 
 
 def cell(values: list[float], flagged: bool = False) -> str:

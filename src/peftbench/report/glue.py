@@ -10,7 +10,8 @@ from pathlib import Path
 
 from . import figures
 from .baselines import baseline
-from .cells import (CLEAR, FLAG, SECONDARY, TASK_ORDER, best_rate, by_rate, cell, learned_nothing, mixed_keys, order, pct, rate, seed_rate)
+from .cells import (CLEAR, FLAG, SECONDARY, SHARED, TASK_ORDER, best_rate, by_rate, cell, learned_nothing, mixed_keys,
+                    order, pct, rate, seed_rate, shared)
 from ..stats import mean_std
 from .versus import versus_full
 
@@ -97,14 +98,20 @@ def glue_section(recs: list[dict], out: Path, tag: str) -> list[str]:
             if rs:
                 ms, peak = step(rs), avg(rs, "peak_memory_bytes")
                 mark = f" {FLAG}" if any(learned_nothing(r) for r in rs) else ""
+                own = f" {SHARED}" if any(map(shared, rs)) else ""  # a time that is not a solo speed
+                vs = f" {SHARED}" if any(map(shared, rs + full)) else ""
                 lines.append(f"| {m} | {t}{mark} | {peak / 2**20:,.0f} | {ratio(peak, avg(full, 'peak_memory_bytes'))} | "
                              f"{(avg(rs, 'memory_gradients_bytes') + avg(rs, 'memory_optimizer_bytes')) / 2**20:,.1f} | "
-                             f"{avg(rs, 'train_flops'):.3g} | {f'{ms:,.0f}' if ms == ms else '—'} | "
-                             f"{ratio(ms, step(full))} | {avg(rs, 'train_time_s'):,.1f} | {avg(rs, 'delta_bytes') / 1024:,.0f} |")
-    devices = sorted({r.get("device", "?") for m in by.values() for rs in m.values() for r in rs})
+                             f"{avg(rs, 'train_flops'):.3g} | {f'{ms:,.0f}' if ms == ms else '—'}{own} | "
+                             f"{ratio(ms, step(full))}{vs} | {avg(rs, 'train_time_s'):,.1f}{own} | "
+                             f"{avg(rs, 'delta_bytes') / 1024:,.0f} |")
+    every = [r for m in by.values() for rs in m.values() for r in rs]
+    devices = sorted({r.get("device", "?") for r in every})
     lines += ["", f"Means over seeds{' at each best rate' if tuned else ''}. Device: {', '.join(devices)} (on CPU, peak memory is the process's peak resident "
               "set while training). FLOPs: forward + backward, counted on the first step, times the tokens seen. "
-              "Step: train time / optimizer steps; \"vs full\": the ratio to full FT on the same task.",
+              "Step: train time / optimizer steps; \"vs full\": the ratio to full FT on the same task."
+              + (f" {SHARED}: a run in the cell (or in full's, for a ratio) shared its GPU with other runs of the "
+                 "study (parallel=N over fewer GPUs): its times are not a solo speed." if any(map(shared, every)) else ""),
               "", f"![costs](flops_comparison{tag}.png)", ""]
     return lines + flops_why(by, methods, tasks)
 

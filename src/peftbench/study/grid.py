@@ -29,7 +29,7 @@ from . import protocol
 from .planning import pool_size, print_plan, task_folder  # noqa: F401
 from .search import lr_folder, lr_grid  # noqa: F401  (grids are a budget of their own size)
 from ..errors import UserError
-from .runner import completed, run_one  # noqa: F401  (the run loop; launch.py's jobs use it too)
+from .runner import check_versions, completed, run_one, trains_here  # noqa: F401  (launch.py's jobs use run_one too)
 
 STUDY_KEYS = ("methods", "tasks", "seeds", "sizes", "out", "run")
 OPTIONAL_KEYS = {"launcher": None, "launch": [], "lrs": None, "parallel": 1}  # launch: hydra.* overrides for the launcher
@@ -232,10 +232,11 @@ def run_study(name: str, overrides: list[str] | None = None, dry_run: bool = Fal
     # Compose every config first: a bad key fails here, in one line, before hours of training.
     configs = [(folder, load_config(over)) for folder, over in runs]
     out = Path(study.out)
-    local = not study.launcher or study.launcher in ("basic", "joblib", "submitit_local")  # runs train on this machine
+    local = trains_here(study)
+    check_versions(out)  # a record of an older identity would never be skipped: one line, before anything runs
     preflight.check([cfg for _, cfg in configs], out, local)  # models, data, folder: every problem at once, before run 1
     if dry_run:
-        print_plan(configs, out)
+        print_plan(configs, out, local)
         return 0
     out.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(study, out / f"study-{Path(name).stem}.yaml")

@@ -9,8 +9,11 @@ This module is that Hydra app: each job trains one run of the plan through `runn
 the same as a sequential one (same folder, skip and resume rules, result.json) and `peftbench report` reads it
 unchanged. Hydra's own per-job log and config go to OUT/launches/<time>/<job>/.
 
-`parallel=N` (no launcher) runs the same app as N processes at a time on this machine: several runs share one GPU
-(small models leave most of it idle) or the CPU cores, each run in a process of its own with its own memory figures.
+`parallel=N` (no launcher) runs the same app as N processes at a time on this machine, each run in a process of its
+own with its own memory figures. On a machine with GPUs, worker slot s (of N) trains on GPU s % count
+(CUDA_VISIBLE_DEVICES): N up to the GPU count gives every run its own GPU; more, and runs share (small models leave
+most of one idle), and each run's result.json says with how many others (`device_shared_with`), so the report does
+not read its times as a solo speed.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import queue
 import shlex
 import subprocess
 import sys
@@ -31,7 +35,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..config.compose import CONFIG_DIR, compose_config, load_config
 from ..errors import UserError
-from .runner import completed, run_one
+from ..record import SHARED_ENV
+from .runner import completed, run_one, trains_here
 
 # launcher name -> the Hydra plugin it needs (`pip install "peftbench[launchers]"` brings all three)
 PLUGINS = {"basic": None, "joblib": "hydra_plugins.hydra_joblib_launcher",
@@ -68,10 +73,10 @@ def write_plan(out: Path, name: str, runs: list[tuple[Path, list[str]]]) -> Path
 def launch_study(study: DictConfig, name: str, configs: list[tuple[Path, DictConfig]],
                  runs: list[tuple[Path, list[str]]]) -> int:
     """Send the runs without a completed twin to the study's launcher, wait, and sum up from their result.json."""
-    out = Path(study.out)
+    out, here = Path(study.out), trains_here(study)
     todo = []
     for i, (folder, cfg) in enumerate(configs):
-        if completed(folder, cfg):
+        if completed(folder, cfg, here):
             print(f"[{i + 1}/{len(configs)}] {folder.relative_to(out)}: skipped, completed", flush=True)
         else:
             todo.append(i)
@@ -88,7 +93,7 @@ def launch_study(study: DictConfig, name: str, configs: list[tuple[Path, DictCon
         code = subprocess.run(cmd).returncode
     else:
         code = run_parallel(plan, todo, int(study.parallel), sweep_dir)
-    done = [i for i in todo if completed(*configs[i])]
+    done = [i for i in todo if completed(*configs[i], here)]
     missing = [str(configs[i][0]) for i in todo if i not in done]
     print(f"study {Path(name).stem}: {len(done)} ran, {len(configs) - len(todo)} skipped, {len(missing)} failed or "
           f"missing in {time.perf_counter() - t0:.0f} s -> {out} (Hydra logs: {sweep_dir})")
@@ -99,23 +104,49 @@ def launch_study(study: DictConfig, name: str, configs: list[tuple[Path, DictCon
     return 1 if missing or code else 0
 
 
+def gpu_slots(n: int) -> list[dict[str, str]]:
+    """The environment of each of n worker slots: slot s on GPU s % count of the GPUs this process sees, and how many
+    other slots that GPU has (SHARED_ENV, which the run records); n empty ones on a machine without a GPU."""
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if not count:
+        return [{} for _ in range(n)]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")  # torch's index i is the i-th of these
+    ids = [x.strip() for x in visible.split(",")][:count] if visible else [str(i) for i in range(count)]
+    return [{"CUDA_VISIBLE_DEVICES": ids[s % count], SHARED_ENV: str(len(range(s % count, n, count)) - 1)}
+            for s in range(n)]
+
+
 def run_parallel(plan: Path, todo: list[int], n: int, sweep_dir: Path) -> int:
     """Plan entries `todo`, n processes at a time on this machine; each prints its one summary line when done.
 
-    Every process gets cores/n CPU threads (unless OMP_NUM_THREADS is set), so n runs do not oversubscribe the CPU.
+    Every process gets cores/n CPU threads (unless OMP_NUM_THREADS is set), so n runs do not oversubscribe the CPU,
+    and a GPU of its own while there are as many (gpu_slots): a job takes a free slot and gives it back when done.
     """
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
-    print(f"running {len(todo)} runs, {n} at a time (OMP_NUM_THREADS={env['OMP_NUM_THREADS']}); logs in {sweep_dir}",
-          flush=True)
+    slots = gpu_slots(min(n, len(todo)))
+    free: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for s in range(len(slots)):
+        free.put(s)
+    gpus = sorted({e["CUDA_VISIBLE_DEVICES"] for e in slots if e})
+    print(f"running {len(todo)} runs, {n} at a time (OMP_NUM_THREADS={env['OMP_NUM_THREADS']}"
+          + (f"; GPUs {','.join(gpus)}, {-(-len(slots) // len(gpus))} runs at most on each" if gpus else "")
+          + f"); logs in {sweep_dir}", flush=True)
 
     def one(job: int) -> int:
         log = sweep_dir / f"{job}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "peftbench.study.launch", f"plan={plan}", f"job={job}",
                f"hydra.run.dir={sweep_dir / str(job)}"]
-        with open(log, "w") as f:
-            code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env={**env, "TQDM_DISABLE": "1"}).returncode
+        slot = free.get()
+        try:
+            with open(log, "w") as f:
+                code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT,
+                                      env={**env, **slots[slot], "TQDM_DISABLE": "1"}).returncode
+        finally:
+            free.put(slot)
         lines = [x for x in log.read_text(errors="replace").splitlines() if x.startswith("[")]
         print(lines[-1] if lines else f"[job {job}] exited with {code}: see {log}", flush=True)
         return code

@@ -39,14 +39,15 @@ def pool_size(cfg: DictConfig) -> int | None:
     return None
 
 
-def print_plan(configs: list[tuple[Path, DictConfig]], out: Path) -> None:
-    """Every planned run and what a real invocation would do with it; nothing is written."""
+def print_plan(configs: list[tuple[Path, DictConfig]], out: Path, here: bool = True) -> None:
+    """Every planned run and what a real invocation would do with it (`here`: the runs train on this machine, so
+    its device and precision decide which are completed); nothing is written."""
     from ..data.batches import total_steps
     from ..engine.runtime import duration, run_seconds
 
     todo, seconds, unknown, pools = 0, 0.0, 0, {}
     for i, (folder, cfg) in enumerate(configs, 1):
-        done = completed(folder, cfg)
+        done = completed(folder, cfg, here)
         todo += not done
         print(f"[{i}/{len(configs)}] {folder.relative_to(out)}: {'completed' if done else 'to run'}")
         if not done:  # the measured run-time model (runtime.py): steps x seconds per step on a 2-core CPU

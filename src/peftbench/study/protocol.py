@@ -24,7 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..config.compose import CONFIG_DIR, load_config, override_value
 from ..errors import UserError
-from ..record import identities, read_record
+from ..record import read_record
+from .runner import trains_here, twin
 
 SELECT_SEED = 0  # the one training seed of every selection run; final seeds are distinct from it
 BASELINE = "full"
@@ -48,12 +49,10 @@ def compose(over: list[str]) -> DictConfig:
     return _configs[key]
 
 
-def score(folder: Path, over: list[str]) -> float | None:
-    """The primary metric of the completed run of exactly this config in `folder`, else None."""
+def score(folder: Path, over: list[str], here: bool = True) -> float | None:
+    """The primary metric of the completed run of exactly this config in `folder`, else None (here: runner.twin's)."""
     rec = read_record(folder / "result.json")
-    if not rec or rec.get("status") != "completed":
-        return None
-    if rec.get("identity") not in identities(compose(over)):
+    if not rec or rec.get("status") != "completed" or not twin(rec, folder, compose(over), here):
         return None
     value = rec.get("metrics", {}).get(rec.get("primary_metric"))
     return float(value) if isinstance(value, (int, float)) else None
@@ -90,6 +89,7 @@ def plan(study: DictConfig, pools: dict[str, int | None] | None = None) -> Plan:
     from .planning import task_folder
 
     pools, out, result = pools or {}, Path(study.out), Plan()
+    here = trains_here(study)
     auto = str(study.seeds) == "auto"
     data_seeds = _as_list(study.data_seeds) if study.data_seeds is not None else [study.data_seed or 0]
     shared = {"select": "holdout", "seeds": "auto" if auto else "fixed", "min_seeds": int(study.min_seeds),
@@ -122,12 +122,12 @@ def plan(study: DictConfig, pools: dict[str, int | None] | None = None) -> Plan:
 
                     sampler_name = "tpe" if study.trials and study.sampler == "tpe" else \
                         ("random" if study.trials else "grid")
-                    configs, _ = candidates(study, method, lambda n, p: score(*select_run(n, p)))
+                    configs, _ = candidates(study, method, lambda n, p: score(*select_run(n, p), here))
                     scores = []
                     for name, params in configs:
                         folder, over = select_run(name, params)
                         result.runs.append((folder, over))
-                        scores.append(score(folder, over))
+                        scores.append(score(folder, over, here))
                     if len(configs) < budget(study, method) or any(s is None for s in scores):
                         result.waiting += 1
                         continue
@@ -153,8 +153,8 @@ def plan(study: DictConfig, pools: dict[str, int | None] | None = None) -> Plan:
                         n = int(study.min_seeds)
                         while True:
                             seeds = final_seeds[:n]
-                            mine = [score(*final_run(m, s)) for s in seeds]
-                            theirs = [score(*final_run(BASELINE, s)) for s in seeds] if BASELINE in finals else [None]
+                            mine = [score(*final_run(m, s), here) for s in seeds]
+                            theirs = [score(*final_run(BASELINE, s), here) for s in seeds] if BASELINE in finals else [None]
                             if any(v is None for v in mine + theirs):
                                 break
                             why = seed_decision([a - b for a, b in zip(mine, theirs)], int(study.min_seeds),
@@ -254,7 +254,8 @@ def run(study: DictConfig, name: str, pools: dict[str, int | None], dry_run: boo
     from .planning import print_plan
 
     out = Path(study.out)
-    local = not study.launcher or study.launcher in ("basic", "joblib", "submitit_local")
+    local = runner.trains_here(study)
+    runner.check_versions(out)
     tried: set[Path] = set()
     said: set[str] = set()
     t_study, code, checked = time.perf_counter(), 0, set()
@@ -275,12 +276,12 @@ def run(study: DictConfig, name: str, pools: dict[str, int | None], dry_run: boo
             print(now.stops[key], flush=True)
             said.add(key)
         if dry_run:
-            print_plan(configs, out)
+            print_plan(configs, out, local)
             if now.waiting:
                 print(f"final phase: decided by the selection above ({now.waiting} task/method cells wait on it); "
                       "re-run without --dry-run to train it")
             return 0
-        todo = [i for i, (folder, cfg) in enumerate(configs) if folder not in tried and not runner.completed(folder, cfg)]
+        todo = [i for i, (folder, cfg) in enumerate(configs) if folder not in tried and not runner.completed(folder, cfg, local)]
         if not todo:
             break
         out.mkdir(parents=True, exist_ok=True)
@@ -294,7 +295,7 @@ def run(study: DictConfig, name: str, pools: dict[str, int | None], dry_run: boo
         for j, i in enumerate(todo, 1):
             folder, cfg = configs[i]
             runner.run_one(folder, cfg, f"[{j}/{len(todo)}] {folder.relative_to(out)}")
-    done = [folder for folder, cfg in configs if runner.completed(folder, cfg)]
+    done = [folder for folder, cfg in configs if runner.completed(folder, cfg, local)]
     ran, failed = len(set(done) & tried), len(configs) - len(done)
     print(f"study {Path(name).stem}: {ran} ran, {len(done) - ran} already completed, {failed} failed or "
           f"waiting in {time.perf_counter() - t_study:.0f} s -> {out}")

@@ -12,9 +12,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from ..record import identities, read_record
+from ..record import check_version, identities, read_record
+from ..engine.device import runtimes
 from ..engine.rundir import CHECKPOINT, Busy
-
 
 
 def verdict(rec: dict[str, Any]) -> str:
@@ -39,10 +39,31 @@ def verdict(rec: dict[str, Any]) -> str:
     return f"{text} ({name} {b:.2f}: {'learned nothing' if learned_nothing(rec) else f'{value - b:+.2f}'})"
 
 
-def completed(folder: Path, cfg: DictConfig) -> bool:
+def trains_here(study: DictConfig) -> bool:
+    """Whether a study's runs train on this machine (no launcher, or a local one), so its device is theirs."""
+    return not study.launcher or study.launcher in ("basic", "joblib", "submitit_local")
+
+
+def twin(rec: dict[str, Any], folder: Path, cfg: DictConfig, here: bool = True) -> bool:
+    """Whether `rec` (read from `folder`) is a run of this very config, trained as it would train on this machine
+    (here=False: on any machine its device and precision allow; a cluster launcher's runs train elsewhere)."""
+    if not rec:
+        return False
+    check_version(rec, folder / "result.json")
+    return rec.get("identity") in identities(cfg, runtimes(cfg, here))
+
+
+def check_versions(out: Path) -> None:
+    """Every record in the study folder `out` hashed by today's identity version, or one line: migrate it first."""
+    for path in sorted(Path(out).rglob("result.json")) if Path(out).is_dir() else []:
+        if rec := read_record(path):
+            check_version(rec, path, out)
+
+
+def completed(folder: Path, cfg: DictConfig, here: bool = True) -> bool:
     """Whether `folder` holds a completed run of this very config."""
     old = read_record(folder / "result.json") or {}
-    return old.get("status") == "completed" and old.get("identity") in identities(cfg)
+    return old.get("status") == "completed" and twin(old, folder, cfg, here)
 
 
 def run_one(folder: Path, cfg: DictConfig, label: str) -> str:
@@ -50,7 +71,7 @@ def run_one(folder: Path, cfg: DictConfig, label: str) -> str:
     from ..engine.train import train  # here, not at the top: a study's plan and dry run never load torch
 
     old = read_record(folder / "result.json") or {}
-    same = old.get("identity") in identities(cfg)
+    same = twin(old, folder, cfg)
     if "resume" in cfg and not (folder / CHECKPOINT).is_file():
         cfg.resume = False  # the study decides per folder: resume=true on its command line cannot fail a fresh run
     if old.get("status") == "completed":
