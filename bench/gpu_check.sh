@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check, for a lent GPU. Prepare with bench/gpu_prepare.sh (here, on the CPU machine).
 # Stages (STAGES="smoke" by default; name others to run them, e.g. STAGES="smoke steps"):
-#   smoke    the CUDA smoke matrix, about 5 minutes: each case prints one PASS, FAIL or SKIP line and the script exits
-#            1 if any case failed. MiniLM on RTE/SST-2 (.gpu/data):
+#   smoke    the CUDA smoke matrix (sized for under 10 minutes): each case prints one PASS, FAIL or SKIP line, and
+#            the script exits 1 if any case failed. MiniLM on RTE/SST-2 (.gpu/data):
 #              fp16, bf16 (SKIP where torch.cuda.is_bf16_supported() is False), compile=true at precision=auto,
 #              SIGTERM mid-run then resume=true completes, AdaLoRA in fp16, a parallel=2 study (each run on its own
 #              GPU when there are two: device_shared_with 0; on one GPU both say 1), and 2-process DDP
