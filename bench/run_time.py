@@ -1,4 +1,4 @@
-"""How long one seed-study run of bert-base-uncased takes on this machine, per task and method (cluster planning).
+"""How long one reference-study run of bert-base-uncased takes on this machine, per task and method (cluster planning).
 
 For each (task, method) the config is composed as the study composes it (`model=bert_base`; SQuAD with
 `schedule=steps` as configs/study/scaling.yaml, on the offline devsplit pool), the method is applied with peftbench's

@@ -39,7 +39,7 @@ COMMITTED = sorted(RESULTS.rglob("result.json"))
 
 def test_presets_write_under_results() -> None:
     p = plans()
-    # all_minilm's runs of the five seed methods at glue_minilm's rates are glue_minilm runs: one folder, one config
+    # all_minilm's runs of the reference methods at glue_minilm's rates are glue_minilm runs: one folder, one config
     shared = p["all_minilm"].keys() & p["glue_minilm"].keys()
     assert len(shared) == (5 + 1 + 1) * 2 * 2  # (MiniLM rates + BitFit 1e-3 + prompt 3e-3) x tasks x seeds 1-2
     assert all(p["all_minilm"][f][1:] == p["glue_minilm"][f][1:] for f in shared)  # [0] is the W&B group

@@ -47,7 +47,7 @@ NOT_IDENTITY = ("out", "tracking", "log_every", "eval_batch_size", "data_dir", "
                 "pad_multiple", "compile", "compile_mode",  # how fast, not what is trained
                 "overwrite", "forgetting",  # forgetting: a measurement after training, not what is trained
                 "protocol")  # protocol: the study's bookkeeping (phase, picked score), not what trains
-# run keys added for issue #37, left out of the identity at their old behaviour so earlier runs keep their identity
+# run keys the holdout protocol added, left out of the identity at their old value so earlier runs keep their identity
 QUIET_DEFAULTS = {"holdout": None, "eval_split": "dev"}
 
 

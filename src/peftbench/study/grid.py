@@ -10,7 +10,7 @@ A run whose result.json is completed with the same `record.identity` is skipped;
 identity and a checkpoint resumes from it; a failed run does not stop the study, which then exits 1.
 With `launcher=joblib|ray|submitit_slurm|...` the same runs go to a Hydra launcher instead (launch.py); `hydra.*`
 overrides on the command line configure it (e.g. hydra.launcher.n_jobs=4).
-`select=holdout` (with trials, space, sampler, seeds=auto, data_seed(s), holdout) is issue #37's protocol: its runs
+`select=holdout` (with trials, space, sampler, seeds=auto, data_seed(s), holdout) is the holdout protocol: its runs
 depend on completed ones, so protocol.py plans and runs it in rounds (docs/protocol.md).
 """
 
@@ -33,7 +33,7 @@ from .runner import completed, run_one  # noqa: F401  (the run loop; launch.py's
 
 STUDY_KEYS = ("methods", "tasks", "seeds", "sizes", "out", "run")
 OPTIONAL_KEYS = {"launcher": None, "launch": [], "lrs": None, "parallel": 1}  # launch: hydra.* overrides for the launcher
-# issue #37's protocol keys (docs/protocol.md); data_seed null: 0 under select=holdout, else the training seed
+# the holdout protocol's keys (docs/protocol.md); data_seed null: 0 under select=holdout, else the training seed
 PROTOCOL_KEYS = {"select": "dev", "holdout": 0.1, "data_seed": None, "data_seeds": None, "trials": None, "space": {},
                  "sampler": "random", "min_seeds": 3, "max_seeds": 10, "ci_target": 1.0}
 PER_RUN = {"task": "tasks=[...]", "method": "methods=[...]", "seed": "seeds=[...]"}
