@@ -79,9 +79,9 @@ def test_a_step_the_scaler_skips_is_no_update():
 
 
 def test_adalora_hook_sees_only_the_updates_fp16_applied(monkeypatch, tmp_path, glue_dir):
-    """A loss scale of 2^40 overflows fp16's gradients on the first steps, which the scaler skips: the hook is
+    """A loss scale of 2^30 overflows fp16's gradients on the first steps, which the scaler skips: the hook is
     called once per applied update, counting them, and its importance scores never read the inf gradients."""
-    monkeypatch.setattr(torch.amp, "GradScaler", functools.partial(torch.amp.GradScaler, init_scale=2.0 ** 40))
+    monkeypatch.setattr(torch.amp, "GradScaler", functools.partial(torch.amp.GradScaler, init_scale=2.0 ** 30))
     calls, finite, real = [], [], run_module.step_hook
 
     def recording(model, cfg, total):
@@ -99,5 +99,5 @@ def test_adalora_hook_sees_only_the_updates_fp16_applied(monkeypatch, tmp_path, 
             "batch_size=4", "precision=fp16", "tracking.mode=disabled", f"data_dir={glue_dir}", f"out={tmp_path / 'a'}"]
     assert main(args) == 0
     skipped = 30 - len(calls)
-    assert 5 <= skipped < 30  # 2^40 backs off to fp16's range in steps (measured: 15 skipped)
+    assert 5 <= skipped <= 25  # the scale halves per skipped step until fp16 holds the gradients (measured: 14)
     assert calls == list(range(1, len(calls) + 1)) and all(finite)
