@@ -136,6 +136,8 @@ def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker, s
     data = task.load(cfg, tokenizer)
     record["primary_metric"] = cfg.task.metric  # task=classification finds it from its labels (accuracy | pearson)
     record["holdout"] = data.meta.get("holdout")
+    if data.meta.get("data_sha256"):  # own data files (and the Python API's in-memory data, written as files)
+        record["data_sha256"] = data.meta["data_sha256"]
     for note in data.notes:
         log.info(note)
     model = load_model(cfg.model, task.HEAD, data.num_labels)
