@@ -25,7 +25,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ..config.compose import CONFIG_DIR, group_options, load_config, load_yaml
 from ..engine import preflight
-from . import protocol
+from . import protocol, search
 from .planning import pool_size, print_plan, task_folder  # noqa: F401
 from .search import lr_folder, lr_grid  # noqa: F401  (grids are a budget of their own size)
 from ..errors import UserError
@@ -248,11 +248,15 @@ def run_study(name: str, overrides: list[str] | None = None, dry_run: bool = Fal
     if study.launcher or study.parallel > 1:
         from .launch import launch_study
 
-        return launch_study(study, name, configs, runs)
+        code = launch_study(study, name, configs, runs)
+        search.store(out, study, [(f, over, cfg) for (f, over), (_, cfg) in zip(runs, configs)])
+        return code
     counts: Counter[str] = Counter()
     t_study = time.perf_counter()
     for i, (folder, cfg) in enumerate(configs, 1):
         counts[run_one(folder, cfg, f"[{i}/{len(configs)}] {folder.relative_to(out)}")] += 1
+    # trials=N: the Optuna mirror of the records (OUT/optuna.db)
+    search.store(out, study, [(f, over, cfg) for (f, over), (_, cfg) in zip(runs, configs)])
     print(f"study {Path(name).stem}: {counts['ran']} ran, {counts['skipped']} skipped, {counts['failed']} failed "
           f"in {time.perf_counter() - t_study:.0f} s -> {out}")
     return 1 if counts["failed"] else 0
