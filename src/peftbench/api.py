@@ -167,7 +167,7 @@ def train(model: Any = None, method: Any = None, task: Any = None, *, dev: Any =
     if task is None or isinstance(task, (str, Path)):
         return run_overrides(head + _task(task, Path("."), data) + rest)
     # in-memory data: every key is checked first (nothing is written for a bad call), then the data goes to OUT/data
-    probe = load_config(head + ["task=classification"] + rest)
+    probe = load_config(head + ["task=classification"] + overrides({"task": {"name": name}} if name else {}) + rest)
     return run_overrides(head + _task(task, Path(probe.out), data) + rest)
 
 
