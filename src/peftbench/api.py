@@ -132,7 +132,7 @@ def _method(method: Any) -> list[str]:
 
 
 def _task(task: Any, folder: Path, data: dict[str, Any]) -> list[str]:
-    """A task name or task file as it is; in-memory data written under `folder` (data.py) as a task file."""
+    """A task name or task file as it is; in-memory data written under `folder` as a task file (data/frames.py)."""
     from .data.frames import write_task
 
     if task is None:
