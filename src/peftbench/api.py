@@ -184,7 +184,7 @@ def study(name: str | None = None, *, task: Any = None, dev: Any = None, text: s
     from .study.grid import load_study, plan, pool_sizes, run_study
 
     base = None if name else dict(BARE_STUDY)
-    called = name or "study"
+    called = name or Path(str(keys.get("out") or BARE_STUDY["out"])).name  # its lines say "study <out's name>: ..."
     keys = dict(keys)
     if task is not None:  # written under the study's folder as a task file; its tasks, unless tasks= names more
         from .config.compose import load_yaml
