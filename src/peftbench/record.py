@@ -19,6 +19,8 @@ Schema (version 1), one JSON object:
     also in run: {..., data_seed}
   holdout: {spec (the fraction or count asked), size (rows held out; QA: questions), ids_sha256 (sha256 of the
     sorted row ids, one per line: training-file positions, QA question ids)} or null (nothing held out)
+  data_sha256: {train, dev}: sha256 of the own-data files a run read (task=classification from files; the Python
+    API's in-memory data is written as such files), absent for GLUE, SQuAD and hub data
   protocol: the study's selection protocol (study/grid.py), or null for a run outside one:
     {select: "dev"|"holdout", phase: "select"|"final"|null, config: "lr0.0002"|"t3"|null (its folder name),
      params: {lr: 2e-4, ...} (the configuration's values), budget (configurations per method),
@@ -132,7 +134,7 @@ def versions() -> dict[str, str]:
     import torch
     import transformers
 
-    from . import __version__
+    from .version import __version__
 
     return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
             "peft": peft.__version__, "peftbench": __version__}

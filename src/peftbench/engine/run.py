@@ -80,6 +80,8 @@ def setup(cfg: DictConfig, record: dict[str, Any]) -> Run:
     data = task.load(cfg, tokenizer)
     record["primary_metric"] = cfg.task.metric  # task=classification finds it from its labels (accuracy | pearson)
     record["holdout"] = data.meta.get("holdout")
+    if data.meta.get("data_sha256"):  # own data files (and the Python API's in-memory data, written as files)
+        record["data_sha256"] = data.meta["data_sha256"]
     for note in data.notes:
         log.info(note)
     model = load_model(cfg.model, task.HEAD, data.num_labels)

@@ -25,7 +25,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ..config.compose import CONFIG_DIR, group_options, load_config, load_yaml
 from ..engine import preflight
-from . import protocol
+from . import protocol, search
 from .planning import pool_size, print_plan, task_folder  # noqa: F401
 from .search import lr_folder, lr_grid  # noqa: F401  (grids are a budget of their own size)
 from ..errors import UserError
@@ -39,12 +39,18 @@ PROTOCOL_KEYS = {"select": "dev", "holdout": 0.1, "data_seed": None, "data_seeds
 PER_RUN = {"task": "tasks=[...]", "method": "methods=[...]", "seed": "seeds=[...]"}
 
 
-def load_study(name: str, overrides: list[str] | None = None) -> DictConfig:
-    """The study config: the named file, study keys from `overrides`, the other overrides appended to `run`."""
-    path = Path(name) if name.endswith((".yaml", ".yml")) else CONFIG_DIR / "study" / f"{name}.yaml"
-    if not path.is_file():
+def study_file(name: str) -> Path:
+    """A study preset's file (configs/study/NAME.yaml), or NAME itself when it is a .yaml path."""
+    return Path(name) if name.endswith((".yaml", ".yml")) else CONFIG_DIR / "study" / f"{name}.yaml"
+
+
+def load_study(name: str, overrides: list[str] | None = None, base: dict | None = None) -> DictConfig:
+    """The study config: the named file (or `base`, a study given whole: the Python API's keywords), study keys from
+    `overrides`, the other overrides appended to `run`."""
+    path = study_file(name)
+    if base is None and not path.is_file():
         raise UserError(f"unknown study '{name}': pick one of {', '.join(group_options('study'))} or give a .yaml file")
-    study = OmegaConf.create(load_yaml(path, "study file"))
+    study = OmegaConf.create(base if base is not None else load_yaml(path, "study file"))
     missing = [k for k in STUDY_KEYS if k not in study]
     if missing:
         raise UserError(f"{path}: missing study key(s) {missing}")
@@ -216,9 +222,9 @@ def pool_sizes(study: DictConfig) -> dict[str, int | None]:
     return pools
 
 
-def run_study(name: str, overrides: list[str] | None = None, dry_run: bool = False) -> int:
+def run_study(name: str, overrides: list[str] | None = None, dry_run: bool = False, base: dict | None = None) -> int:
     """Run every planned run that has no completed twin; print a line per run and a summary; 1 if any failed."""
-    study = load_study(name, overrides)
+    study = load_study(name, overrides, base)
     try:
         pools = pool_sizes(study)
     except UserError:
@@ -242,11 +248,15 @@ def run_study(name: str, overrides: list[str] | None = None, dry_run: bool = Fal
     if study.launcher or study.parallel > 1:
         from .launch import launch_study
 
-        return launch_study(study, name, configs, runs)
+        code = launch_study(study, name, configs, runs)
+        search.store(out, study, [(f, over, cfg) for (f, over), (_, cfg) in zip(runs, configs)])
+        return code
     counts: Counter[str] = Counter()
     t_study = time.perf_counter()
     for i, (folder, cfg) in enumerate(configs, 1):
         counts[run_one(folder, cfg, f"[{i}/{len(configs)}] {folder.relative_to(out)}")] += 1
+    # trials=N: the Optuna mirror of the records (OUT/optuna.db)
+    search.store(out, study, [(f, over, cfg) for (f, over), (_, cfg) in zip(runs, configs)])
     print(f"study {Path(name).stem}: {counts['ran']} ran, {counts['skipped']} skipped, {counts['failed']} failed "
           f"in {time.perf_counter() - t_study:.0f} s -> {out}")
     return 1 if counts["failed"] else 0
