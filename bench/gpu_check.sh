@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check, for a lent GPU. Prepare with bench/gpu_prepare.sh (here, on the CPU machine).
+# The GPU check (bench/README.md), for a lent GPU. Prepare with bench/gpu_prepare.sh (here, on the CPU machine).
 # Stages (STAGES="smoke" by default; name others to run them, e.g. STAGES="smoke steps"):
 #   smoke    the CUDA smoke matrix (sized for under 10 minutes): each case prints one PASS, FAIL or SKIP line, and
 #            the script exits 1 if any case failed. MiniLM on RTE/SST-2 (.gpu/data):
@@ -10,7 +10,7 @@
 #   steps    bert-base step times per method, 16x128 and 16x384, fp16 and bf16 (random weights)  bench/step_time.py
 #   trainer  MiniLM, SST-2 first 8,000 rows, 1 epoch: peftbench vs Trainer (dynamic padding + group_by_length, and
 #            plain dynamic padding), full/BitFit/LoRA, fp16; then peftbench in bf16     bench/trainer_vs_peftbench.py
-#   study    GLUE MRPC+RTE, 5 methods, the seed protocol (3 epochs, seed LRs): parallel=1 vs 2 vs 4, wall time
+#   study    GLUE MRPC+RTE, 5 methods, the reference study's settings (3 epochs, its LRs): parallel=1 vs 2 vs 4, wall time
 #   squad    one short SQuAD run per method on CUDA in fp16, against the first-sentence baseline
 # The measurement stages (steps trainer study squad) take about 8 minutes together on one H100/H200.
 # Everything lands in $OUT (the device tool brings it back) or runs/gpu_check. SMOKE=1 runs it all tiny on a CPU

@@ -21,7 +21,7 @@ each comparison tests those counts with Fisher's exact test.
 
     python bench/parity.py                                   # SST-2 2,000 rows, seeds 1-25, 3 runners, 3 methods
     python bench/parity.py --seeds 3 --rows 200 --out /tmp/p # a smoke run
-    python bench/parity.py --task rte --rows 0 --epochs 3    # all of RTE's training rows, the seed's 3 epochs
+    python bench/parity.py --task rte --rows 0 --epochs 3    # all of RTE's training rows, the reference study's 3 epochs
 
 Writes OUT/results.json (setup, every job, every comparison) and OUT/results.md (the tables).
 """

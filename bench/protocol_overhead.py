@@ -1,4 +1,4 @@
-"""What issue #37's protocol adds to a study's wall time besides training: planning (protocol.plan, re-run after
+"""What the holdout protocol adds to a study's wall time besides training: planning (protocol.plan, re-run after
 every round: Optuna draws, composing configs, reading result.json for the holdout scores and seeds=auto), the
 preflight, the study's own printing, and the report. The bar: <= 5% of the study's wall time.
 

@@ -1,9 +1,9 @@
-"""How long one seed-study run of bert-base-uncased takes on this machine, per task and method (cluster planning).
+"""How long one reference-study run of bert-base-uncased takes on this machine, per task and method (cluster planning).
 
 For each (task, method) the config is composed as the study composes it (`model=bert_base`; SQuAD with
 `schedule=steps` as configs/study/scaling.yaml, on the offline devsplit pool), the method is applied with peftbench's
 `apply_method`, and K optimizer steps of train.py's loop (forward, backward, grad clip, fused AdamW over
-`train.param_groups`, zero_grad; fp32, torch's default threads) are timed on length-grouped batches from
+`engine.run.param_groups`, zero_grad; fp32, torch's default threads) are timed on length-grouped batches from
 `data.train_batches` over the real training set, after W untimed warm-up steps. Eval: `predict.predict` over the first
 M eval rows, scaled to the whole eval set. bert-base weights are not offline, so the model is built from the shipped
 config with random weights (step time does not depend on the values) and text is tokenized with MiniLM's tokenizer
@@ -39,7 +39,7 @@ from peftbench.models.methods import apply_method
 from peftbench.models.load import load_model, load_tokenizer
 from peftbench.data.tasks import TASKS, squad
 from peftbench.engine.predict import predict
-from peftbench.engine.train import param_groups
+from peftbench.engine.run import param_groups
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("PEFTBENCH_SHARED", REPO.parent / "shared")) / "data"

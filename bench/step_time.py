@@ -26,7 +26,7 @@ from transformers import get_linear_schedule_with_warmup
 from peftbench.config.compose import load_config
 from peftbench.models.methods import apply_method
 from peftbench.models.load import load_model
-from peftbench.engine.train import param_groups
+from peftbench.engine.run import param_groups
 
 METHODS = ["full", "bitfit", "bitfit_subset", "lora", "prompt"]
 SHAPES = {"glue 16x128": ("seq_cls", 16, 128), "squad 16x384": ("qa", 16, 384)}

@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data-dir", type=Path, default=SHARED_DATA, help="folder holding glue/SST-2 (default: ../shared/data)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default=None,
-                   help="default: fp32 on CPU, fp16 on CUDA (the seed's)")
+                   help="default: fp32 on CPU, fp16 on CUDA (the reference study's)")
     p.add_argument("--pb", nargs="*", default=[], metavar="KEY=VALUE", help="extra peftbench overrides, e.g. compile=true")
     p.add_argument("--base-src", help="for runner peftbench_base: a src/ folder of another peftbench checkout "
                    "(e.g. `git worktree add /tmp/pb-old HEAD~3` then /tmp/pb-old/src)")

@@ -200,7 +200,7 @@ def test_each_bad_squad_answer_is_named(start, text, reason):
     assert spans == [(4, "cat")] and bad == [f"question q7: {reason}"]
 
 
-# ---- issue 31 (tasks): one's own data and the new GLUE layouts; each bad input is one line, exit 2 -------------------
+# ---- tasks: one's own data and the new GLUE layouts; each bad input is one line, exit 2 -------------------
 
 @pytest.fixture(scope="module")
 def own_ws(tmp_path_factory) -> Path:
@@ -274,7 +274,7 @@ def test_bad_own_data_is_named_by_the_study_preflight_before_any_run(own_ws, cap
     assert not (tmp_path / "st").exists()  # nothing ran
 
 
-# ---- issue 38 (own data): YAML syntax errors, a file for `data`, zero-run studies, empty predict texts, and every
+# ---- own data: YAML syntax errors, a file for `data`, zero-run studies, empty predict texts, and every
 # own-data key cross-checked with its data (tasks/crosscheck.py): a contradiction is one line, exit 2 ----------------
 
 @pytest.fixture(scope="module")

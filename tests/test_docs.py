@@ -99,3 +99,14 @@ def test_a_broken_link_fails_the_strict_docs_build(tmp_path):
     broken = _build(tmp_path)
     assert broken.returncode != 0
     assert "contains a link 'no-such-page.md', but the target is not found" in broken.stderr, broken.stderr[-2000:]
+
+
+def test_ci_installs_what_the_readme_says():
+    """CI installs with the README's own line (a fresh venv), so the README's install + test command is what CI runs."""
+    install = README.read_text().split("## Install", 1)[1]
+    line = next(l for l in code_blocks(install)[0].splitlines() if l.startswith("pip install"))
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert line in ci.splitlines()
+    assert "python3 -m venv" in ci and ci.rstrip().endswith("python -m pytest -q")
+    test = README.read_text().split("## Test", 1)[1]
+    assert "python -m pytest -q" in code_blocks(test)[0]

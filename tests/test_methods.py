@@ -15,7 +15,7 @@ from peftbench.models.params import count
 BERT_BASE = {"full": 109_483_778, "bitfit": 104_450, "bitfit_subset": 47_618, "lora": 296_450, "prompt": 16_898,
              "ia3": 56_834, "dora": 314_882, "vera": 26_114, "lora_all": 1_328_642, "ln_tuning": 39_938,
              "adapter_houlsby": 1_790_594, "adapter_pfeiffer": 896_066, "prefix": 370_178, "prompt_residual": 215_938,
-             # the methods of 2025-26 (issue #38)
+             # the methods of 2025-26
              "adalora": 444_194, "lora_pissa": 296_450, "lora_olora": 296_450, "rslora": 296_450, "loraplus": 296_450,
              "oft": 287_234, "boft": 167_426, "hra": 148_994, "fourierft": 25_538, "loha": 591_362, "lokr": 27_650,
              "c3a": 222_722, "shira": 296_450, "road": 19_970, "miss": 296_450, "beft": 10_754}

@@ -1,4 +1,4 @@
-"""Issue #37's study flow: select=holdout (a holdout carved from train, never trained on; dev read only by final
+"""The holdout protocol's flow: select=holdout (a holdout carved from train, never trained on; dev read only by final
 runs), trials drawn by Optuna (reproducible), seeds=auto (each stop reason), resume re-plans identically, QA's
 holdout by article, data_seed apart from the training seed, and every new key's one-line error."""
 

@@ -1,4 +1,4 @@
-"""The committed protocol study (results/protocol_minilm, issue #37): its CoLA and STS-B scores are what sklearn and
+"""The committed protocol study (results/protocol_minilm): its CoLA and STS-B scores are what sklearn and
 scipy compute from each run's saved predictions against the real dev and training files, and every run obeys the
 protocol it records (selection on the holdout, finals on dev, one holdout per task)."""
 

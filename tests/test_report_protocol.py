@@ -1,4 +1,4 @@
-"""The report under the issue-37 protocol, from synthetic result.json records shaped like a committed one: final runs
+"""The report under the holdout protocol, from synthetic result.json records shaped like a committed one: final runs
 only in the dev tables, the protocol in each caption, EVP, Holm-adjusted verdicts, seeds and why they stopped,
 optimism, and pairing on (seed, data_seed)."""
 

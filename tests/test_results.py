@@ -8,6 +8,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+import torch
 
 from peftbench.config.compose import load_config
 from peftbench.engine import device
@@ -23,7 +24,7 @@ PRESETS = ["all_minilm", "glue_minilm", "prompt_minilm", "prompt_residual_minilm
 def _on_a_cpu(monkeypatch):
     """The committed studies ran on CPUs: their runs are completed where `device=auto` resolves to the CPU. On a GPU
     machine the same study trains them again there (fp16 or bf16 on CUDA is another experiment)."""
-    monkeypatch.setattr(device, "cuda_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
 
 
 @cache
@@ -47,7 +48,7 @@ COMMITTED = sorted(RESULTS.rglob("result.json"))
 
 def test_presets_write_under_results() -> None:
     p = plans()
-    # all_minilm's runs of the five seed methods at glue_minilm's rates are glue_minilm runs: one folder, one config
+    # all_minilm's runs of the reference methods at glue_minilm's rates are glue_minilm runs: one folder, one config
     shared = p["all_minilm"].keys() & p["glue_minilm"].keys()
     assert len(shared) == (5 + 1 + 1) * 2 * 2  # (MiniLM rates + BitFit 1e-3 + prompt 3e-3) x tasks x seeds 1-2
     assert all(p["all_minilm"][f][1:] == p["glue_minilm"][f][1:] for f in shared)  # [0] is the W&B group

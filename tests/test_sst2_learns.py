@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_lora_learns_sst2(shared_data, tmp_path):
-    # 3,000 rows, one epoch (188 steps): the seed's 2e-4 leaves this small model at the majority class (50.9%)
+    # 3,000 rows, one epoch (188 steps): the reference 2e-4 leaves this small model at the majority class (50.9%)
     rec = train(load_config(["model=minilm_l6", "method=lora", "task=sst2", f"data_dir={shared_data}",
                              "train_size=3000", "epochs=1", "lr=2e-3", f"out={tmp_path / 'lora'}",
                              "tracking.mode=disabled"]))

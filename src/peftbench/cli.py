@@ -25,16 +25,11 @@ The resolved defaults:
 def _train(args: argparse.Namespace) -> int:
     from accelerate import PartialState
 
-    from .config.compose import load_config
-    from .engine.train import train
+    from .api import run_overrides
 
-    from .study.runner import verdict
-
-    rec = train(load_config(args.overrides))
+    run = run_overrides(args.overrides)
     if PartialState().is_main_process:  # under `accelerate launch` the others stay quiet
-        others = [f"{k} {v:.2f}" for k, v in rec["metrics"].items() if k != rec["primary_metric"]]
-        print(f"{rec['status']}: {rec['run']['task']} {rec['run']['method']}: {'; '.join([verdict(rec), *others])} -> "
-              f"{os.path.join(rec['config']['out'], 'result.json')}")
+        print(run.summary())
     return 0
 
 
@@ -57,13 +52,13 @@ def _study(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from .api import report
     from .study.quickstart import study_report
-    from .report import write_report
 
     if not args.study:
         if not args.dirs:
             raise UserError("report: name the folders to read (DIR...) or a study (--study NAME)")
-        print(f"wrote {write_report(args.dirs, args.out)}")
+        print(f"wrote {report(args.dirs, args.out)}")
         return 0
     if len(args.dirs) > 1:
         raise UserError(f"report --study {args.study}: give at most one DIR (the study's out folder), "
@@ -142,7 +137,7 @@ def _version() -> str:
     try:
         return version("peftbench")
     except PackageNotFoundError:  # run from a source tree that was never installed
-        from . import __version__
+        from .version import __version__
 
         return __version__
 

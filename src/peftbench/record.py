@@ -27,6 +27,8 @@ Schema (version 1), one JSON object:
     also in run: {..., data_seed}
   holdout: {spec (the fraction or count asked), size (rows held out; QA: questions), ids_sha256 (sha256 of the
     sorted row ids, one per line: training-file positions, QA question ids)} or null (nothing held out)
+  data_sha256: {train, dev}: sha256 of the own-data files a run read (task=classification from files; the Python
+    API's in-memory data is written as such files), absent for GLUE, SQuAD and hub data
   protocol: the study's selection protocol (study/grid.py), or null for a run outside one:
     {select: "dev"|"holdout", phase: "select"|"final"|null, config: "lr0.0002"|"t3"|null (its folder name),
      params: {lr: 2e-4, ...} (the configuration's values), budget (configurations per method),
@@ -136,7 +138,7 @@ def versions() -> dict[str, str]:
     import torch
     import transformers
 
-    from . import __version__
+    from .version import __version__
 
     return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
             "peft": peft.__version__, "peftbench": __version__}
@@ -247,10 +249,9 @@ V1_ROLES = {
 
 
 def migrate_record(rec: dict[str, Any]) -> dict[str, Any] | None:
-    """A version 1 record as today's peftbench writes it: its config in today's spelling (the keys added since at the
-    behaviour it had, BERT module names as roles), today's identity of it under its recorded device and precision,
-    and `migrated` saying what changed. None when it is current, or has no device or precision (it failed before
-    training: nothing to skip)."""
+    """A version 1 record as written today: its config in today's spelling (keys added since at the behaviour it had,
+    BERT module names as roles), hashed with its recorded device and precision, `migrated` saying what changed.
+    None when it is current, or has no device or precision (it failed before training: nothing to skip)."""
     runtime = recorded_runtime(rec)
     if rec.get("identity_version", 1) == IDENTITY_VERSION or runtime is None or not isinstance(rec.get("config"), dict):
         return None

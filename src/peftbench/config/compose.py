@@ -112,11 +112,23 @@ def load_config(overrides: list[str] | None = None, name: str = "train") -> Dict
             continue
         if group in ("model", "method", "task") and value not in group_options(group) and "/" not in value:
             raise UserError(f"unknown {group} '{value}': pick one of {', '.join(group_options(group))}")
+        if key == "method.config" or key.startswith("method.config."):  # a peft config's fields are peft's, not
+            o = "++" + o                                                 # declared here: any may be set or added
         overrides.append(o)
     cfg = compose_config(name, overrides,
                          "unknown key: `peftbench train --help` lists them; add a new key with +key=value")
+    canonical(cfg)
     validate(cfg)
     return cfg
+
+
+def canonical(cfg: DictConfig) -> None:
+    """A method=peft config (`method.config`) in its canonical form (peftconfig.py), before it is checked."""
+    method = cfg.get("method")
+    if method is not None and method.get("apply") == "peft" and method.get("config") is not None:
+        from .peftconfig import canonical_method
+
+        canonical_method(method)
 
 
 def validate(cfg: DictConfig) -> None:

@@ -138,6 +138,9 @@ SCHEMA: dict[str, dict[str, Any]] = {
     # any peft tuner by its config class (methods/peft_method.py): peft checks the arguments not declared here
     "method.peft_config": spec(STR),
     "method.peft_args": spec("dict", open=True),
+    # method=peft: a whole peft config (peftconfig.py); peft's own class checks its fields
+    "method.config": spec("dict", open=True),
+    "method.config.peft_type": spec(STR),  # peftconfig.config_class names the choices (the installed peft's tuners)
     "method.peft_args.r": pos_int(),
     "method.peft_args.alpha": spec(NUM, gt=0),
     "method.peft_args.oft_block_size": pos_int(),

@@ -117,7 +117,7 @@ def train_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, g
 
 
 def total_steps(cfg: DictConfig, n_train: int) -> int:
-    """Optimizer steps: `epochs` full passes, or the seed's step rule min(cap, max(min_steps, ceil(n/b*e)))."""
+    """Optimizer steps: `epochs` full passes, or the reference study's rule min(cap, max(min_steps, ceil(n/b*e)))."""
     if cfg.schedule == "steps":
         s = cfg.steps
         steps = min(s.cap, max(s.min_steps, math.ceil(n_train / cfg.batch_size * s.epochs_equiv)))

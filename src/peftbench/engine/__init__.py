@@ -1,2 +1,3 @@
-"""One run: train(cfg) -> result.json (train), its checkpoint, costs, forgetting, tracking, run folder, run-time
-model, preflight checks, the device and precision it resolves to (device), evaluation (predict) and the saved delta."""
+"""One run: train(cfg) -> result.json (train: the loop; run: its setup; device: CPU or GPU and precision), its
+checkpoint, costs, forgetting, tracking, run folder, run-time model, preflight checks, evaluation (predict) and the
+saved delta."""

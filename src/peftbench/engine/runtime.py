@@ -3,7 +3,7 @@ and for the one-line note when a run goes many times slower than that.
 
 The model is bench/run_time.py's (docs/run-time-cpu.md): a run's time is its optimizer steps x the measured seconds
 per step. The seconds per step were measured for bert-base (fp32, 2 threads, batch 16, the idle 2-core AMD EPYC VM,
-2026-11-27); another model's step is scaled by its matmul FLOPs per token against bert-base's, another batch size
+see that page); another model's step is scaled by its matmul FLOPs per token against bert-base's, another batch size
 by its rows. Tasks without a measurement take the closest measured one (one sentence: SST-2; a pair: MRPC; QA:
 SQuAD). The rate a running step is held against: training FLOPs per second measured on the same machine
 (the median of the committed MiniLM studies: fp32 5.3e10, bf16 2.1e11 at 2 threads).

@@ -1,4 +1,8 @@
-"""train(cfg) -> record: the one explicit training loop. It never looks at the method's name."""
+"""train(cfg) -> record: the one explicit training loop. It never looks at the method's name.
+
+train() owns the run folder and the record; _run is the loop: `setup` (run.py) builds the model, data and optimizer
+once, `step` trains one global batch, `report` logs and evaluates, `save_checkpoint` writes the TrainState and the
+tensors, `finish` evaluates and saves the delta."""
 
 from __future__ import annotations
 
@@ -10,57 +14,32 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
-from accelerate import Accelerator
 from accelerate import PartialState
-from accelerate.utils import set_seed
+from accelerate.utils import gather_object
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
 
-from . import checkpoint, cost, forgetting, preflight, runtime
-from .device import mixed_precision, on_cpu, runtime as resolved
-from ..data.batches import pad_multiple, total_steps, train_batches
-from .delta import base_fingerprint, save_delta
-from ..errors import UserError
-from ..models.methods import apply_method, step_hook
-from ..models.methods import param_groups as method_groups
-from ..models.load import load_model, load_tokenizer, start_at
+from . import checkpoint, cost, preflight, runtime
+from .checkpoint import TrainState
+from .delta import save_delta
+from .device import cpu_has_bf16, on_cpu, runtime as resolved
 from .predict import evaluate
-from ..record import new_record, write_json_atomic
 from .rundir import claim
-from ..data.tasks import TASKS
+from .run import Run, setup
 from .tracking import Tracker
+from ..data.batches import train_batches
+from ..errors import UserError
+from ..record import new_record, write_json_atomic
 
 log = logging.getLogger("peftbench")
 
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Frozen parameters get no optimizer state; biases and LayerNorm weights (1-D) get no weight decay."""
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    return [{"params": [p for p in trainable if p.ndim >= 2], "weight_decay": weight_decay},
-            {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0}]
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX, as oneDNN sees it)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a torch built without oneDNN
-        return False
-
-
-def autocast(cfg: DictConfig, device: torch.device) -> torch.autocast:
-    """Mixed precision for forward passes (training and eval): fp16 or bf16 autocast, or off."""
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mixed_precision(cfg))
-    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
 def setup_logging(out: Path) -> logging.Handler:
@@ -110,175 +89,177 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _run(cfg: DictConfig, out: Path, record: dict[str, Any], tracker: Tracker, save) -> None:
-    set_seed(cfg.seed)
-    # autocast and the scaler are ours, not accelerate's: its mixed precision is a once-per-process setting, so a
-    # study running an fp16 run after an fp32 one in the same process would fail
-    accelerator = Accelerator(cpu=on_cpu(cfg))
-    precision = mixed_precision(cfg)
-    world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
-    accum = cfg.grad_accum
-    if cfg.batch_size % (world * accum):
-        raise UserError(f"batch_size={cfg.batch_size} does not divide over {world} processes x grad_accum={accum}: "
-                        f"the global batch is per-process micro-batch x processes x grad_accum, so use a multiple of "
-                        f"{world * accum}")
-    task = TASKS[cfg.task.kind]
-    tokenizer = load_tokenizer(cfg.model)
-    data = task.load(cfg, tokenizer)
-    record["primary_metric"] = cfg.task.metric  # task=classification finds it from its labels (accuracy | pearson)
-    record["holdout"] = data.meta.get("holdout")
-    for note in data.notes:
-        log.info(note)
-    model = load_model(cfg.model, task.HEAD, data.num_labels)
-    if data.meta.get("regression") and cfg.task.get("head_bias") == "mean":
-        start_at(model, float(np.mean(data.train.columns["labels"])))
-    base_total = sum(p.numel() for p in model.parameters())
-    fingerprint = base_fingerprint(model)
-    # the base side of the forgetting measure, before the method touches the model (it leaves the RNG as it was)
-    probe = forgetting.Probe(cfg, tokenizer, model, accelerator.device) if cfg.forgetting and main else None
-    model = apply_method(model, cfg.method, cfg.model.name)
-    record.update(cost.param_counts(model, base_total))
-    lr = cfg.lr if cfg.lr is not None else cfg.method.lr
-    steps = total_steps(cfg, len(data.train))
-    after_step = step_hook(model, cfg.method, steps)  # a no-op but for methods that act each step (AdaLoRA)
-    # Only the model goes through accelerate (device, DDP). The step is the plain torch AMP recipe: accelerate's
-    # optimizer and scheduler wrappers cost ~1 ms of host time per step (package lookups on every call), and its
-    # scheduler steps once per process per step, which assumes a sharded data loader; our batch is global.
-    model = accelerator.prepare(model)
-    device = accelerator.device
-    # the fused kernel: on full FT its step is ~6x cheaper than foreach on CPU (bench/README.md)
-    groups = (method_groups(accelerator.unwrap_model(model), cfg.method, lr, cfg.weight_decay)  # LoRA+'s, or ours
-              or param_groups(model, cfg.weight_decay))
-    optimizer = torch.optim.AdamW(groups, lr=lr, fused=device.type in ("cpu", "cuda"))
-    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * steps), steps)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")  # bf16 needs none
-    if cfg.compile:
-        # padding to pad_multiple leaves a handful of shapes; each compiles once (dynamic=False: static kernels)
-        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
-        model = torch.compile(model, mode=cfg.compile_mode, dynamic=False)
-    record.update(train_examples=data.train_examples, eval_examples=data.eval_examples, schedule=cfg.schedule,
-                  train_steps=steps, lr=lr, device=str(device), precision=precision,
-                  num_processes=world, grad_accum=accum)
-    if len(data.train) != data.train_examples:
-        record["train_windows"] = len(data.train)
+    run = setup(cfg, record)
     save()
     log.info("%s | %s | %s: %d trainable of %d params (%.3f%%), %d steps, lr %g, %s", cfg.task.name, cfg.method.name,
-             cfg.model.name, record["trainable_params"], record["total_params"], record["trainable_percent"], steps,
-             lr, device)
-    if precision == "bf16" and device.type == "cpu" and not cpu_has_bf16():
+             cfg.model.name, record["trainable_params"], record["total_params"], record["trainable_percent"],
+             run.steps, run.lr, run.accelerator.device)
+    warn_emulated_bf16(run)
+    run.meter = cost.Meter(run.accelerator.device)  # after loading: the peak is the loop's
+    state = resume(out, run) if cfg.resume else TrainState()
+    state.running = state.running.to(run.accelerator.device)
+    main = run.accelerator.is_main_process
+    bar = tqdm(total=run.steps, initial=state.step, desc=f"{cfg.task.name}/{cfg.method.name}", dynamic_ncols=True,
+               mininterval=1.0, disable=not main)
+    t0 = time.perf_counter() - state.train_time_s
+    slow = runtime.SlowCheck(run.accelerator.device.type == "cpu" and main, cfg.precision, torch.get_num_threads())
+    run.model.train()
+    with checkpoint.StopFlag() as stop, bar:  # the bar closes (and prints) here even when the run stops
+        for idx in batches(cfg, run, state):
+            step(cfg, run, state, idx)
+            bar.update(1)
+            state.train_time_s = time.perf_counter() - t0
+            if note := slow(run.meter, state.train_time_s):  # other processes on the cores? (said once)
+                log.warning(note)
+                print(f"\npeftbench: note: {note}", file=sys.stderr, flush=True)
+            report(cfg, run, state, record, tracker, bar)
+            stopping = stop_agreed(stop, run)  # every process asks, every step: under DDP all stop at one step
+            if stopping or (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0
+                            and state.step < run.steps):
+                save_checkpoint(out, run, state)
+            if stopping:
+                raise checkpoint.Interrupted(
+                    f"stopped by signal {stop.signal or 'to another process'} at step {state.step}; checkpoint "
+                    "saved: run the same command with resume=true to continue")
+    state.train_time_s = time.perf_counter() - t0
+    finish(cfg, out, run, state, record, tracker)
+
+
+def warn_emulated_bf16(run: Run) -> None:
+    if run.precision == "bf16" and run.accelerator.device.type == "cpu" and not cpu_has_bf16():
         # emulated bf16 runs at a fraction of fp32's speed (README, "bf16 on the CPU"); the run is still valid
         warn = ("precision=bf16 on a CPU without native bf16 (no AVX512-BF16/AMX): autocast is emulated and much "
                 "slower than fp32 here; use precision=fp32 unless this run must match bf16 runs")
         log.warning(warn)
-        if main:
+        if run.accelerator.is_main_process:
             print(f"peftbench: warning: {warn}", file=sys.stderr, flush=True)
 
-    lengths = data.train.lengths
-    trainable = [p for p in model.parameters() if p.requires_grad]  # once, not a walk over every module per step
-    multiple = pad_multiple(cfg, device)
-    amp = autocast(cfg, device)  # built once; re-entered for every micro-batch
-    meter = cost.Meter(device)
-    loop = {"step": 0, "epoch": 0, "batch": 0, "samples": 0, "tokens": 0, "train_time_s": 0.0, "running": 0.0,
-            "padded_tokens": 0, "flops_per_token": None, "cost": {}}
-    resumed = checkpoint.load(out, model, optimizer, scheduler) if cfg.resume else None
-    if resumed:
-        loop.update(resumed)
-        meter.fields.update(loop["cost"])
-        meter.padded_tokens, meter.flops_per_token = loop["padded_tokens"], loop["flops_per_token"]
-        log.info("resumed from %s at step %d (epoch %d, batch %d)", checkpoint.FILE, loop["step"], loop["epoch"],
-                 loop["batch"])
-    step = loop["step"]
-    running = torch.tensor(loop["running"], device=device)
-    bar = tqdm(total=steps, initial=step, desc=f"{cfg.task.name}/{cfg.method.name}", dynamic_ncols=True,
-               mininterval=1.0, disable=not main)
-    model.train()
-    t0 = time.perf_counter() - loop["train_time_s"]
-    slow = runtime.SlowCheck(device.type == "cpu" and main, cfg.precision, torch.get_num_threads())
 
-    def save_checkpoint(epoch: int, batch: int) -> None:
-        loop.update(step=step, epoch=epoch, batch=batch, train_time_s=time.perf_counter() - t0,
-                    running=running.item(), padded_tokens=meter.padded_tokens,
-                    flops_per_token=meter.flops_per_token, cost=meter.peak())
-        if main:
-            checkpoint.save(out, accelerator.unwrap_model(model), optimizer, scheduler, loop)
+def resume(out: Path, run: Run) -> TrainState:
+    """The checkpoint's state, loaded into the unwrapped model (its names carry no DDP or compile prefix)."""
+    state = checkpoint.load(out, run.accelerator.unwrap_model(run.model), run.optimizer, run.scheduler, run.scaler,
+                            run.accelerator.process_index)
+    if state is None:  # rundir.claim refuses resume=true without a checkpoint; a study may still ask
+        return TrainState()
+    run.meter.fields.update(state.cost)
+    run.meter.padded_tokens, run.meter.flops_per_token = state.padded_tokens, state.flops_per_token
+    log.info("resumed from %s at step %d (epoch %d, batch %d)", checkpoint.FILE, state.step, state.epoch, state.batch)
+    return state
 
-    with checkpoint.StopFlag() as stop, bar:  # the bar closes (and prints) here even when the run stops
-        epoch, skip = loop["epoch"], loop["batch"]
-        while step < steps:
-            for b, idx in enumerate(train_batches(lengths, cfg.batch_size, cfg.seed, epoch, cfg.group_by_length)):
-                if b < skip:  # batches this epoch already trained on before the resume
-                    continue
-                if step == steps:
-                    break
-                mine = idx[rank::world] or idx[:1]  # this process's share of the global batch (never empty)
-                micro = [m.tolist() for m in np.array_split(mine, accum) if len(m)]
-                loss, padded = 0.0, 0
-                with meter.count(step):
-                    for j, rows in enumerate(micro):
-                        batch = data.train.batch(rows, device, multiple)
-                        # DDP all-reduces gradients on the last micro-batch only
-                        with accelerator.no_sync(model) if j < len(micro) - 1 else contextlib.nullcontext():
-                            with amp:
-                                part = model(**batch).loss * (len(rows) / len(mine))  # the mean over `mine`
-                            scaler.scale(part).backward()
-                        loss, padded = loss + part.detach(), padded + batch["input_ids"].numel()
-                meter.add_step(padded * world, (model, batch["input_ids"].shape, cfg.method))  # shards: the same size
-                if note := slow(meter, time.perf_counter() - t0):  # other processes on the cores? (said once)
-                    log.warning(note)
-                    print(f"\npeftbench: note: {note}", file=sys.stderr, flush=True)
-                scaler.unscale_(optimizer)
-                if cfg.max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
-                scaler.step(optimizer)  # fused AdamW skips an overflowed step on the device: no host sync
-                scaler.update()
-                after_step(step + 1)  # after the update, before the gradients are cleared (AdaLoRA reads them)
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                running += loss.detach()
-                step += 1
-                loop["samples"] += len(idx)
-                loop["tokens"] += int(lengths[idx].sum())
-                bar.update(1)
-                if step % cfg.log_every == 0 or step == steps:
-                    n = cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every
-                    mean = (running / n).item()
-                    running.zero_()
-                    if not math.isfinite(mean):
-                        raise FloatingPointError(
-                            f"loss is {mean} at step {step} (lr {lr}): lower the learning rate, or use "
-                            "precision=bf16/fp32 if fp16 overflowed")
-                    rate = loop["samples"] / (time.perf_counter() - t0)
-                    bar.set_postfix(loss=f"{mean:.4f}", samples_s=f"{rate:.1f}")
-                    log.info("step %d/%d epoch %d loss %.4f lr %.3g %.1f samples/s", step, steps, epoch, mean,
-                             scheduler.get_last_lr()[0], rate)
-                    tracker.log({"train/loss": mean, "train/lr": scheduler.get_last_lr()[0]}, step)
-                if cfg.eval_every and step % cfg.eval_every == 0 and step < steps:
-                    metrics, _, _ = evaluate(model, data, task, cfg, accelerator, amp)
-                    record.setdefault("history", []).append({"step": step, **metrics})
-                    log.info("eval at step %d: %s", step, metrics)
-                    tracker.log({f"eval/{k}": v for k, v in metrics.items()}, step)
-                    model.train()
-                if stop.signal or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < steps):
-                    save_checkpoint(epoch, b + 1)
-                    if stop.signal:
-                        raise checkpoint.Interrupted(
-                            f"stopped by signal {stop.signal} at step {step}; checkpoint saved: run the same "
-                            "command with resume=true to continue")
-            epoch, skip = epoch + 1, 0
-    bar.close()
-    train_time = time.perf_counter() - t0
-    samples = loop["samples"]
-    record.update(train_time_s=round(train_time, 3), epochs_run=round(samples / len(data.train), 3),
-                  train_samples_per_s=round(samples / train_time, 3),
-                  train_tokens_per_s=round(loop["tokens"] / train_time, 1), **meter.peak())
 
-    metrics, predictions, eval_time = evaluate(model, data, task, cfg, accelerator, amp)
+def batches(cfg: DictConfig, run: Run, state: TrainState) -> Iterator[list[int]]:
+    """The global batches still to train on, in the seeded order; state.epoch and state.batch say where the loop
+    is (state.batch counts the batch being trained, so a checkpoint after its step resumes at the next one)."""
+    while state.step < run.steps:
+        for b, idx in enumerate(train_batches(run.data.train.lengths, cfg.batch_size, cfg.seed, state.epoch,
+                                              cfg.group_by_length)):
+            if b < state.batch:  # batches this epoch already trained on before the resume
+                continue
+            if state.step == run.steps:
+                return
+            state.batch = b + 1
+            yield idx
+        state.epoch, state.batch = state.epoch + 1, 0
+
+
+def step(cfg: DictConfig, run: Run, state: TrainState, idx: list[int]) -> None:
+    """One optimizer step on the global batch `idx`: this process's share in grad_accum micro-batches, then the
+    update, the method's hook if the update was applied, and the LR schedule."""
+    model, world = run.model, run.accelerator.num_processes
+    mine = idx[run.accelerator.process_index::world] or idx[:1]  # this process's share (never empty)
+    micro = [m.tolist() for m in np.array_split(mine, cfg.grad_accum) if len(m)]
+    loss, padded = 0.0, 0
+    with run.meter.count(state.step):
+        for j, rows in enumerate(micro):
+            batch = run.data.train.batch(rows, run.accelerator.device, run.multiple)
+            # DDP all-reduces gradients on the last micro-batch only
+            with run.accelerator.no_sync(model) if j < len(micro) - 1 else contextlib.nullcontext():
+                with run.amp:
+                    part = model(**batch).loss * (len(rows) / len(mine))  # the mean over `mine`
+                run.scaler.scale(part).backward()
+            loss, padded = loss + part.detach(), padded + batch["input_ids"].numel()
+    run.meter.add_step(padded * world, (model, batch["input_ids"].shape, cfg.method))  # shards: the same size
+    run.scaler.unscale_(run.optimizer)
+    if cfg.max_grad_norm:
+        torch.nn.utils.clip_grad_norm_(run.trainable, cfg.max_grad_norm)
+    if applied_update(run.scaler, run.optimizer, watch=run.hooked):
+        state.updates += 1
+        run.after_step(state.updates)  # after the update, before the gradients are cleared (AdaLoRA reads them)
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    state.running += loss.detach()
+    state.step += 1
+    state.samples += len(idx)
+    state.tokens += int(run.data.train.lengths[idx].sum())
+
+
+def applied_update(scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimizer, watch: bool) -> bool:
+    """Step `optimizer` through `scaler`; whether the update was applied. An fp16 scaler skips a step whose
+    gradients overflowed and lowers its scale, which is the only sign of it: reading the scale syncs the host with
+    the device, so it is read only when `watch`ed (else the answer is True)."""
+    before = scaler.get_scale() if watch and scaler.is_enabled() else None
+    scaler.step(optimizer)  # fused AdamW skips an overflowed step on the device: no host sync
+    scaler.update()
+    return before is None or scaler.get_scale() >= before
+
+
+def report(cfg: DictConfig, run: Run, state: TrainState, record: dict[str, Any], tracker: Tracker, bar) -> None:
+    """Every log_every steps the mean loss (a diverged one stops the run); every eval_every steps the dev metrics."""
+    step, lr = state.step, run.scheduler.get_last_lr()[0]
+    if step % cfg.log_every == 0 or step == run.steps:
+        n = cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every
+        mean = (state.running / n).item()
+        state.running.zero_()
+        if not math.isfinite(mean):
+            raise FloatingPointError(f"loss is {mean} at step {step} (lr {run.lr}): lower the learning rate, or use "
+                                     "precision=bf16/fp32 if fp16 overflowed")
+        rate = state.samples / state.train_time_s
+        bar.set_postfix(loss=f"{mean:.4f}", samples_s=f"{rate:.1f}")
+        log.info("step %d/%d epoch %d loss %.4f lr %.3g %.1f samples/s", step, run.steps, state.epoch, mean, lr, rate)
+        tracker.log({"train/loss": mean, "train/lr": lr}, step)
+    if cfg.eval_every and step % cfg.eval_every == 0 and step < run.steps:
+        metrics, _, _ = evaluate(run.model, run.data, run.task, cfg, run.accelerator, run.amp)
+        record.setdefault("history", []).append({"step": step, **metrics})
+        log.info("eval at step %d: %s", step, metrics)
+        tracker.log({f"eval/{k}": v for k, v in metrics.items()}, step)
+        run.model.train()
+
+
+def stop_agreed(stop: checkpoint.StopFlag, run: Run) -> bool:
+    """Whether any process got SIGTERM/SIGINT. A launcher signals every process, but each sees it at its own point
+    in a step: stopping on its own, one would leave the others waiting in the next step's all-reduce. The flag is
+    a CPU tensor summed over a gloo group, so the host never waits for the GPU."""
+    flag = torch.tensor([int(stop.signal is not None)])
+    if run.stop_group is not None:
+        torch.distributed.all_reduce(flag, group=run.stop_group)
+    return bool(flag.item())
+
+
+def save_checkpoint(out: Path, run: Run, state: TrainState) -> None:
+    """Every process hands over its RNG state; the main process writes the file (checkpoint.save)."""
+    rngs = gather_object([checkpoint.rng_state()])
+    state.padded_tokens, state.flops_per_token = run.meter.padded_tokens, run.meter.flops_per_token
+    state.cost = run.meter.peak()
+    if run.accelerator.is_main_process:
+        checkpoint.save(out, run.accelerator.unwrap_model(run.model), run.optimizer, run.scheduler, run.scaler,
+                        state, rngs)
+
+
+def finish(cfg: DictConfig, out: Path, run: Run, state: TrainState, record: dict[str, Any], tracker: Tracker) -> None:
+    """The run's figures, the final dev metrics; on the main process the predictions, delta and forgetting."""
+    seconds = state.train_time_s
+    record.update(train_time_s=round(seconds, 3), epochs_run=round(state.samples / len(run.data.train), 3),
+                  train_samples_per_s=round(state.samples / seconds, 3),
+                  train_tokens_per_s=round(state.tokens / seconds, 1), **run.meter.peak())
+    metrics, predictions, eval_time = evaluate(run.model, run.data, run.task, cfg, run.accelerator, run.amp)
     record.update(metrics=metrics, eval_time_s=round(eval_time, 3))
     log.info("eval: %s", metrics)
-    tracker.log({f"eval/{k}": v for k, v in metrics.items()}, step)
-    if main:
-        if hasattr(task, "write_predictions"):
-            task.write_predictions(out, data, predictions)
-        record.update(save_delta(accelerator.unwrap_model(model), out, cfg, fingerprint))
-        record["forgetting"] = probe.finish(accelerator.unwrap_model(model)) if probe else None
+    tracker.log({f"eval/{k}": v for k, v in metrics.items()}, state.step)
+    if run.accelerator.is_main_process:
+        model = run.accelerator.unwrap_model(run.model)
+        if hasattr(run.task, "write_predictions"):
+            run.task.write_predictions(out, run.data, predictions)
+        record.update(save_delta(model, out, cfg, run.fingerprint))
+        record["forgetting"] = run.probe.finish(model) if run.probe else None
         (out / checkpoint.FILE).unlink(missing_ok=True)  # the delta and record now hold everything
-    accelerator.wait_for_everyone()
+    run.accelerator.wait_for_everyone()

@@ -43,7 +43,7 @@ def method_config(overrides: list[str]) -> DictConfig:
     """The method's config as Hydra composes it (a flat file + `method.KEY=VALUE` overrides), checked by a full
     composition only once per (model, task): composing per method was most of the command's time."""
     name = next((o.split("=", 1)[1] for o in overrides if o.startswith("method=")), None)
-    if name is None:
+    if name is None or name == "peft":  # a peft config is written in Hydra's grammar and made canonical there
         return load_config(overrides).method
     if name not in group_options("method"):
         load_config(overrides)  # its UserError names the choices

@@ -2,7 +2,7 @@
 
 Sections: methods overview, the results table of every task but a SQuAD size curve: GLUE's and the user's own
 classification, regression and QA tasks, each named by its task name (best overall in bold, best PEFT in italics;
-with a learning-rate grid, each method at its best rate per task, the whole grid, and the seed's rate beside the
+with a learning-rate grid, each method at its best rate per task, the whole grid, the reference study's rate beside the
 tuned one), every method vs full
 FT per task with a paired 95% interval, costs, SQuAD scaling (full vs bitfit per training size, tie rule,
 crossover on log(size), data regimes and a decision rule derived from the measured winners), forgetting (how far

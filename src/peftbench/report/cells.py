@@ -13,7 +13,7 @@ from .figures import ORDER
 from ..stats import mean_std
 
 TASK_ORDER = ["cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli", "squad"]  # GLUE's own order
-# The seed's metrics table (study slides, "Metrics"): MRPC reports accuracy beside its primary F1, as GLUE does for
+# The reference study's metrics (docs/reference-study.md): MRPC reports accuracy beside its primary F1, as GLUE does for
 # QQP; STS-B Spearman beside Pearson; MNLI the mismatched dev set beside the matched one. (SQuAD's secondary, exact
 # match, has its own columns in the scaling table.)
 SECONDARY = {"mrpc": "accuracy", "qqp": "accuracy", "stsb": "spearman", "mnli": "accuracy_mm"}

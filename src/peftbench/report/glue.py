@@ -1,4 +1,4 @@
-"""The report's GLUE section: each method at its best learning rate per task, the whole grid, the seed's rate beside
+"""The report's GLUE section: each method at its best rate per task, the whole grid, the reference study's rate beside
 the tuned one, every method vs full FT paired by seed with a 95% interval and the decision rule, costs, figures.
 """
 
@@ -151,9 +151,9 @@ def flops_why(by, methods, tasks) -> list[str]:
 
 
 def secondary_table(by, methods, tasks, tuned: bool) -> list[str]:
-    """The seed's secondary metrics (MRPC accuracy), from the same runs as the table above, flagged against their own
-    trivial baseline: F1's baseline (predict 1 everywhere) is high, so a run can trail it and still beat the majority
-    class's accuracy."""
+    """The reference study's secondary metric (MRPC accuracy), from the runs of the table above, flagged against
+    their own trivial baseline: F1's baseline (predict 1 everywhere) is high, so a run can trail it and still beat
+    the majority class's accuracy."""
     have = {t: k for t in tasks
             if (k := SECONDARY.get(t)) and any(k in r["metrics"] for m in methods for r in by[m].get(t, []))}
     if not have:
@@ -177,7 +177,7 @@ def secondary_table(by, methods, tasks, tuned: bool) -> list[str]:
 
 
 def grid_tables(grid, best, methods, tasks, metric) -> list[str]:
-    """The whole learning-rate grid (a row per method and rate), then the seed's rate beside the tuned one."""
+    """The whole learning-rate grid (a row per method and rate), then the reference rate beside the tuned one."""
     lines = ["### Learning-rate grid", "", "| method | lr | " + " | ".join(f"{t} ({metric[t]})" for t in tasks) + " |",
              "|---|---:|" + "---:|" * len(tasks)]
     for m in methods:

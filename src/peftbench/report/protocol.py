@@ -1,4 +1,4 @@
-"""The report's protocol sections (issue 37): which runs a table may use, the caption naming the protocol, Expected
+"""The report's holdout-protocol sections: which runs a table may use, the caption naming the protocol, Expected
 Validation Performance, the seeds each comparison took and why it stopped, and the optimism of picking on dev.
 
 Under `select=holdout` a study has two phases (record fields in record.py): selection runs score every configuration

@@ -95,7 +95,7 @@ def spread(values) -> str:
 
 def schedule_lines(by: dict, methods: list[str], sizes: list[int], label: dict[int, str]) -> list[str]:
     """Steps and training windows per size, then the settings the runs used: what a reader needs to compare the
-    curve with the seed's (min(15000, max(2000, ceil(n/16 x 5))) steps, 384-token windows, the whole eval set)."""
+    curve with the reference's (min(15000, max(2000, ceil(n/16 x 5))) steps, 384-token windows, the whole eval set)."""
     runs = [r for m in methods for s in sizes for r in by[m].get(s, [])]
     if not any(r.get("train_steps") for r in runs):
         return []

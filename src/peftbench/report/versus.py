@@ -1,7 +1,7 @@
 """The GLUE section's "vs full fine-tuning": each method minus full FT per task, paired by seed (and data seed), with
 its 95% t-interval and the verdict in words.
 
-Runs of a study under the issue-37 protocol (records with a `protocol` field) also get the Holm-adjusted p-value of
+Runs of a study under the holdout protocol (records with a `protocol` field) also get the Holm-adjusted p-value of
 the paired t-test beside each interval, the family being the methods compared with full FT on one task, and their
 verdict uses the adjusted value (p < ALPHA): with a dozen methods against one baseline, a per-interval rule would
 call about one in twenty noise differences real. Older studies read as they always did (interval rule only), so

@@ -10,7 +10,7 @@ A run whose result.json is completed with the same `record.identity` is skipped;
 identity and a checkpoint resumes from it; a failed run does not stop the study, which then exits 1.
 With `launcher=joblib|ray|submitit_slurm|...` the same runs go to a Hydra launcher instead (launch.py); `hydra.*`
 overrides on the command line configure it (e.g. hydra.launcher.n_jobs=4).
-`select=holdout` (with trials, space, sampler, seeds=auto, data_seed(s), holdout) is issue #37's protocol: its runs
+`select=holdout` (with trials, space, sampler, seeds=auto, data_seed(s), holdout) is the holdout protocol: its runs
 depend on completed ones, so protocol.py plans and runs it in rounds (docs/protocol.md).
 """
 
@@ -25,7 +25,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ..config.compose import CONFIG_DIR, group_options, load_config, load_yaml
 from ..engine import preflight
-from . import protocol
+from . import protocol, search
 from .planning import pool_size, print_plan, task_folder  # noqa: F401
 from .search import lr_folder, lr_grid  # noqa: F401  (grids are a budget of their own size)
 from ..errors import UserError
@@ -33,18 +33,24 @@ from .runner import check_versions, completed, run_one, trains_here  # noqa: F40
 
 STUDY_KEYS = ("methods", "tasks", "seeds", "sizes", "out", "run")
 OPTIONAL_KEYS = {"launcher": None, "launch": [], "lrs": None, "parallel": 1}  # launch: hydra.* overrides for the launcher
-# issue #37's protocol keys (docs/protocol.md); data_seed null: 0 under select=holdout, else the training seed
+# the holdout protocol's keys (docs/protocol.md); data_seed null: 0 under select=holdout, else the training seed
 PROTOCOL_KEYS = {"select": "dev", "holdout": 0.1, "data_seed": None, "data_seeds": None, "trials": None, "space": {},
                  "sampler": "random", "min_seeds": 3, "max_seeds": 10, "ci_target": 1.0}
 PER_RUN = {"task": "tasks=[...]", "method": "methods=[...]", "seed": "seeds=[...]"}
 
 
-def load_study(name: str, overrides: list[str] | None = None) -> DictConfig:
-    """The study config: the named file, study keys from `overrides`, the other overrides appended to `run`."""
-    path = Path(name) if name.endswith((".yaml", ".yml")) else CONFIG_DIR / "study" / f"{name}.yaml"
-    if not path.is_file():
+def study_file(name: str) -> Path:
+    """A study preset's file (configs/study/NAME.yaml), or NAME itself when it is a .yaml path."""
+    return Path(name) if name.endswith((".yaml", ".yml")) else CONFIG_DIR / "study" / f"{name}.yaml"
+
+
+def load_study(name: str, overrides: list[str] | None = None, base: dict | None = None) -> DictConfig:
+    """The study config: the named file (or `base`, a study given whole: the Python API's keywords), study keys from
+    `overrides`, the other overrides appended to `run`."""
+    path = study_file(name)
+    if base is None and not path.is_file():
         raise UserError(f"unknown study '{name}': pick one of {', '.join(group_options('study'))} or give a .yaml file")
-    study = OmegaConf.create(load_yaml(path, "study file"))
+    study = OmegaConf.create(base if base is not None else load_yaml(path, "study file"))
     missing = [k for k in STUDY_KEYS if k not in study]
     if missing:
         raise UserError(f"{path}: missing study key(s) {missing}")
@@ -216,9 +222,9 @@ def pool_sizes(study: DictConfig) -> dict[str, int | None]:
     return pools
 
 
-def run_study(name: str, overrides: list[str] | None = None, dry_run: bool = False) -> int:
+def run_study(name: str, overrides: list[str] | None = None, dry_run: bool = False, base: dict | None = None) -> int:
     """Run every planned run that has no completed twin; print a line per run and a summary; 1 if any failed."""
-    study = load_study(name, overrides)
+    study = load_study(name, overrides, base)
     try:
         pools = pool_sizes(study)
     except UserError:
@@ -243,11 +249,15 @@ def run_study(name: str, overrides: list[str] | None = None, dry_run: bool = Fal
     if study.launcher or study.parallel > 1:
         from .launch import launch_study
 
-        return launch_study(study, name, configs, runs)
+        code = launch_study(study, name, configs, runs)
+        search.store(out, study, [(f, over, cfg) for (f, over), (_, cfg) in zip(runs, configs)])
+        return code
     counts: Counter[str] = Counter()
     t_study = time.perf_counter()
     for i, (folder, cfg) in enumerate(configs, 1):
         counts[run_one(folder, cfg, f"[{i}/{len(configs)}] {folder.relative_to(out)}")] += 1
+    # trials=N: the Optuna mirror of the records (OUT/optuna.db)
+    search.store(out, study, [(f, over, cfg) for (f, over), (_, cfg) in zip(runs, configs)])
     print(f"study {Path(name).stem}: {counts['ran']} ran, {counts['skipped']} skipped, {counts['failed']} failed "
           f"in {time.perf_counter() - t_study:.0f} s -> {out}")
     return 1 if counts["failed"] else 0

@@ -250,7 +250,7 @@ def run(study: DictConfig, name: str, pools: dict[str, int | None], dry_run: boo
     """A select=holdout study in rounds: plan what can be named now, run (or launch) what is not completed, re-plan
     from the new result.json files, until a round adds nothing; a run that failed is not tried twice in one call."""
     from ..engine import preflight
-    from . import runner
+    from . import runner, search
     from .planning import print_plan
 
     out = Path(study.out)
@@ -281,10 +281,12 @@ def run(study: DictConfig, name: str, pools: dict[str, int | None], dry_run: boo
                 print(f"final phase: decided by the selection above ({now.waiting} task/method cells wait on it); "
                       "re-run without --dry-run to train it")
             return 0
+        out.mkdir(parents=True, exist_ok=True)
+        # trials=N: the Optuna mirror of the records so far (OUT/optuna.db)
+        search.store(out, study, [(f, over, cfg) for (f, over), (_, cfg) in zip(now.runs, configs)])
         todo = [i for i, (folder, cfg) in enumerate(configs) if folder not in tried and not runner.completed(folder, cfg, local)]
         if not todo:
             break
-        out.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(study, out / f"study-{Path(name).stem}.yaml")
         tried |= {configs[i][0] for i in todo}
         if study.launcher or study.parallel > 1:  # one submission per round

@@ -1,7 +1,7 @@
 """`peftbench quickstart`, `peftbench list`, and the report of one study's runs (`report --study` and the quickstart).
 
-The quickstart is the main job in miniature: the study preset configs/study/quickstart.yaml (the five seed methods on
-an SST-2 slice, MiniLM), run by the study machinery (completed runs are skipped), then the report of its runs.
+The quickstart is the main job in miniature: the study preset configs/study/quickstart.yaml (the reference study's five
+methods on an SST-2 slice, MiniLM), run by the study machinery (completed runs are skipped), then the report of its runs.
 `list` reads what the configs say about themselves: a method's `trains:` field, any other config's first comment.
 """
 

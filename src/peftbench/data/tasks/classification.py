@@ -176,8 +176,11 @@ def load(cfg: DictConfig, tokenizer):
         dev_texts, dev_labels = [[t[i] for i in held] for t in train_texts], [train_labels[i] for i in held]
     train_texts = [[t[i] for i in keep] for t in train_texts]
     train_labels = [train_labels[i] for i in keep]
+    from ..frames import file_sha256
+
+    files = {s: file_sha256(cfg.task[s]) for s in ("train", "dev") if cfg.task.get(s) and (s == "train" or not on_holdout)}
     data = glue.encoded(cfg, tokenizer, train_texts, train_labels, dev_texts, dev_labels, [("", len(dev_labels))],
-                        {"holdout": desc, "train_ids": keep, "holdout_ids": held})
+                        {"holdout": desc, "train_ids": keep, "holdout_ids": held, "data_sha256": files or None})
     data.notes.append(f"{cfg.task.name}: {cfg.task.problem}"
                       + (f" over {len(cfg.task.labels)} classes {list(cfg.task.labels)}" if cfg.task.labels else "")
                       + f"; train {len(train_labels)} rows from {source(cfg.task, 'train')}, "

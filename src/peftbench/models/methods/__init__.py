@@ -87,8 +87,14 @@ def param_groups(model: nn.Module, method_cfg: DictConfig, lr: float, weight_dec
     return hook(model, method_cfg, lr, weight_decay) if hook else None
 
 
+def no_step_hook(step: int) -> None:
+    """The step hook of every method that acts through its parameters alone."""
+
+
 def step_hook(model: nn.Module, method_cfg: DictConfig, total_steps: int) -> Callable[[int], None]:
-    """What the loop calls after every optimizer step with the step number (AdaLoRA's rank allocation); most
-    methods need nothing. `model` is the applied method's model, before any wrapping (DDP, compile)."""
+    """What the loop calls after every optimizer update it applies, with the count of those updates (AdaLoRA's
+    rank allocation): a step fp16's loss scaler skipped (its gradients overflowed) is no update, so a hook never
+    reads inf/nan gradients and its schedule counts only real updates. Most methods need nothing (no_step_hook).
+    `model` is the applied method's model, before any wrapping (DDP, compile)."""
     hook = getattr(MODULES.get(method_cfg.apply), "step_hook", None)
-    return hook(model, method_cfg, total_steps) if hook else (lambda step: None)
+    return hook(model, method_cfg, total_steps) if hook else no_step_hook

@@ -4,7 +4,9 @@ and are pruned, by an importance score, to an average `target_r` over training; 
 peft needs two things a config cannot give, both from the loop's generic hooks (methods/__init__.py):
   - the run's length: `total_step` is fixed when the method is applied to train (`step_hook`), and the warm-up
     (`tinit`) and final (`tfinal`) phases are fractions of it, `tinit_ratio` and `tfinal_ratio`;
-  - `update_and_allocate(step)` after every optimizer step, before the gradients are cleared (peft's recipe).
+  - `update_and_allocate(step)` after every optimizer update, before the gradients are cleared (peft's recipe);
+    the loop counts only updates applied, so a step fp16's scaler skipped neither feeds its inf gradients to the
+    importance scores nor advances the budget schedule.
 The pruning zeroes entries of E (peft masks rather than resizes), so the delta holds init_r-rank tensors with those
 zeros, and reloads to the same outputs; merging is peft's merge_and_unload. peft adds the orthogonality penalty
 (`orth_reg_weight`) to the loss inside the model's forward.

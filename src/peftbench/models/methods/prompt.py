@@ -1,7 +1,7 @@
 """Prompt tuning (Lester et al. 2021): k learned virtual-token embeddings inserted into the embedded input.
 
 The base model is frozen except its task head. Two placements:
-  before_cls: P1..Pk [CLS] x [SEP]  -- the seed's and PEFT's; BERT's pooler then reads P1, not [CLS]
+  before_cls: P1..Pk [CLS] x [SEP]  -- the reference study's and PEFT's; BERT's pooler then reads P1, not [CLS]
   after_cls:  [CLS] P1..Pk x [SEP]  -- the pooler keeps reading [CLS]
 The attention mask and token types are extended; QA start/end labels are shifted in and logits shifted back out,
 so callers never see the virtual positions. Any family works: the rows go in through `inputs_embeds` beside the
