@@ -25,7 +25,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..errors import UserError
 from ..record import check_version, identity, identity_fields, read_record, recorded_runtime
-from .device import runtime
 
 LOCK = "run.lock"
 CHECKPOINT = "checkpoint.pt"  # = checkpoint.FILE (not imported: that would pull in torch for a study's plan)
@@ -116,6 +115,8 @@ def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
 
 def differing_keys(rec: dict[str, Any], cfg: DictConfig) -> list[str]:
     """'key: old -> new' for every identity key whose value differs between a record's run and `cfg` here."""
+    from .device import runtime  # here, not at the top: importing a study's planner loads no torch
+
     here = runtime(cfg)
     a = _flat(identity_fields(rec["config"], recorded_runtime(rec) or here))
     b = _flat(identity_fields(OmegaConf.to_container(cfg, resolve=True), here))
@@ -142,6 +143,8 @@ def _check(out: Path, cfg: DictConfig) -> None:
         if rec is None or "config" not in rec:
             raise UserError(f"{out / CHECKPOINT} has no readable result.json beside it, so its run's config is unknown: "
                             "overwrite=true to start over")
+        from .device import runtime
+
         check_version(rec, out / "result.json")
         every = differing_keys(rec, cfg)
         diff = [d for d in every if d.split(":")[0] not in RESUME_MAY_CHANGE]

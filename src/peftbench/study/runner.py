@@ -13,7 +13,6 @@ from typing import Any
 from omegaconf import DictConfig
 
 from ..record import check_version, identities, read_record
-from ..engine.device import runtimes
 from ..engine.rundir import CHECKPOINT, Busy
 
 
@@ -47,6 +46,8 @@ def trains_here(study: DictConfig) -> bool:
 def twin(rec: dict[str, Any], folder: Path, cfg: DictConfig, here: bool = True) -> bool:
     """Whether `rec` (read from `folder`) is a run of this very config, trained as it would train on this machine
     (here=False: on any machine its device and precision allow; a cluster launcher's runs train elsewhere)."""
+    from ..engine.device import runtimes  # here, not at the top: importing the CLI or a planner loads no torch
+
     if not rec:
         return False
     check_version(rec, folder / "result.json")
