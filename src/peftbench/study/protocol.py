@@ -24,7 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..config.compose import CONFIG_DIR, load_config, override_value
 from ..errors import UserError
-from ..record import identities, read_record
+from ..record import SCORED, identities, read_record
+from .planning import run_spec
 
 SELECT_SEED = 0  # the one training seed of every selection run; final seeds are distinct from it
 BASELINE = "full"
@@ -51,7 +52,7 @@ def compose(over: list[str]) -> DictConfig:
 def score(folder: Path, over: list[str]) -> float | None:
     """The primary metric of the completed run of exactly this config in `folder`, else None."""
     rec = read_record(folder / "result.json")
-    if not rec or rec.get("status") != "completed":
+    if not rec or rec.get("status") not in SCORED:  # a diverged run is data: the trivial prediction's score
         return None
     if rec.get("identity") not in identities(compose(over)):
         return None
@@ -84,91 +85,121 @@ def budget(study: DictConfig, method: str) -> int:
     return int(study.trials) if study.trials else len(lr_grid(study, method) or [None])
 
 
-def plan(study: DictConfig, pools: dict[str, int | None] | None = None) -> Plan:
-    """The runs of a select=holdout study that can be named now (completed ones included: the runner skips them)."""
-    from ..stats import STOP_REASONS, seed_decision
-    from .planning import task_folder
+@dataclass
+class Cell:
+    """One task x size x data seed of a study: what its runs share."""
+    task: str
+    parts: list[str]  # the run folder's [<size>, d<data_seed>] levels, or none
+    data: list[str]   # data_seed= and train_size= overrides
+    where: str        # "task[/size/dN]", for the lines the study prints
 
-    pools, out, result = pools or {}, Path(study.out), Plan()
-    auto = str(study.seeds) == "auto"
+
+def cells(study: DictConfig, pools: dict[str, int | None]) -> list[Cell]:
+    """Every task x size x data seed of the study, in order."""
     data_seeds = _as_list(study.data_seeds) if study.data_seeds is not None else [study.data_seed or 0]
-    shared = {"select": "holdout", "seeds": "auto" if auto else "fixed", "min_seeds": int(study.min_seeds),
-              "max_seeds": int(study.max_seeds), "ci_target": float(study.ci_target)}
-    final_seeds = list(range(1, int(study.max_seeds) + 1)) if auto else [int(s) for s in _as_list(study.seeds)]
-    methods = [str(m) for m in _as_list(study.methods)]
+    out = []
     for task in _as_list(study.tasks):
         pool = pools.get(task)
         sizes = [None] if study.sizes is None else [s for s in _as_list(study.sizes)
                                                     if s == "all" or pool is None or s <= pool]
-        for size in sizes:
-            for ds in data_seeds:
-                cell = [] if size is None and study.data_seeds is None else [str(size)] * (size is not None) + [f"d{ds}"]
-                base = [f"task={task}"]
-                data = [f"data_seed={ds}"] + ([f"train_size={'null' if size == 'all' else size}"] if size else [])
-                finals: dict[str, tuple[list[str], dict, Path]] = {}  # method -> (param overrides, protocol, folder)
-                for method in methods:
-                    root = out.joinpath(task_folder(str(task)), method, *cell)
+        for size, ds in ((size, ds) for size in sizes for ds in data_seeds):
+            parts = [] if size is None and study.data_seeds is None else [str(size)] * (size is not None) + [f"d{ds}"]
+            data = [f"data_seed={ds}"] + ([f"train_size={'null' if size == 'all' else size}"] if size else [])
+            out.append(Cell(str(task), parts, data, "/".join([str(task), *parts])))
+    return out
 
-                    def select_run(name: str, params: dict[str, Any]) -> tuple[Path, list[str]]:
-                        folder = root / "select" / name / f"seed{SELECT_SEED}"
-                        proto = {**shared, "phase": "select", "config": name, "params": params,
-                                 "budget": budget(study, method), "sampler": sampler_name,
-                                 "picked_holdout_score": None}
-                        over = [f"tracking.group={out.name}", *study.run, *base, f"method={method}",
-                                f"seed={SELECT_SEED}", *data, f"holdout={study.holdout!r}", "eval_split=holdout",
-                                *(f"{k}={override_value(v)}" for k, v in params.items()),
-                                f"protocol={override_value(proto)}", f"out={folder}"]
-                        return folder, over
 
-                    sampler_name = "tpe" if study.trials and study.sampler == "tpe" else \
-                        ("random" if study.trials else "grid")
-                    configs, _ = candidates(study, method, lambda n, p: score(*select_run(n, p)))
-                    scores = []
-                    for name, params in configs:
-                        folder, over = select_run(name, params)
-                        result.runs.append((folder, over))
-                        scores.append(score(folder, over))
-                    if len(configs) < budget(study, method) or any(s is None for s in scores):
-                        result.waiting += 1
-                        continue
-                    best = max(range(len(scores)), key=lambda i: (scores[i], -i))  # ties: the first
-                    name, params = configs[best]
-                    picked = read_record(select_run(name, params)[0] / "result.json") or {}
-                    proto = {**shared, "phase": "final", "config": name, "params": params,
-                             "budget": budget(study, method), "sampler": sampler_name,
-                             "picked_holdout_score": scores[best], "picked_holdout": picked.get("holdout")}
-                    finals[method] = ([f"{k}={override_value(v)}" for k, v in params.items()], proto, root)
+def protocol_fields(study: DictConfig, method: str, phase: str, name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The `protocol` field of a run's record (record.py): the study's keys and this run's phase and configuration."""
+    sampler = ("tpe" if study.sampler == "tpe" else "random") if study.trials else "grid"
+    return {"select": "holdout", "seeds": "auto" if str(study.seeds) == "auto" else "fixed",
+            "min_seeds": int(study.min_seeds), "max_seeds": int(study.max_seeds), "margin": float(study.margin),
+            "alpha": float(study.alpha), "final_rows": str(study.final_rows), "phase": phase, "config": name,
+            "params": params, "budget": budget(study, method), "sampler": sampler, "picked_holdout_score": None}
 
-                def final_run(method: str, seed: int) -> tuple[Path, list[str]]:
-                    params, proto, root = finals[method]
-                    folder = root / "final" / f"seed{seed}"
-                    return folder, [f"tracking.group={out.name}", *study.run, *base, f"method={method}", f"seed={seed}",
-                                    *data, *params, f"protocol={override_value(proto)}", f"out={folder}"]
 
-                counts = {m: len(final_seeds) for m in finals}
-                if auto:
-                    for m in finals:
-                        if m == BASELINE:
-                            continue
-                        n = int(study.min_seeds)
-                        while True:
-                            seeds = final_seeds[:n]
-                            mine = [score(*final_run(m, s)) for s in seeds]
-                            theirs = [score(*final_run(BASELINE, s)) for s in seeds] if BASELINE in finals else [None]
-                            if any(v is None for v in mine + theirs):
-                                break
-                            why = seed_decision([a - b for a, b in zip(mine, theirs)], int(study.min_seeds),
-                                                int(study.max_seeds), float(study.ci_target))
-                            if why:
-                                where = "/".join([str(task), m, *cell])
-                                result.stops[where] = f"{where}: stops after {n} seeds: {STOP_REASONS[why]}"
-                                break
-                            n += 1
-                        counts[m] = n
-                    if BASELINE in finals:
-                        counts[BASELINE] = max([int(study.min_seeds)] + [c for m, c in counts.items() if m != BASELINE])
-                for m in finals:
-                    result.runs += [final_run(m, s) for s in final_seeds[:counts[m]]]
+def select_spec(study: DictConfig, cell: Cell, method: str, name: str, params: dict[str, Any]
+                ) -> tuple[Path, list[str]]:
+    """The selection run of one configuration: seed SELECT_SEED, scored on the holdout."""
+    proto = protocol_fields(study, method, "select", name, params)
+    return run_spec(study, cell.task, method, SELECT_SEED, [*cell.parts, "select", name],
+                    [*cell.data, f"holdout={study.holdout!r}", "eval_split=holdout",
+                     *(f"{k}={override_value(v)}" for k, v in params.items()), f"protocol={override_value(proto)}"])
+
+
+def final_spec(study: DictConfig, cell: Cell, method: str, pick: dict[str, Any], seed: int) -> tuple[Path, list[str]]:
+    """A final run of the picked configuration: scored on dev, trained on the selection's rows (final_rows=selection:
+    the holdout is carved out again, so train_size draws the same rows) or on all of train (final_rows=all)."""
+    rows = [f"holdout={study.holdout!r}"] if study.final_rows == "selection" else []
+    return run_spec(study, cell.task, method, seed, [*cell.parts, "final"],
+                    [*cell.data, *rows, *(f"{k}={override_value(v)}" for k, v in pick["params"].items()),
+                     f"protocol={override_value(pick['protocol'])}"])
+
+
+def selection(study: DictConfig, cell: Cell, method: str, result: Plan) -> dict[str, Any] | None:
+    """Plan the method's selection runs in `result`; its pick ({params, protocol}) once every one scored, else None.
+    A diverged selection run scores as the trivial prediction (its record's metrics say so)."""
+    configs, _ = candidates(study, method, lambda n, p: score(*select_spec(study, cell, method, n, p)))
+    specs = [select_spec(study, cell, method, name, params) for name, params in configs]
+    result.runs += specs
+    scores = [score(*spec) for spec in specs]
+    if len(configs) < budget(study, method) or any(s is None for s in scores):
+        result.waiting += 1
+        return None
+    best = max(range(len(scores)), key=lambda i: (scores[i], -i))  # ties: the first
+    name, params = configs[best]
+    picked = read_record(specs[best][0] / "result.json") or {}
+    proto = {**protocol_fields(study, method, "final", name, params), "picked_holdout_score": scores[best],
+             "picked_holdout": picked.get("holdout")}
+    return {"params": params, "protocol": proto}
+
+
+def seed_counts(study: DictConfig, cell: Cell, picks: dict[str, dict], result: Plan) -> dict[str, int]:
+    """How many final seeds each picked method runs: the study's seed list, or under seeds=auto what `stats.decide`
+    says from the completed pairs with full FT (full: as many as its longest comparison)."""
+    from ..stats import STOP_REASONS, decide
+
+    if str(study.seeds) != "auto":
+        return {m: len(_as_list(study.seeds)) for m in picks}
+    lo, hi = int(study.min_seeds), int(study.max_seeds)
+    counts = {m: lo for m in picks}
+    if BASELINE not in picks:
+        return counts
+    scores = {m: paired_scores(study, cell, m, picks[m], hi) for m in picks}
+    deltas = {m: [a - b for a, b in zip(scores[m], scores[BASELINE])] for m in picks if m != BASELINE}
+    for m, d in decide(deltas, float(study.margin), float(study.alpha), lo, hi).items():
+        counts[m] = d["n"]
+        if d["reason"]:
+            where = f"{cell.task}/{m}" + "".join(f"/{p}" for p in cell.parts)
+            result.stops[where] = f"{where}: stops after {d['n']} seeds: {STOP_REASONS[d['reason']]}"
+    counts[BASELINE] = max([lo] + [c for m, c in counts.items() if m != BASELINE])
+    return counts
+
+
+def paired_scores(study: DictConfig, cell: Cell, method: str, pick: dict, most: int) -> list[float]:
+    """The method's final scores for seeds 1, 2, ... up to the first one not completed."""
+    out = []
+    for seed in range(1, most + 1):
+        value = score(*final_spec(study, cell, method, pick, seed))
+        if value is None:
+            break
+        out.append(value)
+    return out
+
+
+def plan(study: DictConfig, pools: dict[str, int | None] | None = None) -> Plan:
+    """The runs of a select=holdout study that can be named now (completed ones included: the runner skips them)."""
+    result = Plan()
+    seeds = list(range(1, int(study.max_seeds) + 1)) if str(study.seeds) == "auto" else \
+        [int(s) for s in _as_list(study.seeds)]
+    for cell in cells(study, pools or {}):
+        picks = {}
+        for method in (str(m) for m in _as_list(study.methods)):
+            pick = selection(study, cell, method, result)
+            if pick is not None:
+                picks[method] = pick
+        for method, n in seed_counts(study, cell, picks, result).items():
+            result.runs += [final_spec(study, cell, method, picks[method], s) for s in seeds[:n]]
     return result
 
 
@@ -180,6 +211,7 @@ def check(study: DictConfig) -> None:
     """select, holdout, data_seed(s), trials, space, sampler, seeds=auto and its bounds: one line per bad value."""
     from . import search
     from ..config.compose import group_options
+    from ..config.schema import STUDY_SCHEMA, check_value
 
     if study.select not in ("dev", "holdout"):
         raise UserError(f"select={study.select!r} is unknown: use select=holdout (tune on a slice of train, report on "
@@ -230,9 +262,11 @@ def check(study: DictConfig) -> None:
         raise UserError(f"min_seeds={study.min_seeds!r} is not a whole number >= 2 (a paired interval needs 2 seeds)")
     if not _count(study.max_seeds, int(study.min_seeds)):
         raise UserError(f"max_seeds={study.max_seeds!r} is not a whole number >= min_seeds ({study.min_seeds})")
-    c = study.ci_target
-    if isinstance(c, bool) or not isinstance(c, (int, float)) or c <= 0:
-        raise UserError(f"ci_target={c!r} is not a number > 0: the half-width in points, e.g. ci_target=1.0")
+    if "ci_target" in study:
+        raise UserError("ci_target is gone: seeds=auto now stops a comparison when its verdict is settled (margin=, "
+                        "alpha=; docs/protocol.md); drop ci_target")
+    for key, spec in STUDY_SCHEMA.items():
+        check_value(key, study[key], spec)
     if auto and study.select != "holdout":
         raise UserError("seeds=auto adds final seeds after a selection phase: add select=holdout")
     if auto and "full" not in [str(m) for m in _as_list(study.methods)]:
