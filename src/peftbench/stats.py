@@ -127,10 +127,11 @@ def look_pvalues(deltas: list[float], n: int, margin: float) -> dict[str, float]
     mean <= 0) and 'inferior' (H0: mean >= -margin). Every delta equal (sd 0): 0 or 1, the limit of the test."""
     from scipy.special import stdtr  # Student's t CDF: the ufunc under scipy.stats.t, without its per-call checks
 
-    d = np.asarray(deltas[:n], dtype=float)
-    mean, sd = float(d.mean()), float(d.std(ddof=1))
-    num = np.array([mean + margin, mean, -(mean + margin)])
-    p = stdtr(n - 1, -num / (sd / math.sqrt(n))) if sd > 0 else np.where(num > 0, 0.0, 1.0)
+    d = deltas[:n]
+    mean = math.fsum(d) / n  # plain floats: a simulated study calls this at every look (bench/sequential_null.py)
+    sd = math.sqrt(math.fsum((x - mean) ** 2 for x in d) / (n - 1))
+    num = (mean + margin, mean, -(mean + margin))
+    p = stdtr(n - 1, [-x / (sd / math.sqrt(n)) for x in num]) if sd > 0 else [0.0 if x > 0 else 1.0 for x in num]
     return dict(zip(("non-inferior", "better", "inferior"), map(float, p)))
 
 

@@ -31,7 +31,8 @@ from .scaling import scaling_section
 
 
 def collect(dirs: list[str | Path]) -> list[dict[str, Any]]:
-    """Every readable result.json under `dirs`; a completed run found twice (same identity) counts once, the latest."""
+    """Every readable result.json under `dirs`; a completed run found twice (same identity, same protocol role) counts
+    once, the latest."""
     records, seen = [], set()
     for d in dirs:
         if not Path(d).is_dir():
@@ -42,8 +43,9 @@ def collect(dirs: list[str | Path]) -> list[dict[str, Any]]:
                 records.append({**rec, "_path": str(path.parent)})
     latest: dict[str, dict] = {}
     for r in records:
-        if r["status"] in SCORED:
-            key = r["identity"]
+        if r["status"] in SCORED:  # a holdout study's final run and a select=dev grid's run can be one experiment:
+            p = r.get("protocol") or {}  # each stays in its own section
+            key = (r["identity"], p.get("select"), p.get("phase"))
             if key not in latest or r.get("finished_at", "") > latest[key].get("finished_at", ""):
                 latest[key] = r
     return list(latest.values()) + [r for r in records if r["status"] not in SCORED]

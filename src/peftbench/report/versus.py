@@ -89,15 +89,15 @@ def protocol_versus(by, others, tasks, metric, rule) -> list[str]:
                 word = f"unsettled (needs {v['n']})"
             cells.append(f"{_interval(deltas[m])} {word}")
             key = VERDICTS[v["verdict"]] if v["settled"] else (
-                f"unsettled at max_seeds, reported with its interval, not a tie" if v["reason"] == "max_seeds"
+                "unsettled at max_seeds, reported with its interval, not a tie" if v["reason"] == "max_seeds"
                 else f"unsettled: the procedure's next look needs {v['n']} {fam[t][2]}s")
             said[t][key].append(f"{m} ({_interval(deltas[m])})")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     unit = "data seed" if "data seed" in units else "seed"
     looks = (f"looks at {rule['min_seeds']}..{rule['max_seeds']} seeds" if rule["min_seeds"] is not None
              and unit == "seed" else "one look at the replicates there are")
-    lines += ["", f"Δ = method − full FT, paired by {'seed within data seed, averaged per data seed' if unit != 'seed' else 'seed'}"
-              f" (the {unit}s both ran): the mean difference and its plain 95% t-interval (df = n − 1, n = {unit}s; "
+    pairing = "seed within data seed, averaged per data seed" if unit != "seed" else "seed"
+    lines += ["", f"Δ = method − full FT, paired by {pairing} (the {unit}s both ran): the mean difference and its plain 95% t-interval (df = n − 1, n = {unit}s; "
               "not adjusted: it describes, the verdict decides). Verdict (`stats.decide`, docs/protocol.md): "
               f"one-sided paired t-tests against a margin of {rule['margin']:g} points, group-sequential ({looks}, "
               "O'Brien-Fleming-type alpha spending) and Holm-type over the methods compared with full FT on the task, "

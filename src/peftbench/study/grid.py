@@ -26,7 +26,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ..config.compose import CONFIG_DIR, group_options, load_config, load_yaml
 from ..engine import preflight
-from . import protocol
+from . import protocol, protocol_keys
 from .planning import pool_size, print_plan, run_spec, task_folder  # noqa: F401
 from .search import lr_folder, lr_grid  # noqa: F401  (grids are a budget of their own size)
 from ..errors import UserError
@@ -109,7 +109,7 @@ def _check(study: DictConfig) -> None:
         if any(o.split("=", 1)[0].lstrip("+~") == "train_size" for o in study.run):
             raise UserError("train_size and sizes both given: a study with sizes sets train_size per run; drop one")
     _check_lrs(study)
-    protocol.check(study)
+    protocol_keys.check(study)
     if not study.out:
         raise UserError("out is empty: give the study folder, e.g. out=studies/glue")
     if isinstance(study.parallel, bool) or not isinstance(study.parallel, int) or study.parallel < 1:

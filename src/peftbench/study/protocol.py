@@ -1,5 +1,6 @@
 """`select=holdout` studies (docs/protocol.md): every configuration is scored on a holdout carved out of train, the
-picked one is trained again with fresh seeds on all of train and scored on dev, the report's test set.
+picked one is trained again with fresh seeds (on the selection's rows, or all of train: `final_rows`) and scored on
+dev, the report's test set.
 
 The plan is a function of the study and the completed result.json files alone, so a study (or a launcher round)
 re-plans after every round and a resumed study re-plans identically:
@@ -8,9 +9,10 @@ re-plans after every round and a resumed study re-plans identically:
 Configurations: the method's grid (`lrs`, <cfg> = lr<rate>), `trials` draws (search.py, <cfg> = t<k>), or its own
 rate. The picked one has the best holdout primary metric (ties: the first in grid or trial order).
 Selection runs use seed SELECT_SEED; final seeds are the study's `seeds` (never SELECT_SEED) or, with `seeds=auto`,
-1, 2, ... in rounds: each method starts with min_seeds; while stats.seed_decision says go on for its paired
-deltas against full (by seed, within one task/size/data_seed), it gets one more seed, which full runs too.
-`check(study)` validates the protocol's study keys (one line per bad value); `run(...)` runs such a study in rounds.
+1, 2, ... in rounds: each method starts with min_seeds; while `stats.decide` (the verdicts' group-sequential
+procedure) leaves its comparison with full unsettled (paired by seed, within one task/size/data_seed), it gets one
+more seed, which full runs too. A diverged run is data: it scores as the trivial prediction.
+`run(...)` runs such a study in rounds; protocol_keys.py checks its study keys.
 """
 
 from __future__ import annotations
@@ -23,11 +25,10 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from ..config.compose import CONFIG_DIR, load_config, override_value
-from ..errors import UserError
 from ..record import SCORED, identities, read_record
 from .planning import run_spec
+from .protocol_keys import SELECT_SEED, as_list
 
-SELECT_SEED = 0  # the one training seed of every selection run; final seeds are distinct from it
 BASELINE = "full"
 
 
@@ -58,10 +59,6 @@ def score(folder: Path, over: list[str]) -> float | None:
         return None
     value = rec.get("metrics", {}).get(rec.get("primary_metric"))
     return float(value) if isinstance(value, (int, float)) else None
-
-
-def _as_list(value: Any) -> list:
-    return list(value) if OmegaConf.is_list(value) or isinstance(value, list) else [value]
 
 
 def candidates(study: DictConfig, method: str, scored) -> tuple[list[tuple[str, dict[str, Any]]], str]:
@@ -96,11 +93,11 @@ class Cell:
 
 def cells(study: DictConfig, pools: dict[str, int | None]) -> list[Cell]:
     """Every task x size x data seed of the study, in order."""
-    data_seeds = _as_list(study.data_seeds) if study.data_seeds is not None else [study.data_seed or 0]
+    data_seeds = as_list(study.data_seeds) if study.data_seeds is not None else [study.data_seed or 0]
     out = []
-    for task in _as_list(study.tasks):
+    for task in as_list(study.tasks):
         pool = pools.get(task)
-        sizes = [None] if study.sizes is None else [s for s in _as_list(study.sizes)
+        sizes = [None] if study.sizes is None else [s for s in as_list(study.sizes)
                                                     if s == "all" or pool is None or s <= pool]
         for size, ds in ((size, ds) for size in sizes for ds in data_seeds):
             parts = [] if size is None and study.data_seeds is None else [str(size)] * (size is not None) + [f"d{ds}"]
@@ -160,7 +157,7 @@ def seed_counts(study: DictConfig, cell: Cell, picks: dict[str, dict], result: P
     from ..stats import STOP_REASONS, decide
 
     if str(study.seeds) != "auto":
-        return {m: len(_as_list(study.seeds)) for m in picks}
+        return {m: len(as_list(study.seeds)) for m in picks}
     lo, hi = int(study.min_seeds), int(study.max_seeds)
     counts = {m: lo for m in picks}
     if BASELINE not in picks:
@@ -191,93 +188,16 @@ def plan(study: DictConfig, pools: dict[str, int | None] | None = None) -> Plan:
     """The runs of a select=holdout study that can be named now (completed ones included: the runner skips them)."""
     result = Plan()
     seeds = list(range(1, int(study.max_seeds) + 1)) if str(study.seeds) == "auto" else \
-        [int(s) for s in _as_list(study.seeds)]
+        [int(s) for s in as_list(study.seeds)]
     for cell in cells(study, pools or {}):
         picks = {}
-        for method in (str(m) for m in _as_list(study.methods)):
+        for method in (str(m) for m in as_list(study.methods)):
             pick = selection(study, cell, method, result)
             if pick is not None:
                 picks[method] = pick
         for method, n in seed_counts(study, cell, picks, result).items():
             result.runs += [final_spec(study, cell, method, picks[method], s) for s in seeds[:n]]
     return result
-
-
-def _count(value: Any, low: int) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int) and value >= low
-
-
-def check(study: DictConfig) -> None:
-    """select, holdout, data_seed(s), trials, space, sampler, seeds=auto and its bounds: one line per bad value."""
-    from . import search
-    from ..config.compose import group_options
-    from ..config.schema import STUDY_SCHEMA, check_value
-
-    if study.select not in ("dev", "holdout"):
-        raise UserError(f"select={study.select!r} is unknown: use select=holdout (tune on a slice of train, report on "
-                        "dev) or select=dev (tune and report on dev, as papers do)")
-    h = study.holdout
-    if isinstance(h, bool) or not isinstance(h, (int, float)) or h <= 0 or (isinstance(h, float) and not h.is_integer()
-                                                                           and h >= 1):
-        raise UserError(f"holdout={h!r}: give a fraction of train in (0,1), e.g. holdout=0.1, or a row count, e.g. "
-                        "holdout=500")
-    if study.data_seed is not None and not _count(study.data_seed, 0):
-        raise UserError(f"data_seed={study.data_seed!r} is not a whole number >= 0: write e.g. data_seed=0")
-    if study.data_seeds is not None:
-        values = _as_list(study.data_seeds)
-        if not values or not all(_count(v, 0) for v in values) or len(set(values)) != len(values):
-            raise UserError(f"data_seeds={values!r}: give distinct whole numbers >= 0, e.g. data_seeds=[0,1,2]")
-        if study.sizes is None and study.select == "dev":
-            raise UserError("data_seeds repeats the subsample of each size: add sizes=[...] (or select=holdout, where "
-                            "it also repeats the holdout)")
-        if study.data_seed is not None:
-            raise UserError("data_seed and data_seeds both given: data_seeds=[...] lists every data seed; drop one")
-    if study.trials is not None:
-        if not _count(study.trials, 1):
-            raise UserError(f"trials={study.trials!r} is not a whole number >= 1: write e.g. trials=8")
-        if study.lrs is not None:
-            raise UserError("trials and lrs both given: trials draws each method's configurations from its space, lrs "
-                            "is a grid; drop one")
-        drawn = set()
-        for method in _as_list(study.methods):
-            drawn |= set(search.space(str(method), study.space))  # parses every spec: a bad one is one line
-        clash = [o.split("=", 1)[0] for o in study.run if o.split("=", 1)[0].lstrip("+~") in drawn]
-        if clash:
-            raise UserError(f"{clash[0]} is given to every run and drawn by trials: drop it, or drop it from the space "
-                            f"(space.METHOD.{clash[0]}=null)")
-    if not OmegaConf.is_dict(study.space) and study.space is not None:
-        raise UserError(f"space={study.space!r} is not a mapping: write space.lora.lr=\"loguniform(1e-5,1e-2)\"")
-    unknown = [str(m) for m in (study.space or {}) if str(m) not in group_options("method")]
-    if unknown:
-        raise UserError(f"space: unknown method {unknown}; give spaces for {', '.join(group_options('method'))}")
-    if study.space and not study.trials:
-        raise UserError("space is given but trials is not: add trials=N to draw N configurations from it")
-    if study.sampler not in search.SAMPLERS:
-        raise UserError(f"sampler={study.sampler!r} is unknown: use sampler=random (i.i.d. trials) or sampler=tpe")
-    if study.sampler == "tpe" and (study.select != "holdout" or not study.trials):
-        raise UserError("sampler=tpe learns from the holdout scores of earlier trials: add select=holdout and trials=N "
-                        "(or use sampler=random)")
-    auto = str(study.seeds) == "auto"
-    if not _count(study.min_seeds, 2):
-        raise UserError(f"min_seeds={study.min_seeds!r} is not a whole number >= 2 (a paired interval needs 2 seeds)")
-    if not _count(study.max_seeds, int(study.min_seeds)):
-        raise UserError(f"max_seeds={study.max_seeds!r} is not a whole number >= min_seeds ({study.min_seeds})")
-    if "ci_target" in study:
-        raise UserError("ci_target is gone: seeds=auto now stops a comparison when its verdict is settled (margin=, "
-                        "alpha=; docs/protocol.md); drop ci_target")
-    for key, spec in STUDY_SCHEMA.items():
-        check_value(key, study[key], spec)
-    if auto and study.select != "holdout":
-        raise UserError("seeds=auto adds final seeds after a selection phase: add select=holdout")
-    if auto and "full" not in [str(m) for m in _as_list(study.methods)]:
-        raise UserError("seeds=auto compares every method with full: add full to methods")
-    if study.select == "holdout":
-        if not auto and SELECT_SEED in _as_list(study.seeds):
-            raise UserError(f"seeds: {SELECT_SEED} is the selection runs' seed under select=holdout; final seeds "
-                            "must differ from it: write e.g. seeds=[1,2,3]")
-        if any(o.split("=", 1)[0].lstrip("+~") in ("holdout", "eval_split", "data_seed") for o in study.run):
-            raise UserError("holdout, eval_split and data_seed are set per run by a select=holdout study: give them as "
-                            "study keys (holdout=0.1 data_seed=0), not in run")
 
 
 def run(study: DictConfig, name: str, pools: dict[str, int | None], dry_run: bool) -> int:
@@ -314,7 +234,8 @@ def run(study: DictConfig, name: str, pools: dict[str, int | None], dry_run: boo
                 print(f"final phase: decided by the selection above ({now.waiting} task/method cells wait on it); "
                       "re-run without --dry-run to train it")
             return 0
-        todo = [i for i, (folder, cfg) in enumerate(configs) if folder not in tried and not runner.completed(folder, cfg)]
+        todo = [i for i, (folder, cfg) in enumerate(configs)
+                if folder not in tried and not runner.completed(folder, cfg)]
         if not todo:
             break
         out.mkdir(parents=True, exist_ok=True)
