@@ -1,6 +1,6 @@
 """Small statistics for the report: mean ± std over seeds, paired and Welch 95% intervals, the crossover on log(size),
-Holm-adjusted p-values, Expected Validation Performance (Dodge et al. 2019) and the group-sequential verdicts of
-methods against full FT that `seeds=auto` stops on (`decide`).
+Expected Validation Performance (Dodge et al. 2019) and the group-sequential verdicts of methods against full FT
+that `seeds=auto` stops on (`decide`: alpha spending over looks, Holm-type over methods).
 
 Kept apart from build.py so the rules the report states in words are short functions the tests pin down.
 """
@@ -48,36 +48,6 @@ def paired(base: dict, other: dict) -> dict | None:
     covers = half is None or low <= 0 <= high
     verdict = "not distinguishable" if covers else ("higher" if mean > 0 else "lower")
     return {"delta": mean, "half": half, "low": low, "high": high, "n": n, "verdict": verdict}
-
-
-def paired_p(base: dict, other: dict) -> float | None:
-    """Two-sided p-value of the paired t-test of Δ = other − base over the shared keys; None below two pairs.
-
-    Every Δ equal (sd 0): p = 1 when they are all 0, else 0 (the interval is a point away from 0).
-    """
-    from scipy.stats import t
-
-    keys = sorted(set(base) & set(other))
-    if len(keys) < 2:
-        return None
-    mean, sd, n = mean_std([other[k] - base[k] for k in keys])
-    if not sd:
-        return 1.0 if mean == 0 else 0.0
-    return float(2 * t.sf(abs(mean) / (sd / math.sqrt(n)), n - 1))
-
-
-def holm(pvalues: list[float | None]) -> list[float | None]:
-    """Holm's step-down adjustment of a family of p-values (None entries stay None and are not counted).
-
-    The i-th smallest of m p-values becomes max over j <= i of min(1, (m - j + 1) * p_(j)): strong control of the
-    family-wise error rate at the level the adjusted values are compared with, under any dependence.
-    """
-    known = sorted((p, i) for i, p in enumerate(pvalues) if p is not None)
-    m, out, running = len(known), list(pvalues), 0.0
-    for j, (p, i) in enumerate(known):
-        running = max(running, min(1.0, (m - j) * p))
-        out[i] = running
-    return out
 
 
 def evp(scores: list[float], k: int) -> tuple[float, float]:
