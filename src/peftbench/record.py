@@ -1,7 +1,10 @@
 """result.json: the run record, the source of truth every report reads. Written atomically, read with checks.
 
 Schema (version 1), one JSON object:
-  schema, status ("running" | "completed" | "failed"), error (one line or null),
+  schema, status ("running" | "completed" | "diverged" | "failed"), error (one line or null),
+    diverged: the training loss became non-finite at step `diverged_at_step`; `error` says so in one line and
+    `metrics` are the trivial prediction's on the eval set (the training rows' majority class or mean; QA: the
+    empty answer), so a study scores the run as data and never re-runs it
   run: {task, method, model, seed, train_size}  -- the names used everywhere (configs, plots, tables)
   identity: hash of the resolved config without output/tracking keys (a study skips runs with a completed twin)
   config: the resolved config; versions: {python, torch, transformers, peft, peftbench}; git_commit
@@ -21,12 +24,13 @@ Schema (version 1), one JSON object:
     sorted row ids, one per line: training-file positions, QA question ids)} or null (nothing held out)
   data_sha256: {train, dev}: sha256 of the own-data files a run read (task=classification from files; the Python
     API's in-memory data is written as such files), absent for GLUE, SQuAD and hub data
-  protocol: the study's selection protocol (study/grid.py), or null for a run outside one:
+  protocol: the study's holdout protocol (study/grid.py), or null for a run outside one:
     {select: "dev"|"holdout", phase: "select"|"final"|null, config: "lr0.0002"|"t3"|null (its folder name),
      params: {lr: 2e-4, ...} (the configuration's values), budget (configurations per method),
      sampler: "grid"|"random"|"tpe", picked_holdout_score (final runs: the picked config's holdout score),
      picked_holdout (final runs: the select run's `holdout` field), seeds: "auto"|"fixed", min_seeds, max_seeds,
-     ci_target}
+     margin, alpha (the verdicts' non-inferiority margin in points and level), final_rows: "selection"|"all"}
+    (records written before margin/alpha existed carry ci_target instead, and read with the defaults)
   Records written before these fields existed lack them (read them with .get).
 """
 
@@ -44,6 +48,7 @@ from typing import IO, Any, Callable
 from omegaconf import DictConfig, OmegaConf
 
 SCHEMA = 1
+SCORED = ("completed", "diverged")  # statuses whose `metrics` are data: a diverged run scores the trivial prediction
 # how a run is executed, not what it learns (grad_accum: the same global batch in smaller pieces)
 NOT_IDENTITY = ("out", "tracking", "log_every", "eval_batch_size", "data_dir", "resume", "checkpoint_every", "grad_accum",
                 "pad_multiple", "compile", "compile_mode",  # how fast, not what is trained
