@@ -1,6 +1,7 @@
-"""The holdout protocol's flow: select=holdout (a holdout carved from train, never trained on; dev read only by final
-runs), trials drawn by Optuna (reproducible), seeds=auto (each stop reason), resume re-plans identically, QA's
-holdout by article, data_seed apart from the training seed, and every new key's one-line error."""
+"""The holdout protocol's study flow: select=holdout (a holdout carved from train, never trained on; dev read only
+by final runs, which train on the selection's rows), trials drawn by Optuna (reproducible), seeds=auto (each verdict
+that stops it), resume re-plans identically, diverged runs as data, QA's holdout by article, data_seed apart from the
+training seed, and every new key's one-line error."""
 
 from __future__ import annotations
 
@@ -120,6 +121,9 @@ def test_holdout_trials_auto_seeds_end_to_end(glue_dir, tmp_path, monkeypatch, c
     for e in events:
         phase = e[1] if e[0] == "load" else phase
         assert e != ("read", "dev") or phase == "final"
+    # final_rows=selection (the default): final runs train on exactly the rows every selection run trained on
+    assert {tuple(x[2]) for x in finals} == {tuple(x[2]) for x in selects} and len({tuple(x[2]) for x in finals}) == 1
+    sel_holdout = selects[0][4]
     for method in ("full", "bitfit"):
         root = out / "rte" / method
         scores = [read_record(root / "select" / f"t{k}" / "seed0" / "result.json")["metrics"]["accuracy"]
@@ -127,7 +131,7 @@ def test_holdout_trials_auto_seeds_end_to_end(glue_dir, tmp_path, monkeypatch, c
         rec = read_record(root / "final" / "seed1" / "result.json")
         assert rec["protocol"]["config"] == f"t{int(np.argmax(scores))}"  # argmax: the first of equals
         assert rec["protocol"]["picked_holdout_score"] == max(scores) and rec["eval_split"] == "dev"
-        assert rec["holdout"] is None and rec["train_examples"] == 12 and rec["eval_examples"] == 24
+        assert rec["holdout"] == sel_holdout and rec["train_examples"] == 12 and rec["eval_examples"] == 24
         assert rec["run"]["data_seed"] == rec["data_seed"] == 0 and rec["run"]["seed"] == 1
         sel = read_record(root / "select" / "t0" / "seed0" / "result.json")
         assert sel["eval_split"] == "holdout" and sel["protocol"]["phase"] == "select" and sel["run"]["seed"] == 0
@@ -160,35 +164,66 @@ def fake_runs(study, score_of, rounds: int = 20) -> protocol.Plan:
     raise AssertionError("the plan never settled")
 
 
-def test_auto_seeds_stop_for_each_reason(tmp_path):
-    study = load_study("glue", ["tasks=[rte]", "methods=[full,bitfit,lora,prompt]", "select=holdout", "seeds=auto",
-                                "min_seeds=3", "max_seeds=6", "ci_target=1.0", f"out={tmp_path}", "model=tiny",
-                                "lrs=[1e-3]"])
+AUTO = ["tasks=[rte]", "methods=[full,bitfit,lora,prompt,ia3]", "select=holdout", "seeds=auto", "min_seeds=3",
+        "max_seeds=6", "model=tiny", "lrs=[1e-3]"]
+
+
+def test_auto_seeds_stop_for_each_verdict(tmp_path):
+    study = load_study("glue", [*AUTO, f"out={tmp_path}"])
     noise = {1: 0.0, 2: 4.0, 3: -4.0, 4: 3.0, 5: -3.0, 6: 1.0}
 
     def score_of(phase, method, seed):
         if phase == "select":
             return 50.0
         return {"full": 70.0,
-                "bitfit": 80.0 + noise[seed] / 10,  # +10 every seed: the interval excludes 0 at min_seeds
-                "lora": 70.0 + (0.1 if seed % 2 else -0.1),  # ±0.1: a tight interval around ~0
-                "prompt": 70.0 + noise[seed]}[method]  # wide and centred: only max_seeds stops it
+                "bitfit": 80.0 + noise[seed] / 10,  # +10, sd 0.4: better at the first look
+                "lora": 70.0 + (0.1 if seed % 2 else -0.1),  # ±0.1: non-inferior at margin 1 (at the 2nd look)
+                "ia3": 60.0 + noise[seed] / 10,  # -10: inferior
+                "prompt": 70.0 + noise[seed]}[method]  # wide and centred: unsettled at max_seeds
 
     final = fake_runs(study, score_of)
-    assert final.stops == {"rte/bitfit": "rte/bitfit: stops after 3 seeds: its paired 95% interval against full excludes 0",
-                           "rte/lora": "rte/lora: stops after 3 seeds: its interval's half-width reached ci_target",
-                           "rte/prompt": "rte/prompt: stops after 6 seeds: max_seeds reached"}
+    assert final.stops == {"rte/bitfit": "rte/bitfit: stops after 3 seeds: settled: better than full FT",
+                           "rte/lora": "rte/lora: stops after 4 seeds: settled: non-inferior (loses less than the "
+                                       "margin)",
+                           "rte/ia3": "rte/ia3: stops after 3 seeds: settled: inferior (loses more than the margin)",
+                           "rte/prompt": "rte/prompt: stops after 6 seeds: unsettled at max_seeds: reported with its "
+                                         "interval, not as a tie"}
     seeds = {}
     for folder, _ in final.runs:
         if folder.parts[-2] == "final":
             seeds.setdefault(folder.parts[-3], []).append(int(folder.name[4:]))
-    assert seeds == {"full": [1, 2, 3, 4, 5, 6], "bitfit": [1, 2, 3], "lora": [1, 2, 3], "prompt": [1, 2, 3, 4, 5, 6]}
+    assert seeds == {"full": [1, 2, 3, 4, 5, 6], "bitfit": [1, 2, 3], "lora": [1, 2, 3, 4], "ia3": [1, 2, 3],
+                     "prompt": [1, 2, 3, 4, 5, 6]}
     # resume: a fresh plan (no cache) from the files alone is the same plan
     protocol._configs.clear()
-    again = protocol.plan(load_study("glue", ["tasks=[rte]", "methods=[full,bitfit,lora,prompt]", "select=holdout",
-                                              "seeds=auto", "min_seeds=3", "max_seeds=6", "ci_target=1.0",
-                                              f"out={tmp_path}", "model=tiny", "lrs=[1e-3]"]))
+    again = protocol.plan(load_study("glue", [*AUTO, f"out={tmp_path}"]))
     assert again.runs == final.runs and again.stops == final.stops and again.waiting == 0
+
+
+def test_diverged_runs_are_data_and_the_study_completes(glue_dir, tmp_path, capsys):
+    """full FT's space forces divergence (lr 1e30..1e31): both its trials end `diverged` at the trivial score, one is
+    picked, its final runs diverge too and are data; every method gets final runs, the report shows it, and EVP counts
+    both diverged trials."""
+    from peftbench.report import write_report
+
+    out = tmp_path / "s"
+    args = ["study", "glue", "tasks=[rte]", "methods=[full,bitfit]", "select=holdout", "holdout=0.25", "trials=2",
+            "space.full.lr=loguniform(1e30,1e31)", "seeds=[1,2]", f"out={out}", f"data_dir={glue_dir}",
+            "train_size=12", "model=tiny", "epochs=3", "log_every=1", "tracking.mode=disabled"]
+    assert main(args) == 0
+    said = capsys.readouterr().out
+    assert "scored as the trivial prediction" in said and "0 failed" in said
+    sel = [read_record(out / "rte/full/select" / f"t{k}/seed0/result.json") for k in range(2)]
+    assert [r["status"] for r in sel] == ["diverged", "diverged"]
+    assert all(f"at step {r['diverged_at_step']} " in r["error"] for r in sel)
+    assert sel[0]["metrics"] == sel[1]["metrics"]  # the same trivial prediction on the same holdout
+    finals = [read_record(out / "rte" / m / "final" / f"seed{s}/result.json") for m in ("full", "bitfit")
+              for s in (1, 2)]
+    assert [r["status"] for r in finals] == ["diverged", "diverged", "completed", "completed"]
+    md = write_report([out], tmp_path / "rep").read_text()
+    assert "(2 diverged)" in md  # full's cell: both of its final runs
+    evp = md.split("## Expected Validation Performance")[1].split("##")[0]
+    assert "| rte, 12 rows (accuracy) | full | 1 | 2 |" in evp and "(2 here)" in evp
 
 
 def test_final_waits_for_selection_and_picks_the_first_best(tmp_path):
@@ -269,7 +304,11 @@ def test_sizes_data_seed_is_apart_from_the_training_seed(glue_dir, tmp_path):
     (["seeds=auto", "select=holdout", "methods=[lora]"], "seeds=auto compares every method with full"),
     (["min_seeds=1"], "min_seeds=1 is not a whole number >= 2"),
     (["max_seeds=2"], "max_seeds=2 is not a whole number >= min_seeds (3)"),
-    (["ci_target=0"], "ci_target=0 is not a number > 0"),
+    (["ci_target=1"], "ci_target is gone: seeds=auto now stops a comparison when its verdict is settled"),
+    (["margin=0"], "margin=0 must be > 0"),
+    (["margin=x"], "margin='x' is not a number"),
+    (["alpha=0.6"], "alpha=0.6 is out of range: give a number > 0 and <= 0.5"),
+    (["final_rows=some"], "final_rows='some' is unknown: use selection, all"),
     (["select=holdout", "seeds=[0,1]"], "seeds: 0 is the selection runs' seed"),
     (["select=holdout", "eval_split=dev"], "set per run by a select=holdout study"),
 ])

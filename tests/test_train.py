@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
+
 import pytest
 
 from peftbench.cli import main
@@ -74,14 +76,23 @@ def test_help_lists_the_keys(capsys):
     assert "method=full|bitfit|bitfit_subset|lora|prompt" in text and "warmup_ratio: 0.1" in text
 
 
-def test_diverging_loss_stops_with_the_step_and_a_failed_record(tmp_path, glue_dir, capsys):
+def test_diverging_loss_ends_the_run_as_diverged_with_the_step_and_the_trivial_score(tmp_path, glue_dir, capsys):
     out = tmp_path / "nan"
     code = main(["train", "model=tiny", "task=rte", "method=full", "lr=1e30", "max_steps=10", "log_every=5",
                  f"data_dir={glue_dir}", f"out={out}", "tracking.mode=disabled"])
     err = capsys.readouterr().err
     assert code == 1 and "loss is nan at step 5" in err and "lower the learning rate" in err and "Traceback" not in err
     rec = json.loads((out / "result.json").read_text())
-    assert rec["status"] == "failed" and "step 5" in rec["error"]
+    assert rec["status"] == "diverged" and rec["diverged_at_step"] == 5 and "step 5" in rec["error"]
+    # the trivial prediction: the training rows' majority class for every dev row, scored by the task's metrics
+    from peftbench.config.compose import load_config
+    from peftbench.data.tasks import glue
+    from peftbench.models.load import tiny_tokenizer
+
+    data = glue.load(load_config(["model=tiny", "task=rte", f"data_dir={glue_dir}"]), tiny_tokenizer())
+    train_y, dev_y = np.asarray(data.train.columns["labels"]), data.meta["labels"]
+    majority = int(np.bincount(train_y).argmax())
+    assert rec["metrics"]["accuracy"] == pytest.approx(100 * float(np.mean(dev_y == majority)), abs=1e-3)
 
 
 def test_unwritable_output_folder_is_one_line(tmp_path, glue_dir, capsys):

@@ -1,13 +1,15 @@
 """result.json: the run record, the source of truth every report reads. Written atomically, read with checks.
 
 Schema (version 1), one JSON object:
-  schema, status ("running" | "completed" | "failed"), error (one line or null),
+  schema, status ("running" | "completed" | "diverged" | "failed"), error (one line or null),
+    diverged: the training loss became non-finite at step `diverged_at_step`; `error` says so in one line and
+    `metrics` are the trivial prediction's on the eval set (the training rows' majority class or mean; QA: the
+    empty answer), so a study scores the run as data and never re-runs it
   run: {task, method, model, seed, train_size}  -- the names used everywhere (configs, plots, tables)
   identity: hash of the resolved config without the keys of how it runs (NOT_IDENTITY), with `device` and
     `precision` as they resolved on the machine (cpu|cuda; fp32|fp16|bf16): a study skips runs with a completed twin
-  identity_version: what the hash covers (IDENTITY_VERSION); records of an older one are rewritten once by
-    `python -m peftbench.record migrate FOLDER...`, which adds migrated: {identity_version, identity (the old ones),
-    config_keys (the config keys it spelled as today's configs do)}
+  identity_version: what the hash covers (IDENTITY_VERSION); `python -m peftbench.record migrate FOLDER...` rewrites
+    older records once, adding migrated: {identity_version, identity (the old ones), config_keys (those respelled)}
   config: the resolved config; versions: {python, torch, transformers, peft, peftbench}; git_commit
   machine: {cpu (model name), cpu_flags (the kernel ISA flags it has: avx2, avx512f, avx512_bf16, amx_*, ... see
     KERNEL_FLAGS), cpu_count, gpu (its name on a CUDA run, else null)}: why two records on two machines may differ
@@ -29,12 +31,13 @@ Schema (version 1), one JSON object:
     sorted row ids, one per line: training-file positions, QA question ids)} or null (nothing held out)
   data_sha256: {train, dev}: sha256 of the own-data files a run read (task=classification from files; the Python
     API's in-memory data is written as such files), absent for GLUE, SQuAD and hub data
-  protocol: the study's selection protocol (study/grid.py), or null for a run outside one:
+  protocol: the study's holdout protocol (study/grid.py), or null for a run outside one:
     {select: "dev"|"holdout", phase: "select"|"final"|null, config: "lr0.0002"|"t3"|null (its folder name),
      params: {lr: 2e-4, ...} (the configuration's values), budget (configurations per method),
      sampler: "grid"|"random"|"tpe", picked_holdout_score (final runs: the picked config's holdout score),
      picked_holdout (final runs: the select run's `holdout` field), seeds: "auto"|"fixed", min_seeds, max_seeds,
-     ci_target}
+     margin, alpha (the verdicts' non-inferiority margin in points and level), final_rows: "selection"|"all"}
+    (records written before margin/alpha existed carry ci_target instead, and read with the defaults)
   Records written before these fields existed lack them (read them with .get).
 """
 
@@ -55,6 +58,7 @@ from .errors import UserError
 
 SCHEMA = 1
 IDENTITY_VERSION = 2  # bump when what the identity hashes changes, and give `migrate` the step from the last one
+SCORED = ("completed", "diverged")  # statuses whose `metrics` are data: a diverged run scores the trivial prediction
 # how a run is executed or recorded, not what it learns (grad_accum: the same global batch in smaller pieces;
 # forgetting: a measurement after training; protocol: the study's bookkeeping)
 NOT_IDENTITY = ("out", "tracking", "log_every", "eval_batch_size", "data_dir", "resume", "checkpoint_every", "grad_accum",
@@ -167,9 +171,7 @@ def machine(runtime: dict[str, str] | None = None) -> dict[str, Any]:
         info = cpu_info(Path("/proc/cpuinfo").read_text(errors="replace"))
     except OSError:
         info = {"cpu": None, "cpu_flags": None}
-    info["cpu"] = info["cpu"] or platform.processor() or platform.machine() or None
-    info["cpu_count"] = os.cpu_count()
-    info["gpu"] = None
+    info.update(cpu=info["cpu"] or platform.processor() or platform.machine() or None, cpu_count=os.cpu_count(), gpu=None)
     if runtime and runtime["device"] == "cuda":
         import torch
 
@@ -273,10 +275,9 @@ def migrate_record(rec: dict[str, Any]) -> dict[str, Any] | None:
 
 def migrate(folders: list[str]) -> int:
     """Rewrite every result.json under `folders` to IDENTITY_VERSION (atomically); print what it did."""
-    done, current, left = 0, 0, []
+    done, current, left = 0, 0, []  # rewritten, already current, left as they are
     for path in sorted(p for f in folders for p in Path(f).rglob("result.json")):
-        rec = read_record(path)
-        new = migrate_record(rec) if rec else None
+        new = migrate_record(rec) if (rec := read_record(path)) else None
         if new is not None:
             write_json_atomic(path, new)
             done += 1
@@ -284,9 +285,8 @@ def migrate(folders: list[str]) -> int:
             current += 1
         else:
             left.append(str(path))
-    print(f"migrated {done} records to identity version {IDENTITY_VERSION}; {current} already were"
-          + (f"; {len(left)} left as they are (unreadable, or no device/precision: failed before training): "
-             + ", ".join(left[:5]) + (" ..." if len(left) > 5 else "") if left else ""))
+    print(f"migrated {done} records to identity version {IDENTITY_VERSION}; {current} already were" + (
+        f"; {len(left)} left as they are (unreadable, or failed before training): {', '.join(left[:5])}" if left else ""))
     return 0
 
 

@@ -1,11 +1,13 @@
 """Small statistics for the report: mean ± std over seeds, paired and Welch 95% intervals, the crossover on log(size),
-Holm-adjusted p-values, Expected Validation Performance (Dodge et al. 2019) and the rule that stops `seeds=auto`.
+Expected Validation Performance (Dodge et al. 2019) and the group-sequential verdicts of methods against full FT
+that `seeds=auto` stops on (`decide`: alpha spending over looks, Holm-type over methods).
 
 Kept apart from build.py so the rules the report states in words are short functions the tests pin down.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -48,36 +50,6 @@ def paired(base: dict, other: dict) -> dict | None:
     return {"delta": mean, "half": half, "low": low, "high": high, "n": n, "verdict": verdict}
 
 
-def paired_p(base: dict, other: dict) -> float | None:
-    """Two-sided p-value of the paired t-test of Δ = other − base over the shared keys; None below two pairs.
-
-    Every Δ equal (sd 0): p = 1 when they are all 0, else 0 (the interval is a point away from 0).
-    """
-    from scipy.stats import t
-
-    keys = sorted(set(base) & set(other))
-    if len(keys) < 2:
-        return None
-    mean, sd, n = mean_std([other[k] - base[k] for k in keys])
-    if not sd:
-        return 1.0 if mean == 0 else 0.0
-    return float(2 * t.sf(abs(mean) / (sd / math.sqrt(n)), n - 1))
-
-
-def holm(pvalues: list[float | None]) -> list[float | None]:
-    """Holm's step-down adjustment of a family of p-values (None entries stay None and are not counted).
-
-    The i-th smallest of m p-values becomes max over j <= i of min(1, (m - j + 1) * p_(j)): strong control of the
-    family-wise error rate at the level the adjusted values are compared with, under any dependence.
-    """
-    known = sorted((p, i) for i, p in enumerate(pvalues) if p is not None)
-    m, out, running = len(known), list(pvalues), 0.0
-    for j, (p, i) in enumerate(known):
-        running = max(running, min(1.0, (m - j) * p))
-        out[i] = running
-    return out
-
-
 def evp(scores: list[float], k: int) -> tuple[float, float]:
     """Expected Validation Performance: the expected best of k configurations drawn i.i.d. (with replacement) from
     the N scored ones, and its standard deviation (Dodge et al. 2019, "Show Your Work", eq. 1).
@@ -94,27 +66,90 @@ def evp(scores: list[float], k: int) -> tuple[float, float]:
     return mean, float(math.sqrt(max(0.0, float(w @ v**2) - mean**2)))
 
 
-STOP_REASONS = {"excludes_zero": "its paired 95% interval against full excludes 0",
-                "ci_target": "its interval's half-width reached ci_target",
-                "max_seeds": "max_seeds reached"}
+VERDICTS = {"better": "better than full FT",
+            "non-inferior": "non-inferior to full FT (loses less than the margin)",
+            "inferior": "inferior to full FT (loses more than the margin)",
+            "inconclusive": "inconclusive"}
+STOP_REASONS = {"better": "settled: better than full FT",
+                "non-inferior": "settled: non-inferior (loses less than the margin)",
+                "inferior": "settled: inferior (loses more than the margin)",
+                "max_seeds": "unsettled at max_seeds: reported with its interval, not as a tie"}
 
 
-def seed_decision(deltas: list[float], min_seeds: int, max_seeds: int, ci_target: float) -> str | None:
-    """`seeds=auto`'s rule for one method against full FT, given the paired Δs (one per final seed, in seed order).
+@functools.cache
+def spending(min_seeds: int, max_seeds: int, alpha: float) -> dict[int, float]:
+    """The share of the level each look n = min_seeds..max_seeds spends: Lan-DeMets' O'Brien-Fleming-type function
+    a(t) = 2 - 2 Phi(z_{1-alpha/2} / sqrt(t)) at information t = n / max_seeds, normalised to sum to 1 (the first look
+    spends a(t_min)). Pre-registered: it depends on the study's keys only, never on the data."""
+    from scipy.stats import norm
 
-    None: run another round. Else why it stops (a key of STOP_REASONS), checked in this order once n >= min_seeds:
-    the paired 95% interval excludes 0; its half-width is <= ci_target (points); n >= max_seeds.
+    z = norm.ppf(1 - alpha / 2)
+    spent = {n: 2 * norm.sf(z / math.sqrt(n / max_seeds)) for n in range(min_seeds, max_seeds + 1)}
+    total, before, out = spent[max_seeds], 0.0, {}
+    for n, a in spent.items():
+        out[n] = (a - before) / total
+        before = a
+    return out
+
+
+def look_pvalues(deltas: list[float], n: int, margin: float) -> dict[str, float]:
+    """Exact one-sided paired-t p-values on the first n deltas: 'non-inferior' (H0: mean <= -margin), 'better' (H0:
+    mean <= 0) and 'inferior' (H0: mean >= -margin). Every delta equal (sd 0): 0 or 1, the limit of the test."""
+    from scipy.special import stdtr  # Student's t CDF: the ufunc under scipy.stats.t, without its per-call checks
+
+    d = deltas[:n]
+    mean = math.fsum(d) / n  # plain floats: a simulated study calls this at every look (bench/sequential_null.py)
+    sd = math.sqrt(math.fsum((x - mean) ** 2 for x in d) / (n - 1))
+    num = (mean + margin, mean, -(mean + margin))
+    p = stdtr(n - 1, [-x / (sd / math.sqrt(n)) for x in num]) if sd > 0 else [0.0 if x > 0 else 1.0 for x in num]
+    return dict(zip(("non-inferior", "better", "inferior"), map(float, p)))
+
+
+def decide(deltas: dict[str, list[float]], margin: float, alpha: float, min_seeds: int, max_seeds: int) -> dict:
+    """The group-sequential verdicts of each method against full FT, from its paired deltas (one per final seed, in
+    seed order): a look at every seed count n = min_seeds..max_seeds.
+
+    Each one-sided hypothesis gets the sequential p-value min over looks j <= n of p_j / w_j (w: `spending`), valid
+    under any stopping by the union bound. Across methods, a Holm-type graphical procedure (Bretz et al. 2009) over
+    2 chains per method, [non-inferior, better] and [inferior], each holding alpha / (chains not yet exhausted): the
+    head of a chain is rejected when its p-value is at most that level; a rejected head passes its level down its own
+    chain, an exhausted chain to every other. A method whose verdict is not inconclusive is settled at that look and
+    takes no more seeds; its verdict is final. At a look, every unsettled method must have n deltas.
+
+    Returns method -> {verdict, n (seeds its decision used, or needed next), settled (bool), reason (a STOP_REASONS
+    key, or None: needs n seeds)}.
     """
-    n = len(deltas)
-    if n < min_seeds:
-        return None
-    if n >= 2:
-        mean, half, _ = ci95(deltas)
-        if abs(mean) > half:
-            return "excludes_zero"
-        if half <= ci_target:
-            return "ci_target"
-    return "max_seeds" if n >= max_seeds else None
+    w = spending(min_seeds, max_seeds, alpha)
+    out = {m: {"verdict": "inconclusive", "n": min_seeds, "settled": False, "reason": None} for m in deltas}
+    chains = {(m, c): ["non-inferior", "better"] if c == "up" else ["inferior"] for m in deltas for c in ("up", "down")}
+    best: dict[tuple[str, str], float] = {}  # (method, hypothesis) -> sequential p-value so far
+    rejected: dict[str, set[str]] = {m: set() for m in deltas}
+    for n in range(min_seeds, max_seeds + 1):
+        active = [m for m in deltas if not out[m]["settled"]]
+        if not active:
+            break
+        if any(len(deltas[m]) < n for m in active):
+            for m in active:
+                out[m]["n"] = n
+            return out
+        for m in active:
+            for h, p in look_pvalues(deltas[m], n, margin).items():
+                best[(m, h)] = min(best.get((m, h), 1.0), min(1.0, p / w[n]))
+        while True:  # sequentially rejective: the result does not depend on the order of rejections
+            level = alpha / max(1, sum(1 for c in chains.values() if c))
+            head = next(((m, chain) for (m, _), chain in chains.items()
+                         if chain and m in active and best[(m, chain[0])] <= level), None)
+            if head is None:
+                break
+            rejected[head[0]].add(head[1].pop(0))
+        for m in active:
+            out[m]["n"] = n
+            verdict = next((v for v in ("better", "non-inferior", "inferior") if v in rejected[m]), "inconclusive")
+            if verdict != "inconclusive":
+                out[m].update(verdict=verdict, settled=True, reason=verdict)
+            elif n == max_seeds:
+                out[m]["reason"] = "max_seeds"
+    return out
 
 
 def compare(base: list[float], other: list[float]) -> dict:

@@ -193,6 +193,13 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "task.eval_size": pos_int(nullable=True),
 }
 
+# study keys of the holdout protocol's verdicts (study/protocol.py checks them with check_value; docs/protocol.md)
+STUDY_SCHEMA: dict[str, dict[str, Any]] = {
+    "margin": spec(NUM, gt=0),          # points of the primary metric a method may lose and still be non-inferior
+    "alpha": spec(NUM, gt=0, max=0.5),  # the family-wise error of the verdicts on one task
+    "final_rows": spec(STR, choices=["selection", "all"]),  # final runs train on the selection's rows, or all of train
+}
+
 # keys present only in some configs: their absence is fine (every other key is always composed)
 OPTIONAL_PREFIXES = ("method.", "task.", "model.")
 

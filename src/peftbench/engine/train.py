@@ -50,6 +50,14 @@ def setup_logging(out: Path) -> logging.Handler:
     return handler
 
 
+class Diverged(Exception):
+    """The training loss became non-finite at `step`; `metrics`: the trivial prediction's on the eval set."""
+
+    def __init__(self, step: int, message: str, metrics: dict[str, float]) -> None:
+        super().__init__(message)
+        self.step, self.metrics = step, metrics
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fine-tune cfg.model on cfg.task with cfg.method; write result.json, train.log and the delta in cfg.out."""
     out = Path(cfg.out)
@@ -72,6 +80,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         tracker = Tracker(cfg if main else OmegaConf.merge(cfg, {"tracking": {"mode": "disabled"}}), out)
         _run(cfg, out, record, tracker, save)
         record["status"] = "completed"
+    except Diverged as e:  # data, not a failure: the run ends, scored as the trivial prediction, and is not re-run
+        record.update(status="diverged", error=str(e), diverged_at_step=e.step, metrics=e.metrics)
+        log.warning("run diverged: %s; scored as the trivial prediction %s", e, e.metrics)
+        print(f"peftbench: diverged: {e}", file=sys.stderr, flush=True)
     except BaseException as e:
         record["status"] = "failed"
         record["error"] = f"{type(e).__name__}: {e}".splitlines()[0]
@@ -211,8 +223,9 @@ def report(cfg: DictConfig, run: Run, state: TrainState, record: dict[str, Any],
         mean = (state.running / n).item()
         state.running.zero_()
         if not math.isfinite(mean):
-            raise FloatingPointError(f"loss is {mean} at step {step} (lr {run.lr}): lower the learning rate, or use "
-                                     "precision=bf16/fp32 if fp16 overflowed")
+            raise Diverged(step, f"loss is {mean} at step {step} (lr {run.lr}): lower the learning rate, or use "
+                           "precision=bf16/fp32 if fp16 overflowed",
+                           run.task.trivial(run.data) if hasattr(run.task, "trivial") else {})
         rate = state.samples / state.train_time_s
         bar.set_postfix(loss=f"{mean:.4f}", samples_s=f"{rate:.1f}")
         log.info("step %d/%d epoch %d loss %.4f lr %.3g %.1f samples/s", step, run.steps, state.epoch, mean, lr, rate)

@@ -4,8 +4,8 @@
   glue.py       the GLUE tables (per task, the learning-rate choice, every method vs full FT)
   scaling.py    the SQuAD size curve: tie rule, crossover, data regimes, decision rule
   cells.py      what the sections share: a table cell, flags, the rate a method is read at
-  stats.py      means, t and bootstrap intervals, paired differences, Holm, EVP, the seeds=auto rule
-  versus.py     every method vs full FT: paired intervals (and, under the protocol, Holm-adjusted p)
+  ../stats.py   means, t and bootstrap intervals, paired differences, EVP, the verdicts (`decide`)
+  versus.py     every method vs full FT: paired intervals (and, under the protocol, the procedure's verdicts)
   protocol.py   select=holdout: which runs a table uses, the protocol caption, EVP, seeds used, optimism
   baselines.py  the trivial predictor a run must beat (majority class, first sentence)
   figures.py    the matplotlib figures; explorer.py the interactive plotly page

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..record import read_record
+from ..record import SCORED, read_record
 from . import explorer, protocol
 from .baselines import baseline
 from .cells import CLEAR, FLAG, TASK_ORDER, cell, learned_nothing, order, rate
@@ -31,7 +31,8 @@ from .scaling import scaling_section
 
 
 def collect(dirs: list[str | Path]) -> list[dict[str, Any]]:
-    """Every readable result.json under `dirs`; a completed run found twice (same identity) counts once, the latest."""
+    """Every readable result.json under `dirs`; a completed run found twice (same identity, same protocol role) counts
+    once, the latest."""
     records, seen = [], set()
     for d in dirs:
         if not Path(d).is_dir():
@@ -42,11 +43,12 @@ def collect(dirs: list[str | Path]) -> list[dict[str, Any]]:
                 records.append({**rec, "_path": str(path.parent)})
     latest: dict[str, dict] = {}
     for r in records:
-        if r["status"] == "completed":
-            key = r["identity"]
+        if r["status"] in SCORED:  # a holdout study's final run and a select=dev grid's run can be one experiment:
+            p = r.get("protocol") or {}  # each stays in its own section
+            key = (r["identity"], p.get("select"), p.get("phase"))
             if key not in latest or r.get("finished_at", "") > latest[key].get("finished_at", ""):
                 latest[key] = r
-    return list(latest.values()) + [r for r in records if r["status"] != "completed"]
+    return list(latest.values()) + [r for r in records if r["status"] not in SCORED]
 
 
 def methods_section(recs: list[dict]) -> list[str]:
@@ -145,11 +147,13 @@ def write_report(dirs: list[str | Path], out: str | Path, source: str | None = N
         raise UserError(f"report: no result.json under {', '.join(map(str, dirs))}; run a study or `peftbench train` first")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    done = [r for r in records if r["status"] == "completed"]
-    other = [r for r in records if r["status"] != "completed"]
+    done = [r for r in records if r["status"] in SCORED]
+    other = [r for r in records if r["status"] not in SCORED]
     source = source or ", ".join(f"`{d}`" for d in dirs)
-    lines = ["# peftbench report", "", f"{len(done)} completed runs, {len(other)} failed or unfinished, read from "
-             f"{source}.", ""]
+    diverged = sum(r["status"] == "diverged" for r in done)
+    lines = ["# peftbench report", "", f"{len(done)} completed runs"
+             + (f" ({diverged} diverged: scored as the trivial prediction)" if diverged else "")
+             + f", {len(other)} failed or unfinished, read from {source}.", ""]
     if done:
         lines += methods_section(done)
     scored = [r for r in done if not protocol.is_selection(r)]  # holdout-scored selection runs: EVP only

@@ -36,6 +36,8 @@ def glue_section(recs: list[dict], out: Path, tag: str) -> list[str]:
             rs = by[m].get(t, [])
             vals = [r["metrics"][metric[t]] for r in rs]
             texts[m][t] = cell(vals, any(learned_nothing(r) for r in rs))
+            if diverged := sum(r["status"] == "diverged" for r in rs):  # scored as the trivial prediction
+                texts[m][t] += f" ({diverged} diverged)"
             if tuned and vals and best[m][t] is not None:
                 texts[m][t] += f" @ {rate(best[m][t])}"
             if vals:

@@ -10,14 +10,15 @@ A run whose result.json is completed with the same `record.identity` is skipped;
 identity and a checkpoint resumes from it; a failed run does not stop the study, which then exits 1.
 With `launcher=joblib|ray|submitit_slurm|...` the same runs go to a Hydra launcher instead (launch.py); `hydra.*`
 overrides on the command line configure it (e.g. hydra.launcher.n_jobs=4).
-`select=holdout` (with trials, space, sampler, seeds=auto, data_seed(s), holdout) is the holdout protocol: its runs
-depend on completed ones, so protocol.py plans and runs it in rounds (docs/protocol.md).
+`select=holdout` (with trials, space, sampler, seeds=auto, data_seed(s), holdout, margin, alpha) is the selection
+protocol: its runs depend on completed ones, so protocol.py plans and runs it in rounds (docs/protocol.md).
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from itertools import product
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -25,8 +26,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ..config.compose import CONFIG_DIR, group_options, load_config, load_yaml
 from ..engine import preflight
-from . import protocol, search
-from .planning import pool_size, print_plan, task_folder  # noqa: F401
+from . import protocol, protocol_keys, search
+from .planning import pool_size, print_plan, run_spec, task_folder  # noqa: F401
 from .search import lr_folder, lr_grid  # noqa: F401  (grids are a budget of their own size)
 from ..errors import UserError
 from .runner import check_versions, completed, run_one, trains_here  # noqa: F401  (launch.py's jobs use run_one too)
@@ -35,7 +36,8 @@ STUDY_KEYS = ("methods", "tasks", "seeds", "sizes", "out", "run")
 OPTIONAL_KEYS = {"launcher": None, "launch": [], "lrs": None, "parallel": 1}  # launch: hydra.* overrides for the launcher
 # the holdout protocol's keys (docs/protocol.md); data_seed null: 0 under select=holdout, else the training seed
 PROTOCOL_KEYS = {"select": "dev", "holdout": 0.1, "data_seed": None, "data_seeds": None, "trials": None, "space": {},
-                 "sampler": "random", "min_seeds": 3, "max_seeds": 10, "ci_target": 1.0}
+                 "sampler": "random", "min_seeds": 3, "max_seeds": 10, "margin": 1.0, "alpha": 0.05,
+                 "final_rows": "selection"}
 PER_RUN = {"task": "tasks=[...]", "method": "methods=[...]", "seed": "seeds=[...]"}
 
 
@@ -63,7 +65,7 @@ def load_study(name: str, overrides: list[str] | None = None, base: dict | None 
         key = o.split("=", 1)[0]
         if key.lstrip("+~").startswith(("hydra.", "hydra/")):
             launch.append(o)
-        elif key.split(".")[0] in (*STUDY_KEYS, "launcher", "lrs", "parallel", *PROTOCOL_KEYS):
+        elif key.split(".")[0] in (*STUDY_KEYS, "launcher", "lrs", "parallel", *PROTOCOL_KEYS, "ci_target"):
             try:
                 value = OmegaConf.from_dotlist([o])
                 if key in ("lrs", "space", "data_seeds", "seeds"):  # a whole value replaces the preset's
@@ -113,7 +115,7 @@ def _check(study: DictConfig) -> None:
         if any(o.split("=", 1)[0].lstrip("+~") == "train_size" for o in study.run):
             raise UserError("train_size and sizes both given: a study with sizes sets train_size per run; drop one")
     _check_lrs(study)
-    protocol.check(study)
+    protocol_keys.check(study)
     if not study.out:
         raise UserError("out is empty: give the study folder, e.g. out=studies/glue")
     if isinstance(study.parallel, bool) or not isinstance(study.parallel, int) or study.parallel < 1:
@@ -171,35 +173,19 @@ def plan(study: DictConfig, pools: dict[str, int | None] | None = None) -> list[
     if study.select == "holdout":
         return protocol.plan(study, pools).runs
     pools = pools or {}
-    out = Path(study.out)
     runs = []
     data_seeds = [None] if study.data_seeds is None else _as_list(study, "data_seeds")
     for task in _as_list(study, "tasks"):
-        sizes = [None] if study.sizes is None else _as_list(study, "sizes")
         pool = pools.get(task)
-        sizes = [s for s in sizes if s in (None, "all") or pool is None or s <= pool]
-        for method in _as_list(study, "methods"):
-            configs = configurations(study, str(method))
-            for size in sizes:
-                for ds in data_seeds:
-                    for name, params in configs:
-                        for seed in _as_list(study, "seeds"):
-                            folder = out / task_folder(str(task)) / method
-                            # the W&B group first, so a tracking.group= of the user's wins
-                            over = [f"tracking.group={out.name}", *study.run, f"task={task}", f"method={method}",
-                                    f"seed={seed}"]
-                            if size is not None:
-                                folder = folder / str(size)
-                                over.append(f"train_size={'null' if size == 'all' else size}")
-                            if ds is not None:
-                                folder = folder / f"d{ds}"
-                            if ds is not None or study.data_seed is not None:
-                                over.append(f"data_seed={ds if ds is not None else study.data_seed}")
-                            if name is not None:
-                                folder = folder / name
-                                over += params
-                            folder = folder / f"seed{seed}"
-                            runs.append((folder, over + [f"out={folder}"]))
+        sizes = [s for s in ([None] if study.sizes is None else _as_list(study, "sizes"))
+                 if s in (None, "all") or pool is None or s <= pool]
+        for method, size, ds in product(_as_list(study, "methods"), sizes, data_seeds):
+            parts = [str(size)] * (size is not None) + [f"d{ds}"] * (ds is not None)
+            data = [f"train_size={'null' if size == 'all' else size}"] * (size is not None)
+            if ds is not None or study.data_seed is not None:
+                data.append(f"data_seed={ds if ds is not None else study.data_seed}")
+            for (name, params), seed in product(configurations(study, str(method)), _as_list(study, "seeds")):
+                runs.append(run_spec(study, task, method, seed, parts + [name] * (name is not None), data + params))
     return runs
 
 

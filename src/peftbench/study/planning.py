@@ -1,5 +1,6 @@
-"""What a study's runs look like before any trains: a run folder's task part, a task's pool of training examples,
-and the dry-run listing with its time estimate. grid.py and protocol.py (its select=holdout rounds) both use them."""
+"""What a study's runs look like before any trains: one run's folder and overrides (`run_spec`), a run folder's task
+part, a task's pool of training examples, and the dry-run listing with its time estimate. grid.py and protocol.py (its
+select=holdout rounds) both use them."""
 
 from __future__ import annotations
 
@@ -21,6 +22,18 @@ def task_folder(task: str) -> str:
     except (UserError, AttributeError):
         name = None  # an unreadable file: load_config names the problem when the run is composed
     return str(name or Path(task).stem).replace("/", "_")
+
+
+def run_spec(study: DictConfig, task: str, method: str, seed: int, parts: list[str], overrides: list[str]
+             ) -> tuple[Path, list[str]]:
+    """One planned run: its folder <out>/<task>/<method>/<parts...>/seed<seed> and its overrides for `load_config`.
+
+    The W&B group first and the study's `run` next, so a tracking.group= of the user's wins and the planner's own keys
+    (task, method, seed, `overrides`) win over `run`."""
+    out = Path(study.out)
+    folder = out.joinpath(task_folder(str(task)), str(method), *parts, f"seed{seed}")
+    return folder, [f"tracking.group={out.name}", *study.run, f"task={task}", f"method={method}", f"seed={seed}",
+                    *overrides, f"out={folder}"]
 
 
 def pool_size(cfg: DictConfig) -> int | None:

@@ -1,5 +1,6 @@
 """`select=holdout` studies (docs/protocol.md): every configuration is scored on a holdout carved out of train, the
-picked one is trained again with fresh seeds on all of train and scored on dev, the report's test set.
+picked one is trained again with fresh seeds (on the selection's rows, or all of train: `final_rows`) and scored on
+dev, the report's test set.
 
 The plan is a function of the study and the completed result.json files alone, so a study (or a launcher round)
 re-plans after every round and a resumed study re-plans identically:
@@ -8,9 +9,10 @@ re-plans after every round and a resumed study re-plans identically:
 Configurations: the method's grid (`lrs`, <cfg> = lr<rate>), `trials` draws (search.py, <cfg> = t<k>), or its own
 rate. The picked one has the best holdout primary metric (ties: the first in grid or trial order).
 Selection runs use seed SELECT_SEED; final seeds are the study's `seeds` (never SELECT_SEED) or, with `seeds=auto`,
-1, 2, ... in rounds: each method starts with min_seeds; while stats.seed_decision says go on for its paired
-deltas against full (by seed, within one task/size/data_seed), it gets one more seed, which full runs too.
-`check(study)` validates the protocol's study keys (one line per bad value); `run(...)` runs such a study in rounds.
+1, 2, ... in rounds: each method starts with min_seeds; while `stats.decide` (the verdicts' group-sequential
+procedure) leaves its comparison with full unsettled (paired by seed, within one task/size/data_seed), it gets one
+more seed, which full runs too. A diverged run is data: it scores as the trivial prediction.
+`run(...)` runs such a study in rounds; protocol_keys.py checks its study keys.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from ..config.compose import CONFIG_DIR, load_config, override_value
-from ..errors import UserError
-from ..record import read_record
+from ..record import SCORED, read_record
+from .planning import run_spec
+from .protocol_keys import SELECT_SEED, as_list
 from .runner import trains_here, twin
 
-SELECT_SEED = 0  # the one training seed of every selection run; final seeds are distinct from it
 BASELINE = "full"
 
 
@@ -52,14 +54,12 @@ def compose(over: list[str]) -> DictConfig:
 def score(folder: Path, over: list[str], here: bool = True) -> float | None:
     """The primary metric of the completed run of exactly this config in `folder`, else None (here: runner.twin's)."""
     rec = read_record(folder / "result.json")
-    if not rec or rec.get("status") != "completed" or not twin(rec, folder, compose(over), here):
+    if not rec or rec.get("status") not in SCORED:  # a diverged run is data: the trivial prediction's score
+        return None
+    if not twin(rec, folder, compose(over), here):
         return None
     value = rec.get("metrics", {}).get(rec.get("primary_metric"))
     return float(value) if isinstance(value, (int, float)) else None
-
-
-def _as_list(value: Any) -> list:
-    return list(value) if OmegaConf.is_list(value) or isinstance(value, list) else [value]
 
 
 def candidates(study: DictConfig, method: str, scored) -> tuple[list[tuple[str, dict[str, Any]]], str]:
@@ -83,167 +83,123 @@ def budget(study: DictConfig, method: str) -> int:
     return int(study.trials) if study.trials else len(lr_grid(study, method) or [None])
 
 
+@dataclass
+class Cell:
+    """One task x size x data seed of a study: what its runs share."""
+    task: str
+    parts: list[str]  # the run folder's [<size>, d<data_seed>] levels, or none
+    data: list[str]   # data_seed= and train_size= overrides
+    where: str        # "task[/size/dN]", for the lines the study prints
+
+
+def cells(study: DictConfig, pools: dict[str, int | None]) -> list[Cell]:
+    """Every task x size x data seed of the study, in order."""
+    data_seeds = as_list(study.data_seeds) if study.data_seeds is not None else [study.data_seed or 0]
+    out = []
+    for task in as_list(study.tasks):
+        pool = pools.get(task)
+        sizes = [None] if study.sizes is None else [s for s in as_list(study.sizes)
+                                                    if s == "all" or pool is None or s <= pool]
+        for size, ds in ((size, ds) for size in sizes for ds in data_seeds):
+            parts = [] if size is None and study.data_seeds is None else [str(size)] * (size is not None) + [f"d{ds}"]
+            data = [f"data_seed={ds}"] + ([f"train_size={'null' if size == 'all' else size}"] if size else [])
+            out.append(Cell(str(task), parts, data, "/".join([str(task), *parts])))
+    return out
+
+
+def protocol_fields(study: DictConfig, method: str, phase: str, name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The `protocol` field of a run's record (record.py): the study's keys and this run's phase and configuration."""
+    sampler = ("tpe" if study.sampler == "tpe" else "random") if study.trials else "grid"
+    return {"select": "holdout", "seeds": "auto" if str(study.seeds) == "auto" else "fixed",
+            "min_seeds": int(study.min_seeds), "max_seeds": int(study.max_seeds), "margin": float(study.margin),
+            "alpha": float(study.alpha), "final_rows": str(study.final_rows), "phase": phase, "config": name,
+            "params": params, "budget": budget(study, method), "sampler": sampler, "picked_holdout_score": None}
+
+
+def select_spec(study: DictConfig, cell: Cell, method: str, name: str, params: dict[str, Any]
+                ) -> tuple[Path, list[str]]:
+    """The selection run of one configuration: seed SELECT_SEED, scored on the holdout."""
+    proto = protocol_fields(study, method, "select", name, params)
+    return run_spec(study, cell.task, method, SELECT_SEED, [*cell.parts, "select", name],
+                    [*cell.data, f"holdout={study.holdout!r}", "eval_split=holdout",
+                     *(f"{k}={override_value(v)}" for k, v in params.items()), f"protocol={override_value(proto)}"])
+
+
+def final_spec(study: DictConfig, cell: Cell, method: str, pick: dict[str, Any], seed: int) -> tuple[Path, list[str]]:
+    """A final run of the picked configuration: scored on dev, trained on the selection's rows (final_rows=selection:
+    the holdout is carved out again, so train_size draws the same rows) or on all of train (final_rows=all)."""
+    rows = [f"holdout={study.holdout!r}"] if study.final_rows == "selection" else []
+    return run_spec(study, cell.task, method, seed, [*cell.parts, "final"],
+                    [*cell.data, *rows, *(f"{k}={override_value(v)}" for k, v in pick["params"].items()),
+                     f"protocol={override_value(pick['protocol'])}"])
+
+
+def selection(study: DictConfig, cell: Cell, method: str, result: Plan) -> dict[str, Any] | None:
+    """Plan the method's selection runs in `result`; its pick ({params, protocol}) once every one scored, else None.
+    A diverged selection run scores as the trivial prediction (its record's metrics say so)."""
+    here = trains_here(study)
+    configs, _ = candidates(study, method, lambda n, p: score(*select_spec(study, cell, method, n, p), here))
+    specs = [select_spec(study, cell, method, name, params) for name, params in configs]
+    result.runs += specs
+    scores = [score(*spec, here) for spec in specs]
+    if len(configs) < budget(study, method) or any(s is None for s in scores):
+        result.waiting += 1
+        return None
+    best = max(range(len(scores)), key=lambda i: (scores[i], -i))  # ties: the first
+    name, params = configs[best]
+    picked = read_record(specs[best][0] / "result.json") or {}
+    proto = {**protocol_fields(study, method, "final", name, params), "picked_holdout_score": scores[best],
+             "picked_holdout": picked.get("holdout")}
+    return {"params": params, "protocol": proto}
+
+
+def seed_counts(study: DictConfig, cell: Cell, picks: dict[str, dict], result: Plan) -> dict[str, int]:
+    """How many final seeds each picked method runs: the study's seed list, or under seeds=auto what `stats.decide`
+    says from the completed pairs with full FT (full: as many as its longest comparison)."""
+    from ..stats import STOP_REASONS, decide
+
+    if str(study.seeds) != "auto":
+        return {m: len(as_list(study.seeds)) for m in picks}
+    lo, hi = int(study.min_seeds), int(study.max_seeds)
+    counts = {m: lo for m in picks}
+    if BASELINE not in picks:
+        return counts
+    scores = {m: paired_scores(study, cell, m, picks[m], hi) for m in picks}
+    deltas = {m: [a - b for a, b in zip(scores[m], scores[BASELINE])] for m in picks if m != BASELINE}
+    for m, d in decide(deltas, float(study.margin), float(study.alpha), lo, hi).items():
+        counts[m] = d["n"]
+        if d["reason"]:
+            where = f"{cell.task}/{m}" + "".join(f"/{p}" for p in cell.parts)
+            result.stops[where] = f"{where}: stops after {d['n']} seeds: {STOP_REASONS[d['reason']]}"
+    counts[BASELINE] = max([lo] + [c for m, c in counts.items() if m != BASELINE])
+    return counts
+
+
+def paired_scores(study: DictConfig, cell: Cell, method: str, pick: dict, most: int) -> list[float]:
+    """The method's final scores for seeds 1, 2, ... up to the first one not completed."""
+    out = []
+    for seed in range(1, most + 1):
+        value = score(*final_spec(study, cell, method, pick, seed), trains_here(study))
+        if value is None:
+            break
+        out.append(value)
+    return out
+
+
 def plan(study: DictConfig, pools: dict[str, int | None] | None = None) -> Plan:
     """The runs of a select=holdout study that can be named now (completed ones included: the runner skips them)."""
-    from ..stats import STOP_REASONS, seed_decision
-    from .planning import task_folder
-
-    pools, out, result = pools or {}, Path(study.out), Plan()
-    here = trains_here(study)
-    auto = str(study.seeds) == "auto"
-    data_seeds = _as_list(study.data_seeds) if study.data_seeds is not None else [study.data_seed or 0]
-    shared = {"select": "holdout", "seeds": "auto" if auto else "fixed", "min_seeds": int(study.min_seeds),
-              "max_seeds": int(study.max_seeds), "ci_target": float(study.ci_target)}
-    final_seeds = list(range(1, int(study.max_seeds) + 1)) if auto else [int(s) for s in _as_list(study.seeds)]
-    methods = [str(m) for m in _as_list(study.methods)]
-    for task in _as_list(study.tasks):
-        pool = pools.get(task)
-        sizes = [None] if study.sizes is None else [s for s in _as_list(study.sizes)
-                                                    if s == "all" or pool is None or s <= pool]
-        for size in sizes:
-            for ds in data_seeds:
-                cell = [] if size is None and study.data_seeds is None else [str(size)] * (size is not None) + [f"d{ds}"]
-                base = [f"task={task}"]
-                data = [f"data_seed={ds}"] + ([f"train_size={'null' if size == 'all' else size}"] if size else [])
-                finals: dict[str, tuple[list[str], dict, Path]] = {}  # method -> (param overrides, protocol, folder)
-                for method in methods:
-                    root = out.joinpath(task_folder(str(task)), method, *cell)
-
-                    def select_run(name: str, params: dict[str, Any]) -> tuple[Path, list[str]]:
-                        folder = root / "select" / name / f"seed{SELECT_SEED}"
-                        proto = {**shared, "phase": "select", "config": name, "params": params,
-                                 "budget": budget(study, method), "sampler": sampler_name,
-                                 "picked_holdout_score": None}
-                        over = [f"tracking.group={out.name}", *study.run, *base, f"method={method}",
-                                f"seed={SELECT_SEED}", *data, f"holdout={study.holdout!r}", "eval_split=holdout",
-                                *(f"{k}={override_value(v)}" for k, v in params.items()),
-                                f"protocol={override_value(proto)}", f"out={folder}"]
-                        return folder, over
-
-                    sampler_name = "tpe" if study.trials and study.sampler == "tpe" else \
-                        ("random" if study.trials else "grid")
-                    configs, _ = candidates(study, method, lambda n, p: score(*select_run(n, p), here))
-                    scores = []
-                    for name, params in configs:
-                        folder, over = select_run(name, params)
-                        result.runs.append((folder, over))
-                        scores.append(score(folder, over, here))
-                    if len(configs) < budget(study, method) or any(s is None for s in scores):
-                        result.waiting += 1
-                        continue
-                    best = max(range(len(scores)), key=lambda i: (scores[i], -i))  # ties: the first
-                    name, params = configs[best]
-                    picked = read_record(select_run(name, params)[0] / "result.json") or {}
-                    proto = {**shared, "phase": "final", "config": name, "params": params,
-                             "budget": budget(study, method), "sampler": sampler_name,
-                             "picked_holdout_score": scores[best], "picked_holdout": picked.get("holdout")}
-                    finals[method] = ([f"{k}={override_value(v)}" for k, v in params.items()], proto, root)
-
-                def final_run(method: str, seed: int) -> tuple[Path, list[str]]:
-                    params, proto, root = finals[method]
-                    folder = root / "final" / f"seed{seed}"
-                    return folder, [f"tracking.group={out.name}", *study.run, *base, f"method={method}", f"seed={seed}",
-                                    *data, *params, f"protocol={override_value(proto)}", f"out={folder}"]
-
-                counts = {m: len(final_seeds) for m in finals}
-                if auto:
-                    for m in finals:
-                        if m == BASELINE:
-                            continue
-                        n = int(study.min_seeds)
-                        while True:
-                            seeds = final_seeds[:n]
-                            mine = [score(*final_run(m, s), here) for s in seeds]
-                            theirs = [score(*final_run(BASELINE, s), here) for s in seeds] if BASELINE in finals else [None]
-                            if any(v is None for v in mine + theirs):
-                                break
-                            why = seed_decision([a - b for a, b in zip(mine, theirs)], int(study.min_seeds),
-                                                int(study.max_seeds), float(study.ci_target))
-                            if why:
-                                where = "/".join([str(task), m, *cell])
-                                result.stops[where] = f"{where}: stops after {n} seeds: {STOP_REASONS[why]}"
-                                break
-                            n += 1
-                        counts[m] = n
-                    if BASELINE in finals:
-                        counts[BASELINE] = max([int(study.min_seeds)] + [c for m, c in counts.items() if m != BASELINE])
-                for m in finals:
-                    result.runs += [final_run(m, s) for s in final_seeds[:counts[m]]]
+    result = Plan()
+    seeds = list(range(1, int(study.max_seeds) + 1)) if str(study.seeds) == "auto" else \
+        [int(s) for s in as_list(study.seeds)]
+    for cell in cells(study, pools or {}):
+        picks = {}
+        for method in (str(m) for m in as_list(study.methods)):
+            pick = selection(study, cell, method, result)
+            if pick is not None:
+                picks[method] = pick
+        for method, n in seed_counts(study, cell, picks, result).items():
+            result.runs += [final_spec(study, cell, method, picks[method], s) for s in seeds[:n]]
     return result
-
-
-def _count(value: Any, low: int) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int) and value >= low
-
-
-def check(study: DictConfig) -> None:
-    """select, holdout, data_seed(s), trials, space, sampler, seeds=auto and its bounds: one line per bad value."""
-    from . import search
-    from ..config.compose import group_options
-
-    if study.select not in ("dev", "holdout"):
-        raise UserError(f"select={study.select!r} is unknown: use select=holdout (tune on a slice of train, report on "
-                        "dev) or select=dev (tune and report on dev, as papers do)")
-    h = study.holdout
-    if isinstance(h, bool) or not isinstance(h, (int, float)) or h <= 0 or (isinstance(h, float) and not h.is_integer()
-                                                                           and h >= 1):
-        raise UserError(f"holdout={h!r}: give a fraction of train in (0,1), e.g. holdout=0.1, or a row count, e.g. "
-                        "holdout=500")
-    if study.data_seed is not None and not _count(study.data_seed, 0):
-        raise UserError(f"data_seed={study.data_seed!r} is not a whole number >= 0: write e.g. data_seed=0")
-    if study.data_seeds is not None:
-        values = _as_list(study.data_seeds)
-        if not values or not all(_count(v, 0) for v in values) or len(set(values)) != len(values):
-            raise UserError(f"data_seeds={values!r}: give distinct whole numbers >= 0, e.g. data_seeds=[0,1,2]")
-        if study.sizes is None and study.select == "dev":
-            raise UserError("data_seeds repeats the subsample of each size: add sizes=[...] (or select=holdout, where "
-                            "it also repeats the holdout)")
-        if study.data_seed is not None:
-            raise UserError("data_seed and data_seeds both given: data_seeds=[...] lists every data seed; drop one")
-    if study.trials is not None:
-        if not _count(study.trials, 1):
-            raise UserError(f"trials={study.trials!r} is not a whole number >= 1: write e.g. trials=8")
-        if study.lrs is not None:
-            raise UserError("trials and lrs both given: trials draws each method's configurations from its space, lrs "
-                            "is a grid; drop one")
-        drawn = set()
-        for method in _as_list(study.methods):
-            drawn |= set(search.space(str(method), study.space))  # parses every spec: a bad one is one line
-        clash = [o.split("=", 1)[0] for o in study.run if o.split("=", 1)[0].lstrip("+~") in drawn]
-        if clash:
-            raise UserError(f"{clash[0]} is given to every run and drawn by trials: drop it, or drop it from the space "
-                            f"(space.METHOD.{clash[0]}=null)")
-    if not OmegaConf.is_dict(study.space) and study.space is not None:
-        raise UserError(f"space={study.space!r} is not a mapping: write space.lora.lr=\"loguniform(1e-5,1e-2)\"")
-    unknown = [str(m) for m in (study.space or {}) if str(m) not in group_options("method")]
-    if unknown:
-        raise UserError(f"space: unknown method {unknown}; give spaces for {', '.join(group_options('method'))}")
-    if study.space and not study.trials:
-        raise UserError("space is given but trials is not: add trials=N to draw N configurations from it")
-    if study.sampler not in search.SAMPLERS:
-        raise UserError(f"sampler={study.sampler!r} is unknown: use sampler=random (i.i.d. trials) or sampler=tpe")
-    if study.sampler == "tpe" and (study.select != "holdout" or not study.trials):
-        raise UserError("sampler=tpe learns from the holdout scores of earlier trials: add select=holdout and trials=N "
-                        "(or use sampler=random)")
-    auto = str(study.seeds) == "auto"
-    if not _count(study.min_seeds, 2):
-        raise UserError(f"min_seeds={study.min_seeds!r} is not a whole number >= 2 (a paired interval needs 2 seeds)")
-    if not _count(study.max_seeds, int(study.min_seeds)):
-        raise UserError(f"max_seeds={study.max_seeds!r} is not a whole number >= min_seeds ({study.min_seeds})")
-    c = study.ci_target
-    if isinstance(c, bool) or not isinstance(c, (int, float)) or c <= 0:
-        raise UserError(f"ci_target={c!r} is not a number > 0: the half-width in points, e.g. ci_target=1.0")
-    if auto and study.select != "holdout":
-        raise UserError("seeds=auto adds final seeds after a selection phase: add select=holdout")
-    if auto and "full" not in [str(m) for m in _as_list(study.methods)]:
-        raise UserError("seeds=auto compares every method with full: add full to methods")
-    if study.select == "holdout":
-        if not auto and SELECT_SEED in _as_list(study.seeds):
-            raise UserError(f"seeds: {SELECT_SEED} is the selection runs' seed under select=holdout; final seeds "
-                            "must differ from it: write e.g. seeds=[1,2,3]")
-        if any(o.split("=", 1)[0].lstrip("+~") in ("holdout", "eval_split", "data_seed") for o in study.run):
-            raise UserError("holdout, eval_split and data_seed are set per run by a select=holdout study: give them as "
-                            "study keys (holdout=0.1 data_seed=0), not in run")
 
 
 def run(study: DictConfig, name: str, pools: dict[str, int | None], dry_run: bool) -> int:
@@ -254,8 +210,8 @@ def run(study: DictConfig, name: str, pools: dict[str, int | None], dry_run: boo
     from .planning import print_plan
 
     out = Path(study.out)
-    local = runner.trains_here(study)
-    runner.check_versions(out)
+    local = trains_here(study)
+    runner.check_versions(out)  # a record of an older identity would never be skipped: one line, before anything runs
     tried: set[Path] = set()
     said: set[str] = set()
     t_study, code, checked = time.perf_counter(), 0, set()
@@ -284,7 +240,8 @@ def run(study: DictConfig, name: str, pools: dict[str, int | None], dry_run: boo
         out.mkdir(parents=True, exist_ok=True)
         # trials=N: the Optuna mirror of the records so far (OUT/optuna.db)
         search.store(out, study, [(f, over, cfg) for (f, over), (_, cfg) in zip(now.runs, configs)])
-        todo = [i for i, (folder, cfg) in enumerate(configs) if folder not in tried and not runner.completed(folder, cfg, local)]
+        todo = [i for i, (folder, cfg) in enumerate(configs)
+                if folder not in tried and not runner.completed(folder, cfg, local)]
         if not todo:
             break
         OmegaConf.save(study, out / f"study-{Path(name).stem}.yaml")

@@ -12,7 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from ..record import check_version, identities, read_record
+from ..record import SCORED, check_version, identities, read_record
 from ..engine.rundir import CHECKPOINT, Busy
 
 
@@ -64,7 +64,7 @@ def check_versions(out: Path) -> None:
 def completed(folder: Path, cfg: DictConfig, here: bool = True) -> bool:
     """Whether `folder` holds a completed run of this very config."""
     old = read_record(folder / "result.json") or {}
-    return old.get("status") == "completed" and twin(old, folder, cfg, here)
+    return old.get("status") in SCORED and twin(old, folder, cfg, here)
 
 
 def run_one(folder: Path, cfg: DictConfig, label: str) -> str:
@@ -75,9 +75,9 @@ def run_one(folder: Path, cfg: DictConfig, label: str) -> str:
     same = twin(old, folder, cfg)
     if "resume" in cfg and not (folder / CHECKPOINT).is_file():
         cfg.resume = False  # the study decides per folder: resume=true on its command line cannot fail a fresh run
-    if old.get("status") == "completed":
+    if old.get("status") in SCORED:
         if same:
-            print(f"{label}: skipped, completed ({verdict(old)})", flush=True)
+            print(f"{label}: skipped, {old['status']} ({verdict(old)})", flush=True)
             return "skipped"
         print(f"{label}: its config changed since it completed; running it again", flush=True)
         if "overwrite" in cfg:
@@ -92,7 +92,9 @@ def run_one(folder: Path, cfg: DictConfig, label: str) -> str:
     t0 = time.perf_counter()
     try:
         rec = train(cfg)
-        print(f"{label}: {verdict(rec)} ({time.perf_counter() - t0:.0f} s)", flush=True)
+        said = f"diverged at step {rec['diverged_at_step']}, scored as the trivial prediction: " \
+            if rec["status"] == "diverged" else ""
+        print(f"{label}: {said}{verdict(rec)} ({time.perf_counter() - t0:.0f} s)", flush=True)
         return "ran"
     except Exception as e:  # one broken run must not stop the others; its record says failed
         where = ""

@@ -197,3 +197,4 @@ def pool_size(cfg: DictConfig) -> int | None:
 
 
 score = glue.score
+trivial = glue.trivial

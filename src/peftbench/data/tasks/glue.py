@@ -178,6 +178,18 @@ def metric(name: str, preds, target, k: int) -> float:
     return round(100 * value, 4) if math.isfinite(value) else 0.0
 
 
+def trivial(data) -> dict[str, float]:
+    """The metrics of the trivial prediction on the eval rows: the training rows' majority class (regression: their
+    mean) for every row. What a run that diverged scores (engine/train.py)."""
+    y = np.asarray(data.train.columns["labels"])
+    if data.meta.get("regression", False):
+        row = np.array([float(y.mean())])
+    else:
+        row = np.zeros(data.num_labels)
+        row[int(np.bincount(y.astype(np.int64), minlength=data.num_labels).argmax())] = 1.0
+    return score(data, {"logits": [row] * data.eval_examples})[0]
+
+
 def score(data, outputs: dict[str, list[np.ndarray]]) -> tuple[dict[str, float], list]:
     """The task's metrics in percent (default accuracy and F1); a dev set in several parts scores each, the
     metrics of part i named with its suffix (MNLI: accuracy, accuracy_mm)."""

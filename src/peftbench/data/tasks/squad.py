@@ -265,6 +265,11 @@ def score(data, outputs: dict[str, list[np.ndarray]]) -> tuple[dict[str, float],
     return squad_metric.evaluate(data.meta["golds"], predictions), predictions
 
 
+def trivial(data) -> dict[str, float]:
+    """Exact match and F1 of the empty answer for every question (0 and 0): what a run that diverged scores."""
+    return squad_metric.evaluate(data.meta["golds"], {qid: "" for qid in data.meta["golds"]})
+
+
 def write_predictions(out: Path, data, predictions: dict[str, str]) -> None:
     """predictions.json in the official format {question id: answer text}: `evaluate-v1.1.py dev.json predictions.json`."""
     write_json_atomic(Path(out) / "predictions.json", predictions)
