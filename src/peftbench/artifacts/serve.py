@@ -1,7 +1,8 @@
 """Inference on a saved run: predictions for new inputs (`peftbench predict`) and re-scoring (`peftbench evaluate`).
 
 An input is a text, a (text, text_pair) pair for sentence-pair tasks, or a (question, context) pair for QA heads.
-Classification answers {label, probability} (the label's name from the run's delta.json: a user's own data
+Token classification answers {answer: the text with its tagged spans marked, score: the mean probability of the
+words' tags, tags, spans}; classification answers {label, probability} (the label's name from the run's delta.json: a user's own data
 records the classes it found), a regression head {answer: the value as text, score: the value}; QA answers {answer, score, start} with the span read back from the
 context through the tokenizer's offsets (windows with a stride when the context is long; the best span wins).
 Both batch through predict.predict, the function training evaluates with; `evaluate_run` scores its outputs with
@@ -39,6 +40,8 @@ def n_texts(run: Run) -> int:
     task = run.meta["task"]
     if run.head == "qa":
         return 2
+    if run.head == "token_cls":  # one sentence, its words split at whitespace
+        return 1
     if task.get("kind") == "classification":  # a user's own data: task.text [+ task.text_pair]
         return 2 if task.get("text_pair") else 1
     return len(task.get("text_fields") or [None])
@@ -67,7 +70,7 @@ def check_inputs(run: Run, inputs: list[Input]) -> list[list[str]]:
 def predict(run: Run, inputs: list[Input], batch_size: int = 64) -> list[dict[str, Any]]:
     """One answer per input, in order."""
     columns = check_inputs(run, inputs)
-    return (answer if run.head == "qa" else classify)(run, columns, batch_size)
+    return {"qa": answer, "token_cls": tag}.get(run.head, classify)(run, columns, batch_size)
 
 
 def classify(run: Run, columns: list[list[str]], batch_size: int) -> list[dict[str, Any]]:
@@ -83,6 +86,39 @@ def classify(run: Run, columns: list[list[str]], batch_size: int) -> list[dict[s
     for p in probs:
         k = int(p.argmax())
         out.append({"label": names[k] if k < len(names) else str(k), "probability": float(p[k])})
+    return out
+
+
+def tag(run: Run, columns: list[list[str]], batch_size: int) -> list[dict[str, Any]]:
+    """Each sentence's words (split at whitespace) tagged as training scored them (the first sub-token's tag; a word
+    past max_length gets the outside tag), the entities of BIO tags as spans, and the text marked up: `[Ada]PER
+    met ...` for BIO tags, `word/TAG ...` for any other tag set."""
+    from ..data.tasks.tokens import align, spans
+
+    task = run.meta["task"]
+    names = run.meta.get("label_names") or [str(x) for x in task.get("labels", [])]
+    outside = task.get("outside", "O")
+    words = [text.split() for text in columns[0]]
+    enc, firsts = align(run.tokenizer, words, [[0] * len(w) for w in words], task.get("max_length", 512))
+    rows = Packed.from_lists({k: v for k, v in enc.items() if k in MODEL_INPUTS}, run.tokenizer.pad_token_id)
+    logits = model_outputs(run.model, rows, batch_size, run.device)["logits"]
+    bio = outside in names and all(n == outside or n[:2] in ("B-", "I-") for n in names)
+    out = []
+    for ws, first, lg in zip(words, firsts, logits):
+        probs = np.exp(lg - lg.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+        tags = [names[int(probs[p].argmax())] if p >= 0 else outside for p in first]
+        conf = [float(probs[p].max()) for p in first if p >= 0]
+        found = spans(ws, tags) if bio else []
+        if bio:
+            marked, at = [], 0
+            for sp in found:
+                marked += ws[at : sp["start"]] + [f"[{sp['text']}]{sp['type']}"]
+                at = sp["end"] + 1
+            text = " ".join(marked + ws[at:])
+        else:
+            text = " ".join(f"{w}/{t}" for w, t in zip(ws, tags))
+        out.append({"answer": text, "score": float(np.mean(conf)) if conf else 0.0, "tags": tags, "spans": found})
     return out
 
 

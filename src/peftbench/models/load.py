@@ -12,13 +12,15 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 from transformers import (AutoConfig, AutoModelForQuestionAnswering, AutoModelForSequenceClassification,
-                          AutoTokenizer, BertTokenizerFast, PreTrainedModel, PreTrainedTokenizerBase)
+                          AutoModelForTokenClassification, AutoTokenizer, BertTokenizerFast, PreTrainedModel,
+                          PreTrainedTokenizerBase)
 
 from ..errors import UserError
 from .families import FAMILIES, SUPPORTED
 
 log = logging.getLogger("peftbench")  # train.log while a run trains
-HEADS = {"seq_cls": AutoModelForSequenceClassification, "qa": AutoModelForQuestionAnswering}
+HEADS = {"seq_cls": AutoModelForSequenceClassification, "token_cls": AutoModelForTokenClassification,
+         "qa": AutoModelForQuestionAnswering}
 # what AutoTokenizer reads from a folder; a model folder with none of them has no tokenizer of its own
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
                    "sentencepiece.bpe.model", "spm.model")
@@ -234,7 +236,7 @@ def _from_pretrained(auto, path: str, **kwargs) -> PreTrainedModel:
 def load_model(model_cfg: DictConfig, head: str, num_labels: int = 2, random_init: bool = False) -> PreTrainedModel:
     """The encoder with a fresh task head; `random_init` builds it from the config alone (parameter counts, tests)."""
     auto = HEADS[head]
-    kwargs = {"num_labels": num_labels} if head == "seq_cls" else {}
+    kwargs = {"num_labels": num_labels} if head in ("seq_cls", "token_cls") else {}
     if head == "seq_cls" and num_labels == 1:  # one output: a regression head, MSE on float targets (STS-B)
         kwargs["problem_type"] = "regression"
     if random_init or model_cfg.get("tiny"):

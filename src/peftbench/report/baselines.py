@@ -4,7 +4,8 @@ GLUE and a user's own classification data: the best constant prediction (majorit
 class 1 everywhere), from the labels of the run's dev file (MNLI: each of its two dev files, `accuracy_mm` the
 mismatched one), else from the official dev sets' label counts. A constant prediction has MCC 0 (CoLA) and no
 correlation with the targets (STS-B's Pearson and Spearman: 0). SQuAD: the context's first sentence as the answer,
-scored with the official rules on the run's eval questions.
+scored with the official rules on the run's eval questions. Token classification: every word tagged `O` (no entity:
+entity-level F1, precision and recall 0; word accuracy the share of `O` words).
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def baseline(rec: dict[str, Any], metric: str | None = None) -> float | None:
             return _own_majority(rec, metric)
         if kind == "squad":
             return _first_sentence(rec, metric)
+        if kind == "tokens":
+            return _all_outside(rec, metric)
     except (UserError, OSError, KeyError, ValueError):
         pass
     return None
@@ -95,6 +98,25 @@ def _own_majority(rec: dict[str, Any], metric: str) -> float | None:
         *_, dev = classification.resolve(cfg, check=False)  # its run was checked
         _CACHE[key] = None if cfg.task.problem == "regression" else [dev.count(i) for i in range(len(cfg.task.labels))]
     return _constant(_CACHE[key], metric)
+
+
+def _all_outside(rec: dict[str, Any], metric: str) -> float | None:
+    """task=ner / tagging: every dev word tagged with the outside tag, scored as the run is (local files only)."""
+    task = rec["config"]["task"]
+    if metric in ("f1", "precision", "recall"):
+        return 0.0  # no entity predicted: seqeval scores 0 (zero_division=0)
+    if metric != "accuracy" or not task.get("dev"):
+        return None
+    key = ("tokens", str(task["dev"]), str(task.get("tags")), str(task.get("tag_column")), str(task.get("outside")))
+    if key not in _CACHE:
+        from omegaconf import OmegaConf
+
+        from ..data.tasks import tokens
+
+        _, tags, _ = tokens.read_split(OmegaConf.create(task), "dev")
+        words = sum(len(row) for row in tags)
+        _CACHE[key] = 100 * sum(t == task.get("outside", "O") for row in tags for t in row) / words
+    return _CACHE[key]
 
 
 def _constant(counts, metric: str) -> float | None:
