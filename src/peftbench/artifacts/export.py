@@ -121,7 +121,9 @@ AUTO_CLASSES = {"qa": "AutoModelForQuestionAnswering", "token_cls": "AutoModelFo
 def labelled(model: torch.nn.Module, run: Run) -> torch.nn.Module:
     """The config a pipeline reads: the task's class names, or a regression head's problem type."""
     config = model.config
-    if run.head in ("seq_cls", "token_cls") and run.meta.get("num_labels", 2) > 1:
+    if run.head == "multilabel":
+        config.problem_type = "multi_label_classification"  # a pipeline then scores each label with a sigmoid
+    if run.head in ("seq_cls", "multilabel", "token_cls") and run.meta.get("num_labels", 2) > 1:
         names = run.meta.get("label_names") or [str(x) for x in run.meta["task"].get("labels", [])]
         if len(names) == config.num_labels:
             config.id2label = dict(enumerate(str(n) for n in names))

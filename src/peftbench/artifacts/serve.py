@@ -2,7 +2,8 @@
 
 An input is a text, a (text, text_pair) pair for sentence-pair tasks, or a (question, context) pair for QA heads.
 Token classification answers {answer: the text with its tagged spans marked, score: the mean probability of the
-words' tags, tags, spans}; classification answers {label, probability} (the label's name from the run's delta.json: a user's own data
+words' tags, tags, spans}; multi-label {label: the predicted labels joined by commas, probability: the lowest of
+theirs (none: 1 - the highest), labels, scores}; classification answers {label, probability} (the label's name from the run's delta.json: a user's own data
 records the classes it found), a regression head {answer: the value as text, score: the value}; QA answers {answer, score, start} with the span read back from the
 context through the tokenizer's offsets (windows with a stride when the context is long; the best span wins).
 Both batch through predict.predict, the function training evaluates with; `evaluate_run` scores its outputs with
@@ -42,7 +43,7 @@ def n_texts(run: Run) -> int:
         return 2
     if run.head == "token_cls":  # one sentence, its words split at whitespace
         return 1
-    if task.get("kind") == "classification":  # a user's own data: task.text [+ task.text_pair]
+    if task.get("kind") in ("classification", "multilabel"):  # a user's own data: task.text [+ task.text_pair]
         return 2 if task.get("text_pair") else 1
     return len(task.get("text_fields") or [None])
 
@@ -79,9 +80,18 @@ def classify(run: Run, columns: list[list[str]], batch_size: int) -> list[dict[s
     logits = np.stack(model_outputs(run.model, rows, batch_size, run.device)["logits"])
     if run.meta.get("num_labels") == 1:  # a regression head (STS-B, a user's float targets): the predicted value
         return [{"answer": f"{float(x[0]):.4g}", "score": float(x[0])} for x in logits]  # the CLI prints both
+    names = run.meta.get("label_names") or [str(x) for x in run.meta["task"].get("labels", [])]
+    if run.head == "multilabel":  # one sigmoid per label; the labels at or above the run's threshold
+        threshold = run.meta["task"].get("threshold", 0.5)
+        out = []
+        for p in 1 / (1 + np.exp(-logits.astype(np.float64))):
+            chosen = [k for k in range(len(p)) if p[k] >= threshold]
+            out.append({"label": ",".join(names[k] for k in chosen) or "(none)",
+                        "probability": float(min(p[k] for k in chosen)) if chosen else float(1 - p.max()),
+                        "labels": [names[k] for k in chosen], "scores": {n: float(x) for n, x in zip(names, p)}})
+        return out
     probs = np.exp(logits - logits.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
-    names = run.meta.get("label_names") or [str(x) for x in run.meta["task"].get("labels", [])]
     out = []
     for p in probs:
         k = int(p.argmax())

@@ -19,7 +19,9 @@ from ..errors import UserError
 from .families import FAMILIES, SUPPORTED
 
 log = logging.getLogger("peftbench")  # train.log while a run trains
-HEADS = {"seq_cls": AutoModelForSequenceClassification, "token_cls": AutoModelForTokenClassification,
+# "multilabel": the sequence classifier with one sigmoid per label (problem_type multi_label_classification: BCE)
+HEADS = {"seq_cls": AutoModelForSequenceClassification, "multilabel": AutoModelForSequenceClassification,
+         "token_cls": AutoModelForTokenClassification,
          "qa": AutoModelForQuestionAnswering}
 # what AutoTokenizer reads from a folder; a model folder with none of them has no tokenizer of its own
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
@@ -236,7 +238,9 @@ def _from_pretrained(auto, path: str, **kwargs) -> PreTrainedModel:
 def load_model(model_cfg: DictConfig, head: str, num_labels: int = 2, random_init: bool = False) -> PreTrainedModel:
     """The encoder with a fresh task head; `random_init` builds it from the config alone (parameter counts, tests)."""
     auto = HEADS[head]
-    kwargs = {"num_labels": num_labels} if head in ("seq_cls", "token_cls") else {}
+    kwargs = {"num_labels": num_labels} if head in ("seq_cls", "multilabel", "token_cls") else {}
+    if head == "multilabel":
+        kwargs["problem_type"] = "multi_label_classification"
     if head == "seq_cls" and num_labels == 1:  # one output: a regression head, MSE on float targets (STS-B)
         kwargs["problem_type"] = "regression"
     if random_init or model_cfg.get("tiny"):

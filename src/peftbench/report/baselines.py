@@ -5,7 +5,8 @@ class 1 everywhere), from the labels of the run's dev file (MNLI: each of its tw
 mismatched one), else from the official dev sets' label counts. A constant prediction has MCC 0 (CoLA) and no
 correlation with the targets (STS-B's Pearson and Spearman: 0). SQuAD: the context's first sentence as the answer,
 scored with the official rules on the run's eval questions. Token classification: every word tagged `O` (no entity:
-entity-level F1, precision and recall 0; word accuracy the share of `O` words).
+entity-level F1, precision and recall 0; word accuracy the share of `O` words). Multi-label: the training rows' most
+frequent label set predicted for every dev row.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ def baseline(rec: dict[str, Any], metric: str | None = None) -> float | None:
             return _first_sentence(rec, metric)
         if kind == "tokens":
             return _all_outside(rec, metric)
+        if kind == "multilabel":
+            return _frequent_set(rec, metric)
     except (UserError, OSError, KeyError, ValueError):
         pass
     return None
@@ -117,6 +120,26 @@ def _all_outside(rec: dict[str, Any], metric: str) -> float | None:
         words = sum(len(row) for row in tags)
         _CACHE[key] = 100 * sum(t == task.get("outside", "O") for row in tags for t in row) / words
     return _CACHE[key]
+
+
+def _frequent_set(rec: dict[str, Any], metric: str) -> float | None:
+    """task=multilabel: the training data's most frequent label set on every dev row (local files only)."""
+    task = rec["config"]["task"]
+    if not task.get("train") or not task.get("dev"):
+        return None
+    key = ("multilabel", str(task["train"]), str(task["dev"]), str(task.get("label")), str(task.get("label_columns")),
+           str(task.get("labels")))
+    if key not in _CACHE:
+        import numpy as np
+        from omegaconf import OmegaConf
+
+        from ..data.tasks import multilabel
+
+        cfg = OmegaConf.create(rec["config"])
+        _, train_y, _, dev_y = multilabel.resolve(cfg)
+        guess = np.tile(multilabel.frequent_set(train_y), (len(dev_y), 1))
+        _CACHE[key] = multilabel.metrics_of(dev_y.astype(int), guess, list(multilabel.METRICS))
+    return _CACHE[key].get(metric)
 
 
 def _constant(counts, metric: str) -> float | None:

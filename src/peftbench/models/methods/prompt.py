@@ -83,7 +83,8 @@ class PromptModel(nn.Module):
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, start_positions=None,
                 end_positions=None, labels=None, **kwargs):
         b = input_ids.shape[0]
-        if labels is not None and labels.dim() == 2 and labels.shape == input_ids.shape:  # one label per token
+        token_labels = labels is not None and labels.dim() == 2 and not labels.is_floating_point()  # not multi-label
+        if token_labels and labels.shape == input_ids.shape:  # one label per token
             labels = self._insert(labels, labels.new_full((b, self.k), -100))  # the virtual tokens have none
         if labels is not None:
             kwargs["labels"] = labels
