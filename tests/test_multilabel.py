@@ -150,3 +150,12 @@ def test_bad_multilabel_data_is_one_line_and_nothing_trains(files, tmp_path, cap
 def test_a_label_column_that_is_the_text_is_one_line(files, capsys, tmp_path):
     assert main(["train", *RUN, *task(files, "jsonl", "task.label=text"), f"out={tmp_path / 'o'}"]) == 2
     assert "are also text columns" in capsys.readouterr().err
+
+
+def test_holdout_selection_scores_held_out_rows(files, tmp_path):
+    from peftbench.engine.train import train
+
+    rec = train(load_config(RUN + task(files) + ["method=bitfit", "holdout=4", "eval_split=holdout",
+                                                 f"out={tmp_path / 'h'}"]))
+    assert rec["eval_examples"] == 4 and rec["train_examples"] == 12 and rec["holdout"]
+    assert json.loads((tmp_path / "h" / "predictions.json").read_text())["split"] == "holdout"

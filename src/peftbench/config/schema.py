@@ -89,6 +89,11 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "model.config_file": spec(STR, nullable=True),
     "model.tokenizer": spec(STR, nullable=True),  # a folder or hub id; null: the model's own folder
     "model.tiny": spec("dict", nullable=True, open=True),  # more keys: passed to the tiny config
+    # module roles (families.py, roles.py): paths under one block; blocks a regex of a block's path
+    "model.roles": spec("dict", nullable=True),
+    **{f"model.roles.{r}": spec(STR, nullable=True) for r in (
+        "blocks", "pooler", "query", "key", "value", "attention_output", "ffn_in", "ffn_out", "attention_point",
+        "ffn_point", "attention_post_norm", "ffn_post_norm", "attention")},
     "model.tiny.model_type": spec(STR, choices=FAMILY_TYPES),  # tests/test_schema.py: the same as families.py
     "model.tiny.hidden_size": pos_int(),
     "model.tiny.num_hidden_layers": pos_int(),

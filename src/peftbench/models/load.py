@@ -247,11 +247,18 @@ def load_model(model_cfg: DictConfig, head: str, num_labels: int = 2, random_ini
         config = shipped_config(model_cfg)
         for k, v in kwargs.items():
             setattr(config, k, v)
-        return auto.from_config(config)
-    # safetensors only: a pickled .bin checkpoint can run code on load
-    path = resolve_path(model_cfg)
-    with hub_errors(model_cfg, "weights"):
-        return _from_pretrained(auto, path, use_safetensors=True, **kwargs)
+        model = auto.from_config(config)
+    else:
+        # safetensors only: a pickled .bin checkpoint can run code on load
+        path = resolve_path(model_cfg)
+        with hub_errors(model_cfg, "weights"):
+            model = _from_pretrained(auto, path, use_safetensors=True, **kwargs)
+    roles = model_cfg.get("roles")
+    if roles:  # families.family_of reads them: the user's module paths over the family's (or derived) table
+        from omegaconf import OmegaConf
+
+        model.peftbench_roles = {k: v for k, v in OmegaConf.to_container(roles).items() if v is not None}
+    return model
 
 
 def start_at(model: PreTrainedModel, value: float) -> None:
