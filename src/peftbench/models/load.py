@@ -141,7 +141,7 @@ def load_tokenizer(model_cfg: DictConfig) -> PreTrainedTokenizerBase:
 
 def check_encoder(model_cfg: DictConfig, config: AutoConfig) -> None:
     """A decoder-only, encoder-decoder or head-less model is one line naming its architecture. An encoder family
-    without a role table (families.py) still trains with the methods that need no roles (full, prompt)."""
+    without an entry in families.py trains too: its roles are derived from its modules (roles.py)."""
     from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
                                                         MODEL_FOR_MASKED_LM_MAPPING_NAMES,
                                                         MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES)

@@ -69,7 +69,9 @@ def _hover(r: dict[str, Any]) -> str:
 
 
 COLS = 3  # panels per row: at a 1366-px laptop window each title ("sst2: accuracy vs trainable parameters") is whole
-PANEL_PX, GAP_PX, TOP_PX, BOTTOM_PX = 300, 110, 140, 50  # a panel row's height; room for x titles + next titles
+PANEL_PX, GAP_PX, BOTTOM_PX = 300, 110, 50  # a panel row's height; room for x titles + the next row's titles
+LAPTOP_PX, LEGEND_TOP_PX, LEGEND_ROW_PX, TITLES_PX = 1366, 60, 24, 50  # the legend's rows are counted at 1366 px
+LEGEND_ENTRY_PX, LEGEND_CHAR_PX = 46, 7  # a legend entry: its symbol and gap, plus its name (plotly's 12-px font)
 
 
 def cell(i: int) -> tuple[int, int]:
@@ -82,10 +84,14 @@ def figure(records: list[dict[str, Any]], methods: list[str], tasks: list[str]) 
     per_task = -(-len(AXES) // COLS)  # panel rows per task; the last row's empty cells hold no axes
     rows = per_task * len(tasks)
     specs = [[{} if (r % per_task) * COLS + c < len(AXES) else None for c in range(COLS)] for r in range(rows)]
-    height = rows * PANEL_PX + (rows - 1) * GAP_PX + TOP_PX + BOTTOM_PX
+    # the legend's rows at a 1366-px window (an entry is its symbol and its name), so the panels start below it
+    entries = [*methods, FRONT]
+    legend_rows = -(-sum(LEGEND_ENTRY_PX + LEGEND_CHAR_PX * len(m) for m in entries) // (LAPTOP_PX - 160))
+    top = LEGEND_TOP_PX + LEGEND_ROW_PX * legend_rows + TITLES_PX
+    height = rows * PANEL_PX + (rows - 1) * GAP_PX + top + BOTTOM_PX
     titles = [f"{t}: {metric[t]} vs {title}" for t in tasks for _, title, _, _ in AXES]
     fig = make_subplots(rows=rows, cols=COLS, specs=specs, horizontal_spacing=0.06,
-                        vertical_spacing=GAP_PX / (height - TOP_PX - BOTTOM_PX), subplot_titles=titles)
+                        vertical_spacing=GAP_PX / (height - top - BOTTOM_PX), subplot_titles=titles)
     fig.update_annotations(font_size=14)  # the subplot titles
     colour = {m: color(m) for m in methods}  # the PNGs' palette (figures.PALETTE): a method looks the same in both
     for t, task in enumerate(tasks):
@@ -120,13 +126,15 @@ def figure(records: list[dict[str, Any]], methods: list[str], tasks: list[str]) 
     for trace in fig.data:
         trace.showlegend = trace.name not in shown
         shown.add(trace.name)
-    # no fixed width: the page takes the window's (a 1366-px laptop included); the legend sits in one row above the
-    # panels, so it is on screen without scrolling whatever the window's width or the number of tasks
+    # no fixed width: the page takes the window's (a 1366-px laptop included); the legend sits above the panels,
+    # so it is on screen without scrolling whatever the number of tasks
     fig.update_layout(height=height, autosize=True, template="plotly_white",
-                      title="peftbench explorer: score vs cost, one marker per run (click the legend to toggle)",
-                      legend=dict(title="method", orientation="h", x=0, xanchor="left", yanchor="bottom",
-                                  y=1 + 30 / (height - TOP_PX - BOTTOM_PX)),  # 30 px above the panels' titles
-                      margin=dict(t=TOP_PX, l=70, r=20, b=BOTTOM_PX))
+                      title=dict(text="peftbench explorer: score vs cost, one marker per run (click the legend to "
+                                      "toggle)", y=1 - 20 / height, yanchor="top"),
+                      # the legend's top edge LEGEND_TOP_PX from the page's, under the title; it grows downwards
+                      legend=dict(title="method", orientation="h", x=0, xanchor="left", yanchor="top",
+                                  y=1 + (top - LEGEND_TOP_PX) / (height - top - BOTTOM_PX)),
+                      margin=dict(t=top, l=70, r=20, b=BOTTOM_PX))
     return fig
 
 
