@@ -69,6 +69,26 @@ def test_alignment_follows_word_ids_first_subtoken_labelled():
     assert firsts == [[1, 4, -1]] and enc["labels"][0] == [-100, 1, -100, -100, 0, -100]
 
 
+def test_byte_level_bpe_words_keep_their_leading_space():
+    """RoBERTa/ModernBERT-style tokenizers: a word inside a sentence is tokenized with the space before it (Ġ), as in
+    pretraining, and still labelled on its first token; a word with a space in it (JSONL) is one word."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(["ada lee went to rome"] * 20, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<s>", "<pad>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    bpe.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    enc, firsts = tokens.align(tok, [["ada", "lee", "rome"]], [[1, 0, 2]], 32)
+    assert tok.convert_ids_to_tokens(enc["input_ids"][0]) == ["<s>", "ada", "Ġlee", "Ġrome", "</s>"]
+    assert firsts == [[1, 2, 3]] and enc["labels"][0] == [-100, 1, 0, 2, -100]
+    enc, firsts = tokens.align(tiny_tokenizer(), [["new york", "x"]], [[1, 0]], 32)  # n ##e ##w y ##o ##r ##k x
+    assert firsts == [[1, 8]] and enc["labels"][0] == [-100, 1] + [-100] * 6 + [0, -100]
+
+
 def test_score_reads_each_words_first_subtoken_and_cut_words_are_outside(conll):
     cfg = load_config(RUN + ner(conll, "task.max_length=10"))
     data = tokens.load(cfg, tiny_tokenizer())

@@ -5,8 +5,8 @@ Files: CoNLL-style columns (one word per line, whitespace-separated columns, the
 (`task.tokens`) and a list of tags (`task.tags`) per row; a hub dataset has the same two columns (tags as strings or
 a ClassLabel sequence, e.g. CoNLL-2003's `ner_tags`). Tags are classes in sorted order (or `task.labels`' order).
 
-Words are tokenized with `is_split_into_words` and labelled as transformers' token-classification example does: a
-word's first sub-token carries its tag, its other sub-tokens and the special tokens -100 (ignored by the loss).
+Words are labelled as transformers' token-classification example does: a word's first sub-token carries its tag, its
+other sub-tokens and the special tokens -100 (ignored by the loss); `align` says how tokens are matched to words.
 Scoring reads the prediction at each word's first sub-token; a word cut off by `task.max_length` is predicted `O`
 (`task.outside`), so the scored sentences are always the whole dev sentences. Metrics (percent): `f1`, `precision`,
 `recall` are seqeval's entity-level scores (CoNLL's: an entity counts when its type and all its words are right),
@@ -161,23 +161,42 @@ def resolve(cfg: DictConfig) -> tuple[list[list[str]], list[list[int]], list[lis
 
 def align(tokenizer, words: list[list[str]], tags: list[list[int]], max_length: int) -> tuple[dict, list[list[int]]]:
     """The tokenizer's output with `labels` (each word's tag on its first sub-token, -100 elsewhere), and per
-    sentence the token position of each word's first sub-token (-1: the word was cut off by max_length)."""
+    sentence the token position of each word's first sub-token (-1: the word was cut off by max_length).
+
+    A sentence is tokenized as its words joined by spaces, and each token goes to the word its character offset falls
+    in: for WordPiece and SentencePiece tokenizers this is `is_split_into_words`' `word_ids()`, and byte-level BPE
+    ones (RoBERTa, ModernBERT) see the words with the leading space they had in pretraining."""
+    from bisect import bisect_right
+
     if not getattr(tokenizer, "is_fast", False):
-        raise UserError("token classification needs a fast tokenizer (word_ids()): this model's tokenizer is a slow "
-                        "one; give model.tokenizer= a folder with a tokenizer.json")
-    enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length)
+        raise UserError("token classification needs a fast tokenizer (character offsets): this model's tokenizer is a "
+                        "slow one; give model.tokenizer= a folder with a tokenizer.json")
+    texts, ends = [], []
+    for row in words:
+        pos, row_ends = 0, []
+        for w in row:
+            pos += len(w)
+            row_ends.append(pos)
+            pos += 1
+        texts.append(" ".join(row))
+        ends.append(row_ends)
+    enc = tokenizer(texts, truncation=True, max_length=max_length, return_offsets_mapping=True,
+                    return_special_tokens_mask=True)
     labels, firsts = [], []
     for i, row in enumerate(tags):
-        ids = enc.word_ids(i)
         first = [-1] * len(row)
-        lab = [-100] * len(ids)
-        for pos, w in enumerate(ids):
-            if w is not None and first[w] == -1:
+        lab = [-100] * len(enc["input_ids"][i])
+        for pos, ((a, b), special) in enumerate(zip(enc["offset_mapping"][i], enc["special_tokens_mask"][i])):
+            if special or b <= a:
+                continue
+            w = bisect_right(ends[i], a)  # the first word ending after the token's first character
+            if w < len(row) and first[w] == -1:
                 first[w] = pos
                 lab[pos] = row[w]
         labels.append(lab)
         firsts.append(first)
-    return {**enc, "labels": labels}, firsts
+    keep = ("input_ids", "token_type_ids", "attention_mask")
+    return {**{k: v for k, v in enc.items() if k in keep}, "labels": labels}, firsts
 
 
 def load(cfg: DictConfig, tokenizer):
