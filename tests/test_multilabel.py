@@ -159,3 +159,18 @@ def test_holdout_selection_scores_held_out_rows(files, tmp_path):
                                                  f"out={tmp_path / 'h'}"]))
     assert rec["eval_examples"] == 4 and rec["train_examples"] == 12 and rec["holdout"]
     assert json.loads((tmp_path / "h" / "predictions.json").read_text())["split"] == "holdout"
+
+
+def test_hub_branch_reads_a_classlabel_list(tmp_path):
+    from datasets import ClassLabel, Dataset, Features, Sequence, Value
+
+    feats = Features({"text": Value("string"), "labels": Sequence(ClassLabel(names=["sport", "food", "music"]))})
+    repo = tmp_path / "topics" / "data"
+    repo.mkdir(parents=True)
+    rows = {"text": ["goal", "soup", "goal soup", "song"], "labels": [[0], [1], [0, 1], [2]]}
+    for split in ("train", "validation"):
+        Dataset.from_dict(rows, features=feats).to_parquet(repo / f"{split}-00000-of-00001.parquet")
+    cfg = load_config(RUN + ["task=multilabel", f"task.hub={repo.parent}", "method=bitfit", f"out={tmp_path / 'r'}"])
+    texts, train_y, _, dev_y = multilabel.resolve(cfg)
+    assert list(cfg.task.labels) == ["sport", "food", "music"]  # the hub's id order, not sorted
+    assert train_y.tolist() == [[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 1]] and texts == [rows["text"]]

@@ -50,11 +50,14 @@ def row_labels(value: Any, sep: str, where: str, name: str) -> list[str]:
 
 
 def read_split(task: DictConfig, split: str) -> tuple[list[list[str]], list[list[str]], list[str] | None]:
-    """Text columns and each row's labels of `split`; the label names when 0/1 columns give them (their order)."""
+    """Text columns and each row's labels of `split`; the label names when 0/1 columns or a hub ClassLabel list give
+    them (their order)."""
+    hub_names = None
     if task.get(split):
         table = read_table(task[split], f"task.{split}")
     elif task.get("hub"):
-        table, _ = hub_table(task.hub, task.get("hub_config"), "train" if split == "train" else task.hub_dev)
+        table, names = hub_table(task.hub, task.get("hub_config"), "train" if split == "train" else task.hub_dev)
+        hub_names = names.get(task.label)  # a list of ClassLabel: ids -> names, in the hub's id order
     else:
         raise UserError(f"task={task.name} needs its data: set task.train=FILE and task.dev=FILE (CSV, TSV, JSONL, "
                         "Parquet), or task.hub=ID")
@@ -80,7 +83,10 @@ def read_split(task: DictConfig, split: str) -> tuple[list[list[str]], list[list
             labels.append(row)
         return texts, labels, names
     raw = column(table, task.label, "task.label", where)
-    return texts, [row_labels(v, task.separator, f"{where}: row {i + 1}", task.label) for i, v in enumerate(raw)], None
+    if hub_names:
+        raw = [[hub_names[v] if isinstance(v, int) and 0 <= v < len(hub_names) else v for v in row] for row in raw]
+    return (texts, [row_labels(v, task.separator, f"{where}: row {i + 1}", task.label) for i, v in enumerate(raw)],
+            hub_names)
 
 
 def matrix(labels: list[list[str]], names: list[str], where: str, given: bool) -> np.ndarray:
