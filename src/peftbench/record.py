@@ -93,6 +93,9 @@ def identity_fields(config: dict[str, Any]) -> dict[str, Any]:
         data.pop("data_seed")
     if data.get("model", {}).get("tokenizer", 0) is None:  # the model's own tokenizer, as before the key existed
         data["model"].pop("tokenizer")
+    roles = data.get("model", {}).get("roles", 0)
+    if roles is None or (isinstance(roles, dict) and all(v is None for v in roles.values())):  # no override given
+        data["model"].pop("roles")  # the family's own roles, as before the key existed
     return data
 
 
