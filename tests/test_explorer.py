@@ -89,7 +89,7 @@ def test_explorer_in_a_headless_browser(explorer_page, tmp_path):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
         try:
-            page = browser.new_page(viewport={"width": 1366, "height": 768})  # a common laptop screen
+            page = browser.new_page(viewport={"width": 1366, "height": 900})  # a laptop screen
             page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
             page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
             page.on("request", lambda r: requests.append(r.url) if not r.url.startswith(("file:", "data:")) else None)
@@ -105,6 +105,13 @@ def test_explorer_in_a_headless_browser(explorer_page, tmp_path):
                 return {left: r.left, right: r.right, top: r.top, bottom: r.bottom, width: r.width,
                         page: document.documentElement.scrollWidth,
                         entries: document.querySelectorAll('.legend .traces').length}; }""")
+            # every title (the page's, each panel's, each axis's) as drawn: its text and bounding box
+            titles = page.evaluate("""() => [...document.querySelectorAll(
+                '.gtitle, .annotation-text, [class^="g-x"][class$="title"] text, [class^="g-y"][class$="title"] text')].map(e => {
+                    const r = e.getBoundingClientRect();
+                    return {text: e.textContent, left: r.left, right: r.right, top: r.top + window.scrollY,
+                            bottom: r.bottom + window.scrollY}; })""")
+            page_height = page.evaluate("() => document.documentElement.scrollHeight")
             page.screenshot(path=str(tmp_path / "explorer.png"))
         finally:
             browser.close()
@@ -121,7 +128,56 @@ def test_explorer_in_a_headless_browser(explorer_page, tmp_path):
     assert len(fronts) == 2 * len(AXES) and all(t["mode"] == "lines" for t in fronts)
     assert (tmp_path / "explorer.png").stat().st_size > 10_000
     assert legend["page"] <= 1366 and legend["entries"] == len(METHODS) + 1
-    assert 0 <= legend["left"] and legend["right"] <= 1366 and 0 <= legend["top"] and legend["bottom"] <= 768
+    assert 0 <= legend["left"] and legend["right"] <= 1366 and 0 <= legend["top"] and legend["bottom"] <= 900
     assert legend["width"] > 100
+    # 1 page title + 2 tasks x 5 panels x (panel title, x title) + a y title per panel row (2 rows per task)
+    assert len(titles) == 1 + 2 * 5 * 2 + 2 * 2 and all(t["text"] for t in titles)
+    assert sum(t["text"].startswith(("sst2: accuracy vs ", "rte: accuracy vs ")) for t in titles) == 10
+    for t in titles:  # whole: inside the window's width and the page
+        assert 0 <= t["left"] and t["right"] <= 1366 and 0 <= t["top"] and t["bottom"] <= page_height, t
+    boxes = titles + [{"text": "the legend", **{k: legend[k] for k in ("left", "right", "top", "bottom")}}]
+    for i, a in enumerate(boxes):  # the legend too: it sits between the page title and the panels' titles
+        for b in boxes[i + 1:]:
+            apart = a["right"] <= b["left"] or b["right"] <= a["left"] or a["bottom"] <= b["top"] or b["bottom"] <= a["top"]
+            assert apart, (a, b)
     # one palette: each method's markers in the colour its bars have in the PNGs
     assert {t["name"]: t["colour"] for t in markers} == {m: color(m) for m in METHODS}
+
+
+def test_a_two_row_legend_stays_clear_of_the_titles(explorer_page, tmp_path):
+    """Sixteen methods wrap the legend at 1366 px: it must push the panels down, not run into the page's title."""
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} not found")  # the test above fails in CI without it
+    from playwright.sync_api import sync_playwright
+
+    from peftbench.report.explorer import write_explorer
+
+    _, records = explorer_page
+    many = []
+    for i, name in enumerate(["full", "bitfit", "bitfit_subset", "lora", "lora_all", "dora", "ia3", "vera",
+                              "ln_tuning", "adapter_houlsby", "adapter_pfeiffer", "prompt", "prompt_residual",
+                              "prefix", "adalora", "lora_pissa"]):
+        r = copy.deepcopy(records[0])
+        r["run"].update(method=name)
+        r["trainable_params"] = 1_000 * (i + 1)
+        many.append(r)
+    page_file = write_explorer(many, tmp_path / "explorer.html")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1366, "height": 900})
+            page.goto(page_file.as_uri())
+            page.wait_for_function("() => document.querySelectorAll('path.point').length > 0")
+            boxes = page.evaluate("""() => [...document.querySelectorAll('.gtitle, .annotation-text, .legend')].map(
+                e => { const r = e.getBoundingClientRect();
+                       return {text: e.textContent.slice(0, 40), left: r.left, right: r.right, top: r.top,
+                               bottom: r.bottom}; })""")
+        finally:
+            browser.close()
+    legend = next(b for b in boxes if b["text"].startswith("method"))
+    assert legend["bottom"] - legend["top"] > 40  # two rows of entries
+    for b in boxes:
+        if b is not legend:
+            apart = (legend["right"] <= b["left"] or b["right"] <= legend["left"] or legend["bottom"] <= b["top"]
+                     or b["bottom"] <= legend["top"])
+            assert apart, (legend, b)

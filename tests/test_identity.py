@@ -63,11 +63,11 @@ def test_the_version_is_hashed():
 
 def v1_record(cfg) -> dict:
     """A version 1 record of `cfg` by hand, as peftbench wrote it before the keys added since and the module roles:
-    no holdout, eval_split, data_seed or model.tokenizer in its config, LoRA's modules by BERT name."""
+    no holdout, eval_split, data_seed, model.tokenizer or model.roles in its config, LoRA's modules by BERT name."""
     config = OmegaConf.to_container(cfg, resolve=True)
     for key in ("holdout", "eval_split", "data_seed"):
         del config[key]
-    del config["model"]["tokenizer"]
+    del config["model"]["tokenizer"], config["model"]["roles"]
     del config["method"]["target_roles"]
     config["method"]["target_modules"] = ["query", "value"]
     return {"schema": 1, "status": "completed", "identity": "5ed1c3f48e9e0eef", "config": config, "device": "cpu",
@@ -80,7 +80,7 @@ def test_migration_gives_a_version_1_record_todays_identity():
     assert new["identity"] == record.identity(cfg, CPU) and new["identity_version"] == record.IDENTITY_VERSION == 2
     assert new["config"]["method"]["target_roles"] == ["query", "value"] and new["config"]["method"]["target_modules"] is None
     assert new["migrated"] == {"identity_version": 1, "identity": "5ed1c3f48e9e0eef",
-                               "config_keys": ["holdout", "eval_split", "data_seed", "model.tokenizer",
+                               "config_keys": ["holdout", "eval_split", "data_seed", "model.tokenizer", "model.roles",
                                                "method.target_roles", "method.target_modules"]}
     assert new["metrics"] == {"accuracy": 50.0}
     assert record.migrate_record(new) is None  # once is enough

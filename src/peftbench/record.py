@@ -232,12 +232,13 @@ def read_record(path: Path) -> dict[str, Any] | None:
 
 # Identity version 1 -> 2, the config as version 1 records spell it -> as today's configs do (`migrate`):
 V1_DEFAULTS = {"holdout": None, "eval_split": "dev", "data_seed": None}  # keys added later, at their behaviour before
+V1_MODEL = {"tokenizer": None, "roles": dict.fromkeys(  # no override: the family's own (or derived) module roles
+    ["blocks", "pooler", "query", "key", "value", "attention_output", "ffn_in", "ffn_out", "attention_point",
+     "ffn_point", "attention_post_norm", "ffn_post_norm", "attention"])}
 QV = ["query", "value"]
 # method configs before families.py's roles named BERT's modules -> the role config that picks the same modules
 V1_ROLES = {
-    "lora": ({"target_modules": QV}, {"target_roles": QV, "target_modules": None}),
-    "dora": ({"target_modules": QV}, {"target_roles": QV, "target_modules": None}),
-    "vera": ({"target_modules": QV}, {"target_roles": QV, "target_modules": None}),
+    **{m: ({"target_modules": QV}, {"target_roles": QV, "target_modules": None}) for m in ("lora", "dora", "vera")},
     "lora_all": ({"target_modules": r".*\.layer\.\d+\.(attention\.self\.(query|key|value)|attention\.output\.dense|"
                                     r"intermediate\.dense|output\.dense)"},
                  {"target_roles": ["query", "key", "value", "attention_output", "ffn_in", "ffn_out"],
@@ -254,15 +255,15 @@ def migrate_record(rec: dict[str, Any]) -> dict[str, Any] | None:
     """A version 1 record as written today: its config in today's spelling (keys added since at the behaviour it had,
     BERT module names as roles), hashed with its recorded device and precision, `migrated` saying what changed.
     None when it is current, or has no device or precision (it failed before training: nothing to skip)."""
-    runtime = recorded_runtime(rec)
-    if rec.get("identity_version", 1) == IDENTITY_VERSION or runtime is None or not isinstance(rec.get("config"), dict):
+    if (runtime := recorded_runtime(rec)) is None or rec.get("identity_version", 1) == IDENTITY_VERSION:
         return None
     config = json.loads(json.dumps(rec["config"]))
     changed = [k for k in V1_DEFAULTS if k not in config]
     config.update({k: V1_DEFAULTS[k] for k in changed})
-    if "tokenizer" not in config.get("model", {"tokenizer": None}):  # the model's own, as before the key existed
-        config["model"]["tokenizer"] = None
-        changed.append("model.tokenizer")
+    for key, default in V1_MODEL.items():  # the model's own tokenizer and its family's roles, as before the keys
+        if key not in config.get("model", {key: None}):
+            config["model"][key] = json.loads(json.dumps(default))
+            changed.append(f"model.{key}")
     method = config.get("method", {})
     before, now = V1_ROLES.get(method.get("name"), ({}, {}))
     if before and all(method.get(k) == v for k, v in before.items()) and not any(k in method for k in now.keys() - before):
@@ -294,7 +295,6 @@ if __name__ == "__main__":
     import sys
 
     if sys.argv[1:2] != ["migrate"] or len(sys.argv) < 3 or not all(Path(f).is_dir() for f in sys.argv[2:]):
-        print("usage: python -m peftbench.record migrate FOLDER... (study or run folders holding result.json files)",
-              file=sys.stderr)
+        print("usage: python -m peftbench.record migrate FOLDER... (study or run folders)", file=sys.stderr)
         sys.exit(2)
     sys.exit(migrate(sys.argv[2:]))

@@ -114,10 +114,16 @@ def _fresh_base(run: Run) -> torch.nn.Module:
         return load_model(OmegaConf.create(run.meta["model"]), run.head, run.meta.get("num_labels", 2))
 
 
+PIPELINES = {"qa": "question-answering", "token_cls": "token-classification"}  # the card's pipeline per head
+AUTO_CLASSES = {"qa": "AutoModelForQuestionAnswering", "token_cls": "AutoModelForTokenClassification"}
+
+
 def labelled(model: torch.nn.Module, run: Run) -> torch.nn.Module:
     """The config a pipeline reads: the task's class names, or a regression head's problem type."""
     config = model.config
-    if run.head == "seq_cls" and run.meta.get("num_labels", 2) > 1:
+    if run.head == "multilabel":
+        config.problem_type = "multi_label_classification"  # a pipeline then scores each label with a sigmoid
+    if run.head in ("seq_cls", "multilabel", "token_cls") and run.meta.get("num_labels", 2) > 1:
         names = run.meta.get("label_names") or [str(x) for x in run.meta["task"].get("labels", [])]
         if len(names) == config.num_labels:
             config.id2label = dict(enumerate(str(n) for n in names))
@@ -142,7 +148,7 @@ def write_onnx(model: torch.nn.Module, run: Run, out: Path) -> dict[str, Any]:
     model = labelled(model, run).eval()
     outputs = ["start_logits", "end_logits"] if run.head == "qa" else ["logits"]
     axes = {k: {0: "batch", 1: "sequence"} for k in names} | {k: {0: "batch"} for k in outputs}
-    if run.head == "qa":
+    if run.head in ("qa", "token_cls"):  # an output per token
         axes.update({k: {0: "batch", 1: "sequence"} for k in outputs})
     onnx_log = logging.getLogger("torch.onnx")
     level = onnx_log.level
@@ -238,18 +244,19 @@ def write_card(run: Run, run_dir: Path, out: Path, fmt: str, info: dict[str, Any
               "trainable_percent": rec.get("trainable_percent") if rec else None,
               "train_command": train_command(rec) if rec else None, "dev": dev or None,
               **{k: v for k, v in info.items() if k not in ("library_name", "base")}}
-    results = ([EvalResult(task_type="question-answering" if run.head == "qa" else "text-classification",
+    pipeline = PIPELINES.get(run.head, "text-classification")
+    results = ([EvalResult(task_type=pipeline,
                            dataset_type=task, dataset_name=task, dataset_split="dev", metric_type=dev["metric"],
                            metric_value=dev["value"])] if dev.get("value") is not None else None)
     data = ModelCardData(base_model=model.get("name_or_path"), library_name=info["library_name"],
-                         pipeline_tag="question-answering" if run.head == "qa" else "text-classification",
+                         pipeline_tag=pipeline,
                          tags=["peftbench", method, task], model_name=f"{task}-{method}", eval_results=results,
                          peftbench={k: v for k, v in fields.items() if v is not None})
     interval = (f" (mean of {dev['seeds']} seeds {dev['seed_mean']:.2f}, 95% interval "
                 f"{dev['interval95'][0]:.2f} to {dev['interval95'][1]:.2f})" if dev.get("interval95") else "")
     score = f"{dev['metric']} {dev['value']:.2f} on the dev set{interval}" if dev.get("value") is not None else "no record"
     load = {"peft": f"`PeftModel.from_pretrained(base, DIR)` on the base `{info.get('base')}` loaded with the task head"
-                    f" ({'AutoModelForQuestionAnswering' if run.head == 'qa' else 'AutoModelForSequenceClassification'},"
+                    f" ({AUTO_CLASSES.get(run.head, 'AutoModelForSequenceClassification')},"
                     f" num_labels={meta.get('num_labels', 2)})",
             "merged": "`AutoModelFor...from_pretrained(DIR)` or `pipeline(..., model=DIR)`",
             "onnx": f"`onnxruntime.InferenceSession('DIR/{ONNX_FILE}')` with the tokenizer in DIR"}[fmt]

@@ -1,7 +1,9 @@
 """Inference on a saved run: predictions for new inputs (`peftbench predict`) and re-scoring (`peftbench evaluate`).
 
 An input is a text, a (text, text_pair) pair for sentence-pair tasks, or a (question, context) pair for QA heads.
-Classification answers {label, probability} (the label's name from the run's delta.json: a user's own data
+Token classification answers {answer: the text with its tagged spans marked, score: the mean probability of the
+words' tags, tags, spans}; multi-label {label: the predicted labels joined by commas, probability: the lowest of
+theirs (none: 1 - the highest), labels, scores}; classification answers {label, probability} (the label's name from the run's delta.json: a user's own data
 records the classes it found), a regression head {answer: the value as text, score: the value}; QA answers {answer, score, start} with the span read back from the
 context through the tokenizer's offsets (windows with a stride when the context is long; the best span wins).
 Both batch through predict.predict, the function training evaluates with; `evaluate_run` scores its outputs with
@@ -39,7 +41,9 @@ def n_texts(run: Run) -> int:
     task = run.meta["task"]
     if run.head == "qa":
         return 2
-    if task.get("kind") == "classification":  # a user's own data: task.text [+ task.text_pair]
+    if run.head == "token_cls":  # one sentence, its words split at whitespace
+        return 1
+    if task.get("kind") in ("classification", "multilabel"):  # a user's own data: task.text [+ task.text_pair]
         return 2 if task.get("text_pair") else 1
     return len(task.get("text_fields") or [None])
 
@@ -67,7 +71,7 @@ def check_inputs(run: Run, inputs: list[Input]) -> list[list[str]]:
 def predict(run: Run, inputs: list[Input], batch_size: int = 64) -> list[dict[str, Any]]:
     """One answer per input, in order."""
     columns = check_inputs(run, inputs)
-    return (answer if run.head == "qa" else classify)(run, columns, batch_size)
+    return {"qa": answer, "token_cls": tag}.get(run.head, classify)(run, columns, batch_size)
 
 
 def classify(run: Run, columns: list[list[str]], batch_size: int) -> list[dict[str, Any]]:
@@ -76,13 +80,55 @@ def classify(run: Run, columns: list[list[str]], batch_size: int) -> list[dict[s
     logits = np.stack(model_outputs(run.model, rows, batch_size, run.device)["logits"])
     if run.meta.get("num_labels") == 1:  # a regression head (STS-B, a user's float targets): the predicted value
         return [{"answer": f"{float(x[0]):.4g}", "score": float(x[0])} for x in logits]  # the CLI prints both
+    names = run.meta.get("label_names") or [str(x) for x in run.meta["task"].get("labels", [])]
+    if run.head == "multilabel":  # one sigmoid per label; the labels at or above the run's threshold
+        threshold = run.meta["task"].get("threshold", 0.5)
+        out = []
+        for p in 1 / (1 + np.exp(-logits.astype(np.float64))):
+            chosen = [k for k in range(len(p)) if p[k] >= threshold]
+            out.append({"label": ",".join(names[k] for k in chosen) or "(none)",
+                        "probability": float(min(p[k] for k in chosen)) if chosen else float(1 - p.max()),
+                        "labels": [names[k] for k in chosen], "scores": {n: float(x) for n, x in zip(names, p)}})
+        return out
     probs = np.exp(logits - logits.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
-    names = run.meta.get("label_names") or [str(x) for x in run.meta["task"].get("labels", [])]
     out = []
     for p in probs:
         k = int(p.argmax())
         out.append({"label": names[k] if k < len(names) else str(k), "probability": float(p[k])})
+    return out
+
+
+def tag(run: Run, columns: list[list[str]], batch_size: int) -> list[dict[str, Any]]:
+    """Each sentence's words (split at whitespace) tagged as training scored them (the first sub-token's tag; a word
+    past max_length gets the outside tag), the entities of BIO tags as spans, and the text marked up: `[Ada]PER
+    met ...` for BIO tags, `word/TAG ...` for any other tag set."""
+    from ..data.tasks.tokens import align, spans
+
+    task = run.meta["task"]
+    names = run.meta.get("label_names") or [str(x) for x in task.get("labels", [])]
+    outside = task.get("outside", "O")
+    words = [text.split() for text in columns[0]]
+    enc, firsts = align(run.tokenizer, words, [[0] * len(w) for w in words], task.get("max_length", 512))
+    rows = Packed.from_lists({k: v for k, v in enc.items() if k in MODEL_INPUTS}, run.tokenizer.pad_token_id)
+    logits = model_outputs(run.model, rows, batch_size, run.device)["logits"]
+    bio = outside in names and all(n == outside or n[:2] in ("B-", "I-") for n in names)
+    out = []
+    for ws, first, lg in zip(words, firsts, logits):
+        probs = np.exp(lg - lg.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+        tags = [names[int(probs[p].argmax())] if p >= 0 else outside for p in first]
+        conf = [float(probs[p].max()) for p in first if p >= 0]
+        found = spans(ws, tags) if bio else []
+        if bio:
+            marked, at = [], 0
+            for sp in found:
+                marked += ws[at : sp["start"]] + [f"[{sp['text']}]{sp['type']}"]
+                at = sp["end"] + 1
+            text = " ".join(marked + ws[at:])
+        else:
+            text = " ".join(f"{w}/{t}" for w, t in zip(ws, tags))
+        out.append({"answer": text, "score": float(np.mean(conf)) if conf else 0.0, "tags": tags, "spans": found})
     return out
 
 

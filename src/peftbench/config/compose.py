@@ -86,7 +86,8 @@ def task_file_overrides(path: Path) -> list[str]:
     own = load_yaml(path, "task file")
     if not isinstance(own, dict):
         raise UserError(f"task file {path}: expected a mapping of task keys (name, train, dev, text, label, ...)")
-    base = "qa" if own.get("kind") in ("squad", "qa") else "classification"
+    base = {"squad": "qa", "qa": "qa", "tokens": "ner", "ner": "ner", "tagging": "tagging",
+            "multilabel": "multilabel"}.get(own.get("kind"), "classification")
     own.pop("kind", None)
     known = OmegaConf.load(CONFIG_DIR / "task" / f"{base}.yaml")
     unknown = [k for k in own if k not in known]

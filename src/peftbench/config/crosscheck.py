@@ -34,6 +34,8 @@ from ..errors import UserError
 CLASS_METRICS = ("accuracy", "f1", "mcc")
 REGRESSION_METRICS = ("pearson", "spearman")
 QA_METRICS = ("f1", "exact_match")
+TOKEN_METRICS = ("f1", "precision", "recall", "accuracy")
+MULTILABEL_METRICS = ("micro_f1", "macro_f1", "exact_match")  # tasks/multilabel.py (sklearn)  # tasks/tokens.py: seqeval's entity scores, word accuracy
 DEFAULTS = {"classification": ["accuracy", "f1"], "regression": ["pearson", "spearman"]}  # glue.encoded's defaults
 MIN_CLASS_ROWS = 10     # a class with fewer training rows is hardly learnable
 IMBALANCED = 0.9        # a majority class this large makes accuracy a poor yardstick
@@ -87,6 +89,32 @@ def config_errors(task: DictConfig) -> None:
         if metric is not None and metric not in scored:
             raise UserError(f"task.metric={metric!r} is not scored by task {task.name}, which reports "
                             f"{', '.join(scored)}: use one of them, or add it to task.metrics=[...]")
+        return
+    if kind == "multilabel":
+        scored = _metrics(task) or list(MULTILABEL_METRICS)
+        wrong = [m for m in scored if m not in MULTILABEL_METRICS]
+        if wrong:
+            raise UserError(f"task.metrics={scored}: a multi-label task scores {', '.join(MULTILABEL_METRICS)}; "
+                            f"drop {wrong}")
+        if metric is not None and metric not in scored:
+            raise UserError(f"task.metric={metric!r} is not scored by task {task.name}, which reports "
+                            f"{', '.join(scored)}: use one of them, or add it to task.metrics=[...]")
+        used = [task.get("text"), task.get("text_pair")]
+        both = [c for c in _list(task.get("label_columns")) or [task.get("label")] if c in used]
+        if both:
+            raise UserError(f"label column(s) {both} are also text columns (task.text / task.text_pair): a label "
+                            "must be a column of its own")
+        return
+    if kind == "tokens":
+        scored = _metrics(task) or list(TOKEN_METRICS)
+        wrong = [m for m in scored if m not in TOKEN_METRICS]
+        if wrong:
+            raise UserError(f"task.metrics={scored}: a token task scores {', '.join(TOKEN_METRICS)}; drop {wrong}")
+        if metric is not None and metric not in scored:
+            raise UserError(f"task.metric={metric!r} is not scored by task {task.name}, which reports "
+                            f"{', '.join(scored)}: use one of them, or add it to task.metrics=[...]")
+        if task.get("tokens") == task.get("tags"):
+            raise UserError(f"task.tags={task.tags!r} is also task.tokens: the tags must be a column of their own")
         return
     if kind != "classification":
         return

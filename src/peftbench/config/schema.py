@@ -89,6 +89,11 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "model.config_file": spec(STR, nullable=True),
     "model.tokenizer": spec(STR, nullable=True),  # a folder or hub id; null: the model's own folder
     "model.tiny": spec("dict", nullable=True, open=True),  # more keys: passed to the tiny config
+    # module roles (families.py, roles.py): paths under one block; blocks a regex of a block's path
+    "model.roles": spec("dict", nullable=True),
+    **{f"model.roles.{r}": spec(STR, nullable=True) for r in (
+        "blocks", "pooler", "query", "key", "value", "attention_output", "ffn_in", "ffn_out", "attention_point",
+        "ffn_point", "attention_post_norm", "ffn_post_norm", "attention")},
     "model.tiny.model_type": spec(STR, choices=FAMILY_TYPES),  # tests/test_schema.py: the same as families.py
     "model.tiny.hidden_size": pos_int(),
     "model.tiny.num_hidden_layers": pos_int(),
@@ -160,11 +165,12 @@ SCHEMA: dict[str, dict[str, Any]] = {
     # configs/task: shared keys
     "task": spec("dict"),
     "task.name": spec(STR),
-    "task.kind": spec(STR, choices=["glue", "squad", "classification"]),
+    "task.kind": spec(STR, choices=["glue", "squad", "classification", "tokens", "multilabel"]),
     "task.metric": spec(STR, nullable=True),  # null (own data): accuracy or pearson; the task module checks it
     "task.max_length": spec(INT, min=8),  # and at most the model's max_position_embeddings (config.validate)
     "task.hub": spec("str|list", nullable=True),
-    "task.metrics": spec(LIST, choices=["accuracy", "f1", "mcc", "pearson", "spearman"], nullable=True),
+    "task.metrics": spec(LIST, choices=["accuracy", "f1", "mcc", "pearson", "spearman", "precision", "recall",
+                                        "micro_f1", "macro_f1", "exact_match"], nullable=True),
     "task.problem": spec(STR, choices=["auto", "classification", "regression"]),
     "task.head_bias": spec(STR, choices=["zero", "mean"], nullable=True),  # regression: the output's starting bias
     "task.labels": spec(LIST, empty=True, nullable=True),  # [] for a regression; null: the training data's
@@ -186,6 +192,15 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "task.text": spec(STR),
     "task.text_pair": spec(STR, nullable=True),
     "task.label": spec(STR),
+    # token classification (task=ner, task=tagging)
+    "task.tokens": spec(STR),  # the column of a sentence's words (JSONL, hub)
+    "task.tags": spec(STR),  # the column of its tags, one per word
+    "task.tag_column": spec(INT),  # CoNLL files: the tag's column, 0-based (-1: the last)
+    "task.outside": spec(STR),  # the tag of a word in no entity
+    # multi-label (task=multilabel)
+    "task.label_columns": spec(LIST, nullable=True),  # one 0/1 column per label, in place of a list in task.label
+    "task.separator": spec(STR),  # CSV/TSV: the labels of a row joined in one cell
+    "task.threshold": spec(NUM, gt=0, lt=1),  # a label is predicted where its sigmoid reaches it
     # SQuAD
     "task.doc_stride": pos_int(),
     "task.max_answer_length": pos_int(),

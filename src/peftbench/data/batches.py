@@ -23,30 +23,38 @@ class Packed:
     """One split, tokenized once: sequence columns as a (rows x longest) array, label columns as one value per row.
 
     Token columns are stored as int32 (half the memory of SST-2's 67k rows) and the attention mask is rebuilt from
-    the row lengths (rows are right-padded), so only ids and token types take memory.
+    the row lengths (rows are right-padded), so only ids and token types take memory. `pads` names further columns
+    that run along the tokens and their padding value (token classification's labels, padded with -100); any other
+    column is one value per row, which may itself be a vector (multi-label targets).
     """
 
-    def __init__(self, columns: dict[str, np.ndarray], lengths: np.ndarray, pad_id: int) -> None:
+    def __init__(self, columns: dict[str, np.ndarray], lengths: np.ndarray, pad_id: int,
+                 pads: dict[str, int] | None = None) -> None:
         self.columns, self.lengths, self.pad_id = columns, lengths, pad_id
+        self.pads = {"input_ids": pad_id, "token_type_ids": 0, **(pads or {})}  # each sequence column's padding
+
+    def sequence(self, name: str) -> bool:
+        return name in self.pads or name == "attention_mask"
 
     @classmethod
-    def from_lists(cls, columns: dict[str, list], pad_id: int = 0) -> "Packed":
+    def from_lists(cls, columns: dict[str, list], pad_id: int = 0, pads: dict[str, int] | None = None) -> "Packed":
         """From a tokenizer's output (lists of token lists) plus per-row label lists."""
         rows = columns["input_ids"]
         lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
         width = -(-int(lengths.max()) // 8) * 8 if len(rows) else 0  # batches round up to 8 without a copy
         packed = {}
+        fill = {"input_ids": pad_id, **(pads or {})}
         for name, values in columns.items():
             if name == "attention_mask":
                 packed[name] = None  # rebuilt per batch from the lengths
-            elif name in SEQUENCE_COLUMNS:
-                arr = np.full((len(rows), width), pad_id if name == "input_ids" else 0, dtype=np.int32)
+            elif name in SEQUENCE_COLUMNS or name in fill:
+                arr = np.full((len(rows), width), fill.get(name, 0), dtype=np.int32)
                 for i, r in enumerate(values):
                     arr[i, : len(r)] = r
                 packed[name] = arr
             else:
                 packed[name] = np.asarray(values, dtype=np.int64)
-        return cls(packed, lengths, pad_id)
+        return cls(packed, lengths, pad_id, pads)
 
     @property
     def column_names(self) -> list[str]:
@@ -60,15 +68,16 @@ class Packed:
         col = self.columns[name]
         if name == "attention_mask":
             return [[1] * n for n in self.lengths.tolist()]
-        if name in SEQUENCE_COLUMNS:
+        if self.sequence(name):
             return [row[:n].tolist() for row, n in zip(col, self.lengths)]
         return col.tolist()
 
     def select(self, rows: Iterable[int]) -> "Packed":
         idx = np.asarray(list(rows), dtype=np.int64)
         width = int(self.lengths[idx].max()) if len(idx) else 0
-        return Packed({k: v if v is None else v[idx, :width] if v.ndim == 2 else v[idx] for k, v in self.columns.items()},
-                      self.lengths[idx], self.pad_id)
+        return Packed({k: v if v is None else v[idx, :width] if self.sequence(k) else v[idx]
+                       for k, v in self.columns.items()}, self.lengths[idx], self.pad_id,
+                      {k: v for k, v in self.pads.items() if k not in ("input_ids", "token_type_ids")})
 
     def batch(self, rows, device: torch.device | None = None, pad_multiple: int = 1,
               names: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
@@ -80,11 +89,10 @@ class Packed:
             col = self.columns[name]
             if col is None:  # attention_mask
                 part = (np.arange(width)[None, :] < self.lengths[idx, None]).astype(np.int64)
-            elif col.ndim == 2:
+            elif self.sequence(name):
                 part = col[idx, :width].astype(np.int64)
                 if part.shape[1] < width:  # an odd multiple went past the packed width
-                    part = np.pad(part, ((0, 0), (0, width - part.shape[1])),
-                                  constant_values=self.pad_id if name == "input_ids" else 0)
+                    part = np.pad(part, ((0, 0), (0, width - part.shape[1])), constant_values=self.pads[name])
             else:
                 part = col[idx]
             out[name] = torch.from_numpy(part)

@@ -96,7 +96,7 @@ def check_data(cfg: DictConfig) -> int | None:
                             "data_dir=DIR (`peftbench data DIR` writes it once, with network)") from None
         return None
     module = TASKS[task.kind]
-    if task.kind == "classification":  # the whole check of the run's own reader: columns, labels, targets, rows
+    if task.kind in ("classification", "tokens", "multilabel"):  # the run's own reader: columns, labels, rows
         from omegaconf import OmegaConf
 
         return len(module.resolve(OmegaConf.create(OmegaConf.to_container(cfg)))[1])  # a copy: resolve fills it in

@@ -13,7 +13,8 @@ no method branches on the family. Roles are paths relative to one block (`blocks
 `pooler` is a path under the encoder (not per block). `lacks` says, per capability, why the family has none, with
 what to use instead; methods refuse with that line. `token_types`: whether the family's tokenizer feeds
 token_type_ids (the tiny tokenizer mimics it). `tiny` holds the family's own names for a tiny random config.
-Adding a family is one entry in FAMILIES (docs/models.md).
+Adding a family is one entry in FAMILIES (docs/models.md); a model_type without one gets a table derived from its
+modules (roles.py), and `model.roles.*` overrides any entry.
 """
 
 from __future__ import annotations
@@ -98,12 +99,36 @@ def model_type(model: nn.Module) -> str:
 
 
 def family_of(model: nn.Module) -> Family:
-    """The role table of this model's family; a LookupError (the method's refusal) for an unknown family."""
+    """The role table of this model's family: families.py's entry, else one derived from the model's modules
+    (roles.py), with `model.roles` (kept on the model by load_model as `peftbench_roles`) over either. A LookupError
+    (the method's refusal) names what to set when not even the blocks can be found."""
+    from dataclasses import replace
+
+    from .roles import derive, missing_line
+
     kind = model_type(model)
-    if kind not in FAMILIES:
-        raise LookupError(f"model_type '{kind}' has no role table (known: {', '.join(SUPPORTED)}); add one to "
-                          "peftbench/families.py, or name modules with method.target_modules")
-    return FAMILIES[kind]
+    given = {k: v for k, v in (getattr(model, "peftbench_roles", None) or {}).items() if v is not None}
+    if kind in FAMILIES:
+        family = FAMILIES[kind]
+    else:
+        blocks, roles, pooler, lacks = derive(model)
+        if blocks is None and not given.get("blocks"):
+            raise LookupError(f"model_type '{kind}' has no role table (known: {', '.join(SUPPORTED)}) and no list of "
+                              "blocks was found among its modules: set model.roles.blocks=REGEX (e.g. "
+                              "'encoder\\.layer\\.\\d+') and the roles the method needs (model.roles.query=PATH, "
+                              "...), or name modules with method.target_modules")
+        for role, path in roles.items():
+            if path is None:
+                lacks.setdefault(role, missing_line(kind, role, blocks))
+        family = Family(blocks or "", roles, pooler=pooler, lacks=lacks)
+    if not given:
+        return family
+    unknown = sorted(set(given) - set(family.roles) - {"blocks", "pooler"})
+    if unknown:
+        raise ValueError(f"model.roles has unknown roles {unknown}; known: blocks, pooler, {', '.join(family.roles)}")
+    roles = {**family.roles, **{k: v for k, v in given.items() if k not in ("blocks", "pooler")}}
+    return replace(family, blocks=given.get("blocks", family.blocks), pooler=given.get("pooler", family.pooler),
+                   roles=roles, lacks={k: v for k, v in family.lacks.items() if k not in given})
 
 
 def describe(model: nn.Module) -> str:

@@ -12,13 +12,17 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 from transformers import (AutoConfig, AutoModelForQuestionAnswering, AutoModelForSequenceClassification,
-                          AutoTokenizer, BertTokenizerFast, PreTrainedModel, PreTrainedTokenizerBase)
+                          AutoModelForTokenClassification, AutoTokenizer, BertTokenizerFast, PreTrainedModel,
+                          PreTrainedTokenizerBase)
 
 from ..errors import UserError
 from .families import FAMILIES, SUPPORTED
 
 log = logging.getLogger("peftbench")  # train.log while a run trains
-HEADS = {"seq_cls": AutoModelForSequenceClassification, "qa": AutoModelForQuestionAnswering}
+# "multilabel": the sequence classifier with one sigmoid per label (problem_type multi_label_classification: BCE)
+HEADS = {"seq_cls": AutoModelForSequenceClassification, "multilabel": AutoModelForSequenceClassification,
+         "token_cls": AutoModelForTokenClassification,
+         "qa": AutoModelForQuestionAnswering}
 # what AutoTokenizer reads from a folder; a model folder with none of them has no tokenizer of its own
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
                    "sentencepiece.bpe.model", "spm.model")
@@ -137,7 +141,7 @@ def load_tokenizer(model_cfg: DictConfig) -> PreTrainedTokenizerBase:
 
 def check_encoder(model_cfg: DictConfig, config: AutoConfig) -> None:
     """A decoder-only, encoder-decoder or head-less model is one line naming its architecture. An encoder family
-    without a role table (families.py) still trains with the methods that need no roles (full, prompt)."""
+    without an entry in families.py trains too: its roles are derived from its modules (roles.py)."""
     from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
                                                         MODEL_FOR_MASKED_LM_MAPPING_NAMES,
                                                         MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES)
@@ -234,18 +238,27 @@ def _from_pretrained(auto, path: str, **kwargs) -> PreTrainedModel:
 def load_model(model_cfg: DictConfig, head: str, num_labels: int = 2, random_init: bool = False) -> PreTrainedModel:
     """The encoder with a fresh task head; `random_init` builds it from the config alone (parameter counts, tests)."""
     auto = HEADS[head]
-    kwargs = {"num_labels": num_labels} if head == "seq_cls" else {}
+    kwargs = {"num_labels": num_labels} if head in ("seq_cls", "multilabel", "token_cls") else {}
+    if head == "multilabel":
+        kwargs["problem_type"] = "multi_label_classification"
     if head == "seq_cls" and num_labels == 1:  # one output: a regression head, MSE on float targets (STS-B)
         kwargs["problem_type"] = "regression"
     if random_init or model_cfg.get("tiny"):
         config = shipped_config(model_cfg)
         for k, v in kwargs.items():
             setattr(config, k, v)
-        return auto.from_config(config)
-    # safetensors only: a pickled .bin checkpoint can run code on load
-    path = resolve_path(model_cfg)
-    with hub_errors(model_cfg, "weights"):
-        return _from_pretrained(auto, path, use_safetensors=True, **kwargs)
+        model = auto.from_config(config)
+    else:
+        # safetensors only: a pickled .bin checkpoint can run code on load
+        path = resolve_path(model_cfg)
+        with hub_errors(model_cfg, "weights"):
+            model = _from_pretrained(auto, path, use_safetensors=True, **kwargs)
+    roles = model_cfg.get("roles")
+    if roles:  # families.family_of reads them: the user's module paths over the family's (or derived) table
+        from omegaconf import OmegaConf
+
+        model.peftbench_roles = {k: v for k, v in OmegaConf.to_container(roles).items() if v is not None}
+    return model
 
 
 def start_at(model: PreTrainedModel, value: float) -> None:

@@ -4,7 +4,9 @@ GLUE and a user's own classification data: the best constant prediction (majorit
 class 1 everywhere), from the labels of the run's dev file (MNLI: each of its two dev files, `accuracy_mm` the
 mismatched one), else from the official dev sets' label counts. A constant prediction has MCC 0 (CoLA) and no
 correlation with the targets (STS-B's Pearson and Spearman: 0). SQuAD: the context's first sentence as the answer,
-scored with the official rules on the run's eval questions.
+scored with the official rules on the run's eval questions. Token classification: every word tagged `O` (no entity:
+entity-level F1, precision and recall 0; word accuracy the share of `O` words). Multi-label: the training rows' most
+frequent label set predicted for every dev row.
 """
 
 from __future__ import annotations
@@ -52,6 +54,10 @@ def baseline(rec: dict[str, Any], metric: str | None = None) -> float | None:
             return _own_majority(rec, metric)
         if kind == "squad":
             return _first_sentence(rec, metric)
+        if kind == "tokens":
+            return _all_outside(rec, metric)
+        if kind == "multilabel":
+            return _frequent_set(rec, metric)
     except (UserError, OSError, KeyError, ValueError):
         pass
     return None
@@ -95,6 +101,45 @@ def _own_majority(rec: dict[str, Any], metric: str) -> float | None:
         *_, dev = classification.resolve(cfg, check=False)  # its run was checked
         _CACHE[key] = None if cfg.task.problem == "regression" else [dev.count(i) for i in range(len(cfg.task.labels))]
     return _constant(_CACHE[key], metric)
+
+
+def _all_outside(rec: dict[str, Any], metric: str) -> float | None:
+    """task=ner / tagging: every dev word tagged with the outside tag, scored as the run is (local files only)."""
+    task = rec["config"]["task"]
+    if metric in ("f1", "precision", "recall"):
+        return 0.0  # no entity predicted: seqeval scores 0 (zero_division=0)
+    if metric != "accuracy" or not task.get("dev"):
+        return None
+    key = ("tokens", str(task["dev"]), str(task.get("tags")), str(task.get("tag_column")), str(task.get("outside")))
+    if key not in _CACHE:
+        from omegaconf import OmegaConf
+
+        from ..data.tasks import tokens
+
+        _, tags, _ = tokens.read_split(OmegaConf.create(task), "dev")
+        words = sum(len(row) for row in tags)
+        _CACHE[key] = 100 * sum(t == task.get("outside", "O") for row in tags for t in row) / words
+    return _CACHE[key]
+
+
+def _frequent_set(rec: dict[str, Any], metric: str) -> float | None:
+    """task=multilabel: the training data's most frequent label set on every dev row (local files only)."""
+    task = rec["config"]["task"]
+    if not task.get("train") or not task.get("dev"):
+        return None
+    key = ("multilabel", str(task["train"]), str(task["dev"]), str(task.get("label")), str(task.get("label_columns")),
+           str(task.get("labels")))
+    if key not in _CACHE:
+        import numpy as np
+        from omegaconf import OmegaConf
+
+        from ..data.tasks import multilabel
+
+        cfg = OmegaConf.create(rec["config"])
+        _, train_y, _, dev_y = multilabel.resolve(cfg)
+        guess = np.tile(multilabel.frequent_set(train_y), (len(dev_y), 1))
+        _CACHE[key] = multilabel.metrics_of(dev_y.astype(int), guess, list(multilabel.METRICS))
+    return _CACHE[key].get(metric)
 
 
 def _constant(counts, metric: str) -> float | None:

@@ -180,7 +180,8 @@ def write_report(dirs: list[str | Path], out: str | Path, source: str | None = N
     flagged = [r for r in scored if learned_nothing(r)]
     lines += ["## Learned nothing", "", f"Runs whose primary metric is not at least {CLEAR:g} point above the best "
               "constant prediction on their eval set (majority-class accuracy; F1 of predicting the positive class "
-              "everywhere; SQuAD: the context's first sentence as the answer).", ""]
+              "everywhere; SQuAD: the context's first sentence as the answer; token tasks: every word `O`; "
+              "multi-label: the training data's most frequent label set on every row).", ""]
     lines += [f"- `{r['_path']}`: {r['primary_metric']} {r['metrics'][r['primary_metric']]:.2f} vs baseline "
               f"{baseline(r):.2f}" + (f" (lr {rate(r['lr'])})" if r.get("lr") is not None else "")
               for r in flagged] or ["None."]

@@ -1,7 +1,8 @@
 """explorer.html: the trade-offs of every completed run, one interactive page that opens offline (plotly, inlined).
 
-One row of panels per task: the task's primary metric against trainable parameters, peak memory, train time,
-delta size and how far training moved the encoder (1 − CKA to the base on forgetting.py's fixed sample). One marker
+One block of panels per task, three to a row, so every title and axis title is whole in a 1366-px laptop window: the
+task's primary metric against trainable parameters, peak memory, train time, delta size and how far training moved
+the encoder (1 − CKA to the base on forgetting.py's fixed sample); a task's panels share one score axis. One marker
 per run and panel, one colour per method (the same in every row); clicking a method in the legend hides or shows it
 everywhere. Hovering a marker shows its run folder, seed, learning rate, metrics and forgetting figures. In each
 panel a dashed step line joins the Pareto front: the runs that no other run beats on both axes (at most the
@@ -67,15 +68,38 @@ def _hover(r: dict[str, Any]) -> str:
                         *_forgetting(r)])
 
 
+COLS = 3  # panels per row: at a 1366-px laptop window each title ("sst2: accuracy vs trainable parameters") is whole
+PANEL_PX, GAP_PX, BOTTOM_PX = 300, 110, 50  # a panel row's height; room for x titles + the next row's titles
+LAPTOP_PX, LEGEND_TOP_PX, LEGEND_ROW_PX, TITLES_PX = 1366, 60, 24, 50  # the legend's rows are counted at 1366 px
+LEGEND_ENTRY_PX, LEGEND_CHAR_PX = 46, 7  # a legend entry: its symbol and gap, plus its name (plotly's 12-px font)
+
+
+def cell(i: int) -> tuple[int, int]:
+    """Row (within a task's block of rows) and column of the i-th panel, both from 1: row-major, COLS per row."""
+    return i // COLS + 1, i % COLS + 1
+
+
 def figure(records: list[dict[str, Any]], methods: list[str], tasks: list[str]) -> go.Figure:
     metric = {t: next(r["primary_metric"] for r in records if r["run"]["task"] == t) for t in tasks}
-    fig = make_subplots(rows=len(tasks), cols=len(AXES), shared_yaxes="rows", horizontal_spacing=0.03,
-                        vertical_spacing=0.5 / max(len(tasks), 1) ** 1.2,
-                        subplot_titles=[f"{t}: {metric[t]} vs {title}" for t in tasks for _, title, _, _ in AXES])
+    per_task = -(-len(AXES) // COLS)  # panel rows per task; the last row's empty cells hold no axes
+    rows = per_task * len(tasks)
+    specs = [[{} if (r % per_task) * COLS + c < len(AXES) else None for c in range(COLS)] for r in range(rows)]
+    # the legend's rows at a 1366-px window (an entry is its symbol and its name), so the panels start below it
+    entries = [*methods, FRONT]
+    legend_rows = -(-sum(LEGEND_ENTRY_PX + LEGEND_CHAR_PX * len(m) for m in entries) // (LAPTOP_PX - 160))
+    top = LEGEND_TOP_PX + LEGEND_ROW_PX * legend_rows + TITLES_PX
+    height = rows * PANEL_PX + (rows - 1) * GAP_PX + top + BOTTOM_PX
+    titles = [f"{t}: {metric[t]} vs {title}" for t in tasks for _, title, _, _ in AXES]
+    fig = make_subplots(rows=rows, cols=COLS, specs=specs, horizontal_spacing=0.06,
+                        vertical_spacing=GAP_PX / (height - top - BOTTOM_PX), subplot_titles=titles)
+    fig.update_annotations(font_size=14)  # the subplot titles
     colour = {m: color(m) for m in methods}  # the PNGs' palette (figures.PALETTE): a method looks the same in both
-    for row, task in enumerate(tasks, start=1):
+    for t, task in enumerate(tasks):
         runs = [r for r in records if r["run"]["task"] == task]
-        for col, (field, title, scale, div) in enumerate(AXES, start=1):
+        first = None  # the task's first panel's y axis: every panel of the task shares its range
+        for i, (field, title, scale, div) in enumerate(AXES):
+            row, col = cell(i)
+            row += t * per_task
             have = [r for r in runs
                     if isinstance(value(r, field), (int, float)) and (scale != "log" or value(r, field) > 0)]
             for m in methods:
@@ -94,19 +118,23 @@ def figure(records: list[dict[str, Any]], methods: list[str], tasks: list[str]) 
                     line=dict(color="grey", dash="dash", width=1), name=FRONT, legendgroup=FRONT,
                     showlegend=False, hoverinfo="skip"), row=row, col=col)
             fig.update_xaxes(type=scale, title_text=title, row=row, col=col)
-        fig.update_yaxes(title_text=f"{task} {metric[task]}", row=row, col=1)
+            axis = fig.get_subplot(row, col).yaxis.plotly_name.replace("axis", "")  # "y", "y2", ...
+            first = first or axis
+            fig.update_yaxes(matches=None if axis == first else first,
+                             title_text=f"{task} {metric[task]}" if col == 1 else None, row=row, col=col)
     shown = set()  # one legend entry per group, from its first trace, whichever task that is in
     for trace in fig.data:
         trace.showlegend = trace.name not in shown
         shown.add(trace.name)
-    # no fixed width: the page takes the window's (a 1366-px laptop included); the legend sits in one row above the
-    # panels, so it is on screen without scrolling whatever the window's width or the number of tasks
-    height, top, bottom = 330 * len(tasks) + 130, 140, 50
+    # no fixed width: the page takes the window's (a 1366-px laptop included); the legend sits above the panels,
+    # so it is on screen without scrolling whatever the number of tasks
     fig.update_layout(height=height, autosize=True, template="plotly_white",
-                      title="peftbench explorer: score vs cost, one marker per run (click the legend to toggle)",
-                      legend=dict(title="method", orientation="h", x=0, xanchor="left", yanchor="bottom",
-                                  y=1 + 30 / (height - top - bottom)),  # 30 px above the panels' titles
-                      margin=dict(t=top, l=60, r=20, b=bottom))
+                      title=dict(text="peftbench explorer: score vs cost, one marker per run (click the legend to "
+                                      "toggle)", y=1 - 20 / height, yanchor="top"),
+                      # the legend's top edge LEGEND_TOP_PX from the page's, under the title; it grows downwards
+                      legend=dict(title="method", orientation="h", x=0, xanchor="left", yanchor="top",
+                                  y=1 + (top - LEGEND_TOP_PX) / (height - top - BOTTOM_PX)),
+                      margin=dict(t=top, l=70, r=20, b=BOTTOM_PX))
     return fig
 
 

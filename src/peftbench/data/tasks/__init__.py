@@ -1,6 +1,6 @@
 """Tasks: one module per kind of task. A task config names its module in `kind`.
 
-Each module has HEAD ("seq_cls" or "qa"), `load(cfg, tokenizer) -> TaskData` and
+Each module has HEAD ("seq_cls", "multilabel", "token_cls" or "qa"), `load(cfg, tokenizer) -> TaskData` and
 `score(data, outputs) -> (metrics, predictions)`, where outputs maps each model output name (logits,
 start_logits, ...) to one array per eval row, in order. An optional `write_predictions(out, data, predictions)`
 saves task-specific prediction files in the run folder.
@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 from ..batches import Packed
 
-from . import classification, glue, squad
+from . import classification, glue, multilabel, squad, tokens
 
-TASKS = {"glue": glue, "squad": squad, "classification": classification}
+TASKS = {"glue": glue, "squad": squad, "classification": classification, "tokens": tokens,
+         "multilabel": multilabel}
 
 
 @dataclass

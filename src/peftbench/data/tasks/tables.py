@@ -45,13 +45,16 @@ def read_table(path: str | Path, key: str = "task.train") -> dict[str, list[Any]
 
 
 def hub_table(hub: str, config: str | None, split: str) -> tuple[dict[str, list[Any]], dict[str, list[str]]]:
-    """A hub dataset's split as columns, and the class names of its ClassLabel columns (their ids' order)."""
+    """A hub dataset's split as columns, and the class names of its ClassLabel columns (their ids' order), a list of
+    ClassLabel (multi-label, token tags) included."""
     from datasets import ClassLabel
 
     from .hub import load_split
 
     ds = load_split([hub, config] if config else hub, split)
     names = {c: list(f.names) for c, f in ds.features.items() if isinstance(f, ClassLabel)}
+    names.update({c: list(f.feature.names) for c, f in ds.features.items()
+                  if isinstance(getattr(f, "feature", None), ClassLabel)})
     return ds.to_dict(), names
 
 

@@ -3,7 +3,8 @@
 The base model is frozen except its task head. Two placements:
   before_cls: P1..Pk [CLS] x [SEP]  -- the reference study's and PEFT's; BERT's pooler then reads P1, not [CLS]
   after_cls:  [CLS] P1..Pk x [SEP]  -- the pooler keeps reading [CLS]
-The attention mask and token types are extended; QA start/end labels are shifted in and logits shifted back out,
+The attention mask and token types are extended; QA start/end labels are shifted in and logits shifted back out
+(token labels get -100 at the virtual positions, whose per-token logits are cut back out),
 so callers never see the virtual positions. Any family works: the rows go in through `inputs_embeds` beside the
 model's own input embeddings (token types only where the family has them; rotary ModernBERT numbers positions itself).
 `text_positions`: `shift` (the default, PEFT's) lets BERT number the whole sequence, so every real token's absolute
@@ -80,8 +81,13 @@ class PromptModel(nn.Module):
         return torch.cat([x[:, : self.at], piece, x[:, self.at :]], dim=1)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, start_positions=None,
-                end_positions=None, **kwargs):
+                end_positions=None, labels=None, **kwargs):
         b = input_ids.shape[0]
+        token_labels = labels is not None and labels.dim() == 2 and not labels.is_floating_point()  # not multi-label
+        if token_labels and labels.shape == input_ids.shape:  # one label per token
+            labels = self._insert(labels, labels.new_full((b, self.k), -100))  # the virtual tokens have none
+        if labels is not None:
+            kwargs["labels"] = labels
         embeds = self.model.get_input_embeddings()(input_ids)
         prompt = self.prompts().unsqueeze(0).expand(b, -1, -1).to(embeds.dtype)
         embeds = self._insert(embeds, prompt)
@@ -98,8 +104,9 @@ class PromptModel(nn.Module):
             end_positions = torch.where(end_positions >= self.at, end_positions + self.k, end_positions)
             kwargs.update(start_positions=start_positions, end_positions=end_positions)
         out = self.model(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
-        for key in ("start_logits", "end_logits"):
-            if out.get(key) is not None:
+        for key in ("start_logits", "end_logits", "logits"):
+            per_token = key != "logits" or (out.get(key) is not None and out[key].dim() == 3)  # not a row's classes
+            if out.get(key) is not None and per_token:
                 logits = out[key]
                 out[key] = torch.cat([logits[:, : self.at], logits[:, self.at + self.k :]], dim=1)
         return out
@@ -136,7 +143,7 @@ def to_peft(model: PromptModel, cfg: DictConfig) -> nn.Module:
 
     inner = model.model
     if not type(inner).__name__.endswith("ForSequenceClassification"):
-        raise LookupError("peft's prompt tuning returns logits for the virtual positions of a QA head too, where this "
+        raise LookupError("peft's prompt tuning returns logits for the virtual positions of a QA or token head too, where this "
                           "run removes them")
     if model.at != POSITIONS["before_cls"] or model.keep_positions:
         raise LookupError("peft's prompt tuning puts the rows before [CLS] and shifts the text's positions; this run "
