@@ -7,7 +7,7 @@ import os
 import sys
 import traceback
 
-from .errors import UserError
+from .errors import Stopped, UserError
 
 TRAIN_HELP = """Fine-tune one model on one task with one method; writes OUT/result.json, train.log, delta.*.
 
@@ -274,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"peftbench: run failed: {e}", file=sys.stderr)
         return 1
+    except Stopped as e:  # a study: its one line says how to resume
+        print(f"peftbench: {e}", file=sys.stderr)
+        return e.code
     except KeyboardInterrupt as e:
         print(f"peftbench: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
         return 130

@@ -7,6 +7,7 @@ an SST-2 slice, MiniLM), run by the study machinery (completed runs are skipped)
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from ..config.compose import CONFIG_DIR, group_options
@@ -37,7 +38,8 @@ def run_quickstart(overrides: list[str], dry_run: bool = False) -> int:
     from .grid import load_study, run_study
 
     study = load_study("quickstart", overrides)  # bad input fails here, before anything is trained
-    code = run_study("quickstart", overrides, dry_run=dry_run)
+    code = run_study("quickstart", overrides, dry_run=dry_run,
+                     command=shlex.join(["peftbench", "quickstart", *overrides]))
     if dry_run:
         return code
     out = Path(study.out)
