@@ -17,7 +17,7 @@ GROUPS = {"methods": ("method", "method=NAME"), "tasks": ("task", "task=NAME"), 
           "studies": ("study", "peftbench study NAME")}
 
 
-def study_report(name: str, overrides: list[str], out: str | Path) -> Path:
+def study_report(name: str, overrides: list[str], out: str | Path, overwrite: bool = False) -> Path:
     """OUT/report.md (+ figures, explorer.html) from the runs study `name` plans and has completed, and only those:
     two presets may share one folder (all_minilm and glue_minilm do)."""
     from ..report import write_report
@@ -30,7 +30,7 @@ def study_report(name: str, overrides: list[str], out: str | Path) -> Path:
         raise UserError(f"report --study {name}: none of its {len(runs)} planned runs has a result.json under "
                         f"{study.out}; run `peftbench study {name}` first, or give the study's out folder")
     source = f"the runs of study `{name}` in `{study.out}` ({len(found)} of its {len(runs)} planned runs found)"
-    return write_report(found, out, source=source)
+    return write_report(found, out, source=source, overwrite=overwrite)
 
 
 def run_quickstart(overrides: list[str], dry_run: bool = False) -> int:
