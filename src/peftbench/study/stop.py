@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import psutil  # accelerate's own dependency
+import psutil
 
 from ..engine import signals
 from ..engine.rundir import LOCK, read_lock
