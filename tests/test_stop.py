@@ -139,3 +139,54 @@ def test_ray_on_a_local_instance(tmp_path, glue_dir, mark):
         stop_and_check(proc, out, mark, signal.SIGTERM, wait=300)  # Ray's workers start slowly here
     finally:
         subprocess.run([*ray, "stop", "--force"], capture_output=True, timeout=120, env=env)
+
+
+def test_a_signal_outside_the_loop_is_kept_and_a_second_stops_at_once():
+    from peftbench.engine import signals as sig
+
+    before = signal.getsignal(signal.SIGTERM)
+    with sig.watch():
+        os.kill(os.getpid(), signal.SIGTERM)  # while a run loads: kept, not fatal
+        assert sig.requested() == signal.SIGTERM
+        with sig.StopFlag() as flag:
+            assert flag.signal == signal.SIGTERM  # so the loop checkpoints at its first step
+            with pytest.raises(sig.AtOnce, match="a second SIGINT: stopped at once"):
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1)
+    assert signal.getsignal(signal.SIGTERM) is before  # the process's own handling is back
+    with sig.watch():
+        assert sig.requested() is None  # a new block starts with no request
+
+
+def test_a_stopping_study_starts_no_new_run(capsys):
+    from omegaconf import OmegaConf
+
+    from peftbench.engine import signals as sig
+    from peftbench.study.runner import run_one
+
+    with sig.watch():
+        os.kill(os.getpid(), signal.SIGTERM)
+        with pytest.raises(sig.Interrupted, match="stopped by SIGTERM"):
+            run_one(Path("nowhere"), OmegaConf.create({}), "[2/9] rte/lora/seed1")
+    assert capsys.readouterr().out == "[2/9] rte/lora/seed1: not started, the study is stopping\n"
+
+
+def test_only_this_launchs_live_lock_holders_are_signalled(tmp_path):
+    from peftbench.engine.rundir import LOCK
+    from peftbench.study.stop import Supervisor
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        time.sleep(0.2)
+        supervisor = Supervisor(tmp_path / "plan.stop", [tmp_path / "a", tmp_path / "b"])
+        for name in ("a", "b"):
+            (tmp_path / name).mkdir()
+            (tmp_path / name / LOCK).write_text(json.dumps({"host": os.uname().nodename, "pid": other.pid}))
+        assert supervisor._holders() == [other.pid, other.pid]
+        old = time.time() - 3600
+        os.utime(tmp_path / "b" / LOCK, (old, old))  # a lock from before the launch: someone else's, or stale
+        (tmp_path / "a" / LOCK).write_text(json.dumps({"host": "elsewhere", "pid": other.pid}))  # another host's
+        assert supervisor._holders() == []
+    finally:
+        other.kill()
+        other.wait()
