@@ -112,8 +112,8 @@ def stop_and_check(proc: subprocess.Popen, out: Path, mark: str, *signals: int, 
 
 @pytest.mark.parametrize("extra,sig", [([], signal.SIGTERM), (["parallel=2"], signal.SIGTERM),
                                        (["launcher=joblib", "hydra.launcher.n_jobs=2"], signal.SIGTERM),
-                                       ([], signal.SIGINT)],
-                         ids=["no-launcher", "parallel", "joblib", "no-launcher-ctrl-c"])
+                                       ([], signal.SIGINT), (["parallel=2"], signal.SIGHUP)],
+                         ids=["no-launcher", "parallel", "joblib", "no-launcher-ctrl-c", "parallel-hangup"])
 def test_a_signal_stops_the_study_and_everything_it_started(tmp_path, glue_dir, mark, extra, sig):
     out = tmp_path / "s"
     err = stop_and_check(start(out, glue_dir, mark, *extra), out, mark, sig)
@@ -153,7 +153,7 @@ def test_a_signal_outside_the_loop_is_kept_and_a_second_stops_at_once():
             with pytest.raises(sig.AtOnce, match="a second SIGINT: stopped at once"):
                 os.kill(os.getpid(), signal.SIGINT)
                 time.sleep(1)
-    assert signal.getsignal(signal.SIGTERM) is before  # the process's own handling is back
+    assert signal.getsignal(signal.SIGTERM) is before and sig.requested() is None  # as the process was before
     with sig.watch():
         assert sig.requested() is None  # a new block starts with no request
 

@@ -51,6 +51,7 @@ class StopFlag:
     before the loop (`pending`) sets it from the start; a second signal raises KeyboardInterrupt at once."""
 
     pending: ClassVar[int | None] = None  # the first stop signal this process got (while watched, or in a loop)
+    watched: ClassVar[int] = 0  # how many `watch()` blocks are open: outside them a request ends with its loop
 
     def __init__(self) -> None:
         self.signal: int | None = StopFlag.pending
@@ -68,6 +69,8 @@ class StopFlag:
 
     def __exit__(self, *exc) -> None:
         restore(self._old)
+        if not StopFlag.watched:  # a plain run: its request was its own
+            StopFlag.pending = None
 
 
 @contextmanager
@@ -82,9 +85,12 @@ def watch() -> Iterator[None]:
         StopFlag.pending = signum
 
     old = install(request)
+    StopFlag.watched += 1
     try:
         yield
     finally:
+        StopFlag.watched -= 1
+        StopFlag.pending = None  # asked of this block only: a later run in this process (a test, a notebook) trains
         restore(old)
 
 

@@ -5,7 +5,8 @@ Without a launcher the runs train in the study's own process: `signals.watch()` 
 the run in its loop checkpoints at the next step, and no new run starts (runner.py).
 
 With a launcher or parallel=N, `Supervisor` runs each child (the Hydra launcher process, or each parallel job) in a
-session of its own, so a terminal's Ctrl-C reaches the study only, and the study decides for all of them:
+session of its own, so a terminal's Ctrl-C reaches the study only, and the study decides for all of them (on SIGHUP
+too: a closed terminal no longer reaches the children):
   1. On the first signal it writes OUT/plan.stop (a job that starts after it trains nothing: launch.py) and sends
      SIGTERM, once, to each process of this host that holds one of the launch's run locks (run.lock): the training
      processes, wherever they run here (a parallel job, a loky worker, a local Ray worker). Each saves its checkpoint
@@ -47,6 +48,13 @@ def stopped(study: str, command: str, e: KeyboardInterrupt) -> Stopped:
     return Stopped(f"study {study} {how}; to resume, run the same command again: {command}", 128 + signum)
 
 
+def say(line: str) -> None:
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # a terminal that hung up: stopping matters more than saying so
+        pass
+
+
 def _kill(pid: int, sig: int) -> None:
     try:
         os.kill(pid, sig)
@@ -68,6 +76,8 @@ class Supervisor:
     def __enter__(self) -> "Supervisor":
         self.stop_file.unlink(missing_ok=True)
         self._old = signals.install(self._on_signal)
+        if self._old and hasattr(signal, "SIGHUP"):
+            self._old[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_signal)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -109,8 +119,8 @@ class Supervisor:
             self.stop_file.write_text(f"{signals.name(signum)}\n")  # before any signal: a job that starts sees it
         except OSError:
             pass  # the folder went away: the runs are still signalled
-        print(f"\npeftbench: {signals.name(signum)}: the running runs save a checkpoint and stop (at most "
-              f"{GRACE_S:.0f} s); Ctrl-C again stops at once", file=sys.stderr, flush=True)
+        say(f"\npeftbench: {signals.name(signum)}: the running runs save a checkpoint and stop (at most "
+            f"{GRACE_S:.0f} s); Ctrl-C again stops at once")
         self.tick()
 
     def tick(self) -> None:
@@ -121,8 +131,8 @@ class Supervisor:
                 self.signalled.add(pid)
                 _kill(pid, signal.SIGTERM)
         if time.monotonic() > self.deadline:
-            print(f"peftbench: the runs did not stop within {GRACE_S:.0f} s: ending them; they keep their last "
-                  "checkpoint", file=sys.stderr, flush=True)
+            say(f"peftbench: the runs did not stop within {GRACE_S:.0f} s: ending them; they keep their last "
+                "checkpoint")
             self.kill()
 
     def kill(self) -> None:
