@@ -41,6 +41,20 @@ def ws(tmp_path_factory) -> Path:
     (root / "locked" / LOCK).write_text(json.dumps({"host": os.uname().nodename, "pid": os.getpid(),
                                                      "started_at": "now"}))
     (root / "inputs.jsonl").write_text('{"sentence1": "a"}\nnot json\n')
+    # run folders another command must refuse to read: one training now, one stopped, one without its delta, one whose
+    # record is torn; each a copy of the completed run with that one thing changed
+    rec = json.loads((root / "run" / "result.json").read_text())
+    for name, status, keep in [("running", "running", True), ("stopped", "failed", False),
+                               ("nodelta", "completed", False), ("torn", "completed", True)]:
+        (root / name).mkdir()
+        for f in ("delta.safetensors", "delta.json") if keep else ():
+            (root / name / f).write_bytes((root / "run" / f).read_bytes())
+        (root / name / "result.json").write_text(json.dumps({**rec, "status": status, "error": "Interrupted: stopped "
+                                                              "by signal 15 at step 1"} if status == "failed" else
+                                                             {**rec, "status": status}))
+    (root / "running" / LOCK).write_text((root / "locked" / LOCK).read_text())
+    (root / "stopped" / "checkpoint.pt").write_bytes(b"state")
+    (root / "torn" / "result.json").write_text('{"status": "comp')
     from transformers import BertConfig, BertModel, GPT2Config, GPT2Model
 
     GPT2Model(GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=99)).save_pretrained(root / "gpt2")
@@ -151,6 +165,27 @@ CASES = [
     (["params", "model=tiny", "method=lora", "method.r=0"], "method.r=0 must be > 0"),
     (["params", "model.name_or_path={ws}/gpt2", "model.config_file=null", "model.package=null"],
      "is GPT2Model (model_type gpt2), a decoder-only language model"),
+    # what export, predict, evaluate and report read: a finished run folder, not one in use, stopped, torn or delta-less
+    (["predict", "{ws}/running", "--text", "a", "--text-pair", "b"], "running is in use by a running run (pid"),
+    (["predict", "{ws}/locked", "--text", "a", "--text-pair", "b"], "locked is in use by a running run"),
+    (["evaluate", "{ws}/stopped"], "holds an unfinished run (status failed: Interrupted: stopped by signal 15 at step "
+                                   "1): resume it (the same command with resume=true) first"),
+    (["evaluate", "{ws}/torn"], "torn has a damaged result.json, so it is not a finished run folder"),
+    (["evaluate", "{ws}/empty"], "empty has no result.json, so it is not a finished run folder"),
+    (["export", "{ws}/nodelta", "--format", "merged", "--out", "{ws}/e"], "nodelta has no delta.safetensors or "
+                                                                          "delta.json although its run completed"),
+    (["export", "{ws}/running", "--format", "merged", "--out", "{ws}/e"], "is in use by a running run"),
+    (["report", "{ws}/running", "--out", "{ws}/r2"], "report: " + "{ws}/running is in use by a running run"),
+    (["report", "{ws}/stopped", "--out", "{ws}/r2"], "holds an unfinished run (status failed"),
+    # ... and where export and report write: not inside a run folder, not a file, not someone's full folder
+    (["export", "{run}", "--format", "merged", "--out", "{run}/export"], "export --out {run}/export is inside the run "
+                                                                          "folder {run}, which holds one run's files"),
+    (["report", "{run}", "--out", "{run}"], "report --out {run} is inside the run folder {run}"),
+    (["export", "{run}", "--format", "merged", "--out", "{ws}/data"], "export --out {ws}/data exists and is not "
+                                                                      "empty: give a new folder, or add --overwrite"),
+    (["report", "{run}", "--out", "{ws}/data"], "report --out {ws}/data exists and is not empty"),
+    (["export", "{run}", "--format", "merged", "--out", "{ws}/inputs.jsonl"], "inputs.jsonl is a file: give a folder"),
+    (["report", "{run}", "--out", "{ws}/inputs.jsonl/r"], "cannot be written ({ws}/inputs.jsonl is not a writable"),
     # data
     (["data", "{ws}/d", "tasks=[nope]"], "unknown task ['nope']"),
     (["data", "{ws}/d", "overwrite=maybe"], "write overwrite=true or overwrite=false"),
@@ -159,13 +194,13 @@ CASES = [
 
 def test_the_catalog_is_long_enough():
     assert len(CASES) >= 30 and {c[0][0] for c in CASES} >= {"train", "study", "report", "predict", "evaluate",
-                                                              "params", "data"}
+                                                              "export", "params", "data"}
 
 
 @pytest.mark.parametrize("argv,message", CASES, ids=[" ".join(c[0][:1] + c[0][-1:])[:40] for c in CASES])
 def test_bad_input_is_one_line_exit_2_and_nothing_lost(ws, capsys, argv, message, tmp_path):
-    argv = [a.replace("{ws}", str(ws)).replace("{data}", str(ws / "data")).replace("{run}", str(ws / "run"))
-            for a in argv]
+    fill = lambda a: a.replace("{ws}", str(ws)).replace("{data}", str(ws / "data")).replace("{run}", str(ws / "run"))
+    argv, message = [fill(a) for a in argv], fill(message)
     if argv[0] in ("train", "study") and not any(a.startswith("out=") for a in argv):
         argv.append(f"out={tmp_path / 'new'}")  # a fresh folder, outside the workspace
     if argv[0] == "train":

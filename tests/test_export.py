@@ -259,7 +259,8 @@ def test_bad_export_arguments_are_one_line(exported, tmp_path):
     run = str(exported["lora"]["run"])
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("mine")
-    for argv, msg in [(["export", run, "--format", "merged", "--out", str(tmp_path / "full")], "not an empty folder"),
+    for argv, msg in [(["export", run, "--format", "merged", "--out", str(tmp_path / "full")],
+                       "exists and is not empty: give a new folder, or add --overwrite"),
                       (["export", str(tmp_path / "nope"), "--format", "peft", "--out", str(tmp_path / "o")],
                        "does not exist"),
                       (["export", run, "--format", "peft", "--out", str(tmp_path / "o"), "merge=true"],

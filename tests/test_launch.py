@@ -173,6 +173,7 @@ def test_parallel_jobs_take_free_gpu_slots(monkeypatch, tmp_path, capsys):
     """parallel=2 on two (faked) GPUs: 5 jobs, never two at once on one GPU, every one told it had its GPU alone."""
     import threading
     import time
+    import types
 
     from peftbench.record import SHARED_ENV
     from peftbench.study import launch
@@ -182,7 +183,7 @@ def test_parallel_jobs_take_free_gpu_slots(monkeypatch, tmp_path, capsys):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     lock, busy, seen, others_done = threading.Lock(), set(), [], threading.Semaphore(0)
 
-    def fake_run(cmd, stdout, env, **kw):
+    def start(cmd, stdout, env, **kw):  # the Supervisor's start: a finished "process" per job
         gpu = env["CUDA_VISIBLE_DEVICES"]
         with lock:
             assert gpu not in busy, f"GPU {gpu} given to two jobs at once"
@@ -197,10 +198,14 @@ def test_parallel_jobs_take_free_gpu_slots(monkeypatch, tmp_path, capsys):
         if cmd[4] != "job=0":
             others_done.release()
         stdout.write(f"[{cmd[4]}] done\n")
-        return subprocess.CompletedProcess(cmd, 0)
+        return types.SimpleNamespace(wait=lambda: 0)
 
-    monkeypatch.setattr(launch.subprocess, "run", fake_run)
-    assert launch.run_parallel(tmp_path / "plan.json", list(range(5)), 2, tmp_path / "sweep") == 0
+    def wait(done):
+        while not done():
+            time.sleep(0.01)
+
+    supervisor = types.SimpleNamespace(start=start, wait=wait)
+    assert launch.run_parallel(tmp_path / "plan.json", list(range(5)), 2, tmp_path / "sweep", supervisor) == 0
     assert sorted(job for job, _, _ in seen) == [f"job={i}" for i in range(5)]
     assert {shared for _, _, shared in seen} == {"0"}
     [first] = [gpu for job, gpu, _ in seen if job == "job=0"]

@@ -210,11 +210,12 @@ def results(folders: Folders) -> Any:
     return results_frame(_folders(folders))
 
 
-def report(folders: Folders, out: str | Path = "report") -> Path:
-    """`peftbench report`: OUT/report.md, its figures and explorer.html from the runs under `folders`."""
+def report(folders: Folders, out: str | Path = "report", overwrite: bool = False) -> Path:
+    """`peftbench report`: OUT/report.md, its figures and explorer.html from the runs under `folders` (an existing
+    folder that is not an earlier report needs overwrite=True, as `--overwrite` on the command line)."""
     from .report import write_report
 
-    return write_report(_folders(folders), out)
+    return write_report(_folders(folders), out, overwrite=overwrite)
 
 
 def _folders(folders: Folders) -> list[Path]:

@@ -6,8 +6,9 @@ import argparse
 import os
 import sys
 import traceback
+from pathlib import Path
 
-from .errors import UserError
+from .errors import Stopped, UserError
 
 TRAIN_HELP = """Fine-tune one model on one task with one method; writes OUT/result.json, train.log, delta.*.
 
@@ -52,18 +53,22 @@ def _study(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .api import report
+    from .engine.folders import RUN_MARKS, check_run
+    from .report import write_report
     from .study.quickstart import study_report
 
     if not args.study:
         if not args.dirs:
             raise UserError("report: name the folders to read (DIR...) or a study (--study NAME)")
-        print(f"wrote {report(args.dirs, args.out)}")
+        for d in args.dirs:  # a run folder named on its own must be a finished run; a study's folder may hold any
+            if any((Path(d) / f).is_file() for f in RUN_MARKS):
+                check_run(Path(d), "report", delta=False)
+        print(f"wrote {write_report(args.dirs, args.out, overwrite=args.overwrite)}")
         return 0
     if len(args.dirs) > 1:
         raise UserError(f"report --study {args.study}: give at most one DIR (the study's out folder), "
                         f"not {len(args.dirs)}")
-    print(f"wrote {study_report(args.study, [f'out={args.dirs[0]}'] if args.dirs else [], args.out)}")
+    print(f"wrote {study_report(args.study, [f'out={args.dirs[0]}'] if args.dirs else [], args.out, args.overwrite)}")
     return 0
 
 
@@ -126,7 +131,7 @@ def _export(args: argparse.Namespace) -> int:
 
     opts = parse_options(args.overrides, {"model.name_or_path"})
     model = {k.removeprefix("model."): v for k, v in opts.items()}
-    out = export_run(args.run_dir, args.format, args.out, args.push_to_hub, model)
+    out = export_run(args.run_dir, args.format, args.out, args.push_to_hub, model, overwrite=args.overwrite)
     print(f"wrote {out} ({args.format})" + (f", pushed to {args.push_to_hub}" if args.push_to_hub else ""))
     return 0
 
@@ -190,7 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dirs", nargs="*", metavar="DIR")
     p.add_argument("--study", metavar="NAME", help="read only the runs the study preset NAME plans, in its out "
                    "folder (or in DIR); for a folder that holds more than one study's runs")
-    p.add_argument("--out", default="report", help="output folder (default: report)")
+    p.add_argument("--out", default="report", help="output folder (default: report): new, empty or an earlier "
+                   "report, whose files are replaced")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT even if it holds other files")
     p.set_defaults(fn=_report)
     p = sub.add_parser("predict", help="predictions of a trained run (base + its delta) for new inputs",
                        description="Predict with RUN_DIR's delta on its base. key=value options, right after RUN_DIR: "
@@ -227,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.add_argument("--format", required=True, choices=["peft", "merged", "onnx"])
-    p.add_argument("--out", required=True, metavar="DIR", help="a new or empty folder")
+    p.add_argument("--out", required=True, metavar="DIR", help="a new or empty folder, outside any run folder")
+    p.add_argument("--overwrite", action="store_true", help="replace DIR if it exists")
     p.add_argument("--push-to-hub", metavar="ID", help="upload the folder to the hub as model repo ID")
     p.set_defaults(fn=_export)
     return parser
@@ -264,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
         for line in str(e).splitlines() or [""]:  # a preflight lists several problems, one line each
             print(f"peftbench: error: {line}", file=sys.stderr)
         return 2
+    except Stopped as e:  # a study: its one line says how to resume
+        print(f"peftbench: {e}", file=sys.stderr)
+        return e.code
     except KeyboardInterrupt as e:
         print(f"peftbench: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
         return 130

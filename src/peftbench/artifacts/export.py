@@ -26,6 +26,7 @@ import torch
 from omegaconf import OmegaConf
 
 from ..engine.delta import Run, load_run, merge_peft
+from ..engine.folders import check_out, check_run, staged
 from ..errors import UserError
 from ..record import identity_fields, read_record, recorded_runtime
 
@@ -267,14 +268,15 @@ def write_card(run: Run, run_dir: Path, out: Path, fmt: str, info: dict[str, Any
 
 
 def export_run(run_dir: str | Path, fmt: str, out: str | Path, push_to_hub: str | None = None,
-               model_overrides: dict[str, Any] | None = None) -> Path:
-    """Write RUN's export in `fmt` to the new folder `out`, with its model card; upload if asked."""
+               model_overrides: dict[str, Any] | None = None, overwrite: bool = False) -> Path:
+    """Write RUN's export in `fmt` to the new folder `out` (or replace it: `overwrite`), with its model card; upload
+    if asked. The folder is written aside and renamed into place when complete."""
     from transformers.utils import logging as hf_logging
 
     bars, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
     hf_logging.disable_progress_bar(), hf_logging.set_verbosity_error()  # stderr is for errors: no bars, no reports
     try:
-        return _export(run_dir, fmt, out, push_to_hub, model_overrides)
+        return _export(run_dir, fmt, out, push_to_hub, model_overrides, overwrite)
     finally:  # in-process callers keep transformers' own settings
         hf_logging.set_verbosity(verbosity)
         if bars:
@@ -282,12 +284,12 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path, push_to_hub: str 
 
 
 def _export(run_dir: str | Path, fmt: str, out: str | Path, push_to_hub: str | None,
-            model_overrides: dict[str, Any] | None) -> Path:
+            model_overrides: dict[str, Any] | None, overwrite: bool) -> Path:
     if fmt not in FORMATS:
         raise UserError(f"export --format {fmt} is unknown: pick one of {', '.join(FORMATS)}")
     run_dir, out = Path(run_dir), Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"export --out {out} exists and is not an empty folder: give a new folder (or remove it)")
+    check_run(run_dir, "export")
+    check_out(out, "export", overwrite)
     run = load_run(run_dir, model_overrides)
     if fmt == "peft":
         peft_model, why = as_peft(run)
@@ -302,10 +304,10 @@ def _export(run_dir: str | Path, fmt: str, out: str | Path, push_to_hub: str | N
         if why:
             other = "peft" if peft_ok or as_peft(run)[0] is not None else None
             raise refuse(run, fmt, why + ", which cannot fold into a plain transformers model", other)
-    out.mkdir(parents=True, exist_ok=True)
-    info = (write_peft(run, peft_model, out) if fmt == "peft" else
-            write_merged(model, run, out) if fmt == "merged" else write_onnx(model, run, out))
-    write_card(run, run_dir, out, fmt, info)
+    with staged(out) as tmp:
+        info = (write_peft(run, peft_model, tmp) if fmt == "peft" else
+                write_merged(model, run, tmp) if fmt == "merged" else write_onnx(model, run, tmp))
+        write_card(run, run_dir, tmp, fmt, info)
     if push_to_hub:
         push(out, push_to_hub)
     return out

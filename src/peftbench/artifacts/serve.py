@@ -23,6 +23,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from ..engine.delta import Run, load_run
+from ..engine.folders import check_run
 from ..errors import UserError
 from ..engine.preflight import check_device
 from ..config.schema import SCHEMA, check_value
@@ -229,10 +230,12 @@ def parse_options(overrides: list[str], allowed: set[str]) -> dict[str, Any]:
     return opts
 
 
-def load_for(run_dir: Path, opts: dict[str, Any]) -> Run:
-    """The CLI's load: options parsed by parse_options, no weight-loading progress bars (stderr is for errors)."""
+def load_for(run_dir: Path, opts: dict[str, Any], command: str = "predict") -> Run:
+    """The CLI's load: the folder checked (a finished run, engine/folders.py), options parsed by parse_options, no
+    weight-loading progress bars (stderr is for errors)."""
     from transformers.utils import logging as hf_logging
 
+    check_run(run_dir, command)
     bars, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()  # the base's "head newly initialized" report: the delta brings the head
@@ -251,7 +254,7 @@ def evaluate_run(run_dir: Path, overrides: list[str]) -> dict[str, Any]:
 
     run_dir = Path(run_dir)
     opts = parse_options(overrides, EVAL_KEYS)
-    run = load_for(run_dir, opts)
+    run = load_for(run_dir, opts, "evaluate")
     rec = read_record(run_dir / "result.json")
     if rec is None:
         raise UserError(f"{run_dir}/result.json is missing or damaged: evaluate needs the run's config")

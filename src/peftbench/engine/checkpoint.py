@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
-import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import torch
 
 from ..errors import UserError
+from .signals import Interrupted, StopFlag  # noqa: F401  (the loop's signal handling, torch-free)
 
 FILE = "checkpoint.pt"
 # 2: TrainState, the GradScaler's state, one RNG state per process. Version 1 files (a string-keyed loop dict, no
@@ -103,29 +103,3 @@ def load(out: Path, model: torch.nn.Module, optimizer, scheduler, scaler: torch.
         torch.cuda.set_rng_state_all(rng["cuda"])
     return TrainState(**payload["state"])
 
-
-class StopFlag:
-    """SIGTERM/SIGINT set a flag; the loop checkpoints at the next step boundary and stops cleanly."""
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> "StopFlag":
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                self._old[sig] = signal.signal(sig, self._set)
-            except ValueError:  # not the main thread (e.g. a launcher's worker): no handler, no checkpoint-on-signal
-                pass
-        return self
-
-    def _set(self, signum, frame) -> None:
-        self.signal = signum
-
-    def __exit__(self, *exc) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-
-class Interrupted(KeyboardInterrupt):
-    """Raised after the checkpoint on a signal, so the record says where to resume."""

@@ -19,6 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from ..engine.folders import check_out, staged
 from ..errors import UserError
 from ..record import SCORED, read_record
 from . import explorer, protocol
@@ -138,18 +139,23 @@ def section_kind(rec: dict, done: list[dict]) -> str:
     return "glue"
 
 
-def write_report(dirs: list[str | Path], out: str | Path, source: str | None = None) -> Path:
+def write_report(dirs: list[str | Path], out: str | Path, source: str | None = None, overwrite: bool = False) -> Path:
     """Read the records under `dirs`, write OUT/report.md and its figures; returns the report's path.
 
-    `source` says in the header where the runs came from (default: the list of `dirs`)."""
+    `source` says in the header where the runs came from (default: the list of `dirs`). OUT is new, empty, an earlier
+    report (its files are replaced, other files stay) or `overwrite`; the files are written aside, then moved in."""
+    check_out(out, "report", overwrite, replaces="report.md")
     records = collect(dirs)
     if not records:
         raise UserError(f"report: no result.json under {', '.join(map(str, dirs))}; run a study or `peftbench train` first")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with staged(Path(out), whole=overwrite) as tmp:
+        _write(records, tmp, source or ", ".join(f"`{d}`" for d in dirs))
+    return Path(out) / "report.md"
+
+
+def _write(records: list[dict[str, Any]], out: Path, source: str) -> None:
     done = [r for r in records if r["status"] in SCORED]
     other = [r for r in records if r["status"] not in SCORED]
-    source = source or ", ".join(f"`{d}`" for d in dirs)
     diverged = sum(r["status"] == "diverged" for r in done)
     lines = ["# peftbench report", "", f"{len(done)} completed runs"
              + (f" ({diverged} diverged: scored as the trivial prediction)" if diverged else "")
@@ -187,7 +193,5 @@ def write_report(dirs: list[str | Path], out: str | Path, source: str | None = N
               for r in flagged] or ["None."]
     lines += ["", "## Failed and unfinished runs", ""]
     lines += [f"- `{r['_path']}`: {r['status']}" + (f" — {r['error']}" if r.get("error") else "") for r in other] or ["None."]
-    path = out / "report.md"
-    path.write_text("\n".join(lines) + "\n")
+    (out / "report.md").write_text("\n".join(lines) + "\n")
     explorer.write_explorer(scored, out / "explorer.html")  # the same runs, interactive (explorer.py)
-    return path

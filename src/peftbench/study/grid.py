@@ -16,6 +16,7 @@ protocol: its runs depend on completed ones, so protocol.py plans and runs it in
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections import Counter
 from itertools import product
@@ -25,12 +26,13 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ..config.compose import CONFIG_DIR, group_options, load_config, load_yaml
-from ..engine import preflight
+from ..engine import preflight, signals
 from . import protocol, protocol_keys, search
 from .planning import pool_size, print_plan, run_spec, task_folder  # noqa: F401
 from .search import lr_folder, lr_grid  # noqa: F401  (grids are a budget of their own size)
 from ..errors import UserError
 from .runner import check_versions, completed, run_one, trains_here  # noqa: F401  (launch.py's jobs use run_one too)
+from .stop import stopped
 
 STUDY_KEYS = ("methods", "tasks", "seeds", "sizes", "out", "run")
 OPTIONAL_KEYS = {"launcher": None, "launch": [], "lrs": None, "parallel": 1}  # launch: hydra.* overrides for the launcher
@@ -208,8 +210,22 @@ def pool_sizes(study: DictConfig) -> dict[str, int | None]:
     return pools
 
 
-def run_study(name: str, overrides: list[str] | None = None, dry_run: bool = False, base: dict | None = None) -> int:
-    """Run every planned run that has no completed twin; print a line per run and a summary; 1 if any failed."""
+def run_study(name: str, overrides: list[str] | None = None, dry_run: bool = False, base: dict | None = None,
+              command: str | None = None) -> int:
+    """Run every planned run that has no completed twin; print a line per run and a summary; 1 if any failed.
+
+    SIGTERM or Ctrl-C: the runs that train save a checkpoint, no run starts, and `errors.Stopped` says to run
+    `command` (default: this study's `peftbench study` line) again to resume; a second signal stops at once (stop.py).
+    """
+    command = command or shlex.join(["peftbench", "study", name, *(overrides or [])])
+    with signals.watch():
+        try:
+            return _run_study(name, overrides, dry_run, base)
+        except KeyboardInterrupt as e:
+            raise stopped(Path(name).stem, command, e) from None
+
+
+def _run_study(name: str, overrides: list[str] | None, dry_run: bool, base: dict | None) -> int:
     study = load_study(name, overrides, base)
     try:
         pools = pool_sizes(study)

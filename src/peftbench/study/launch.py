@@ -14,6 +14,9 @@ own with its own memory figures. On a machine with GPUs, worker slot s (of N) tr
 (CUDA_VISIBLE_DEVICES): N up to the GPU count gives every run its own GPU; more, and runs share (small models leave
 most of one idle), and each run's result.json says with how many others (`device_shared_with`), so the report does
 not read its times as a solo speed.
+
+SIGTERM or Ctrl-C on the study stops the launcher, its workers and their runs together (stop.py); a job that starts
+after OUT/plan.stop was written trains nothing.
 """
 
 from __future__ import annotations
@@ -34,9 +37,11 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from ..config.compose import CONFIG_DIR, compose_config, load_config
+from ..engine import signals
 from ..errors import UserError
 from ..record import SHARED_ENV
 from .runner import completed, run_one, trains_here
+from .stop import Supervisor
 
 # launcher name -> the Hydra plugin it needs (`pip install "peftbench[launchers]"` brings all three)
 PLUGINS = {"basic": None, "joblib": "hydra_plugins.hydra_joblib_launcher",
@@ -86,13 +91,18 @@ def launch_study(study: DictConfig, name: str, configs: list[tuple[Path, DictCon
     plan = write_plan(out, name, runs)
     sweep_dir = (out / "launches" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")).resolve()
     t0 = time.perf_counter()
-    if study.launcher:
-        cmd = [sys.executable, "-m", "peftbench.study.launch", "--multirun", f"hydra/launcher={study.launcher}",
-               f"plan={plan}", f"job={','.join(map(str, todo))}", f"hydra.sweep.dir={sweep_dir}", *study.launch]
-        print(f"launching {len(todo)} of {len(configs)} runs on {study.launcher}:\n  {shlex.join(cmd)}", flush=True)
-        code = subprocess.run(cmd).returncode
-    else:
-        code = run_parallel(plan, todo, int(study.parallel), sweep_dir)
+    with Supervisor(stop_file(plan), [configs[i][0] for i in todo]) as supervisor:
+        if study.launcher:
+            cmd = [sys.executable, "-m", "peftbench.study.launch", "--multirun", f"hydra/launcher={study.launcher}",
+                   f"plan={plan}", f"job={','.join(map(str, todo))}", f"hydra.sweep.dir={sweep_dir}", *study.launch]
+            print(f"launching {len(todo)} of {len(configs)} runs on {study.launcher}:\n  {shlex.join(cmd)}", flush=True)
+            proc = supervisor.start(cmd)
+            supervisor.wait(lambda: proc.poll() is not None)
+            code = proc.returncode
+        else:
+            code = run_parallel(plan, todo, int(study.parallel), sweep_dir, supervisor)
+    if supervisor.stopping:
+        raise signals.Interrupted("stopped")  # run_study's last line says how to resume
     done = [i for i in todo if completed(*configs[i], here)]
     missing = [str(configs[i][0]) for i in todo if i not in done]
     print(f"study {Path(name).stem}: {len(done)} ran, {len(configs) - len(todo)} skipped, {len(missing)} failed or "
@@ -102,6 +112,11 @@ def launch_study(study: DictConfig, name: str, configs: list[tuple[Path, DictCon
     if code:
         print(f"the launcher exited with {code}: its error is above; job logs are in {sweep_dir}")
     return 1 if missing or code else 0
+
+
+def stop_file(plan: Path) -> Path:
+    """OUT/plan.stop: written when the study is told to stop; a job that starts after it trains nothing."""
+    return plan.with_suffix(".stop")
 
 
 def gpu_slots(n: int) -> list[dict[str, str]]:
@@ -118,7 +133,7 @@ def gpu_slots(n: int) -> list[dict[str, str]]:
             for s in range(n)]
 
 
-def run_parallel(plan: Path, todo: list[int], n: int, sweep_dir: Path) -> int:
+def run_parallel(plan: Path, todo: list[int], n: int, sweep_dir: Path, supervisor: Supervisor) -> int:
     """Plan entries `todo`, n processes at a time on this machine; each prints its one summary line when done.
 
     Every process gets cores/n CPU threads (unless OMP_NUM_THREADS is set), so n runs do not oversubscribe the CPU,
@@ -143,8 +158,11 @@ def run_parallel(plan: Path, todo: list[int], n: int, sweep_dir: Path) -> int:
         slot = free.get()
         try:
             with open(log, "w") as f:
-                code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT,
-                                      env={**env, **slots[slot], "TQDM_DISABLE": "1"}).returncode
+                proc = supervisor.start(cmd, stdout=f, stderr=subprocess.STDOUT,
+                                        env={**env, **slots[slot], "TQDM_DISABLE": "1"})
+                if proc is None:  # the study is stopping
+                    return 0
+                code = proc.wait()
         finally:
             free.put(slot)
         lines = [x for x in log.read_text(errors="replace").splitlines() if x.startswith("[")]
@@ -152,24 +170,32 @@ def run_parallel(plan: Path, todo: list[int], n: int, sweep_dir: Path) -> int:
         return code
 
     with ThreadPoolExecutor(n) as pool:
-        codes = list(pool.map(one, todo))
-    return max(codes, default=0)
+        jobs = [pool.submit(one, job) for job in todo]
+        supervisor.wait(lambda: all(j.done() for j in jobs))  # here, not in pool.map: signals reach the main thread
+    return max((j.result() for j in jobs), default=0)
 
 
 @hydra.main(config_path="../configs", config_name="launch", version_base=None)
 def main(cfg: DictConfig) -> str:
-    """One Hydra job: run number `cfg.job` of the plan; returns 'ran', 'skipped' or 'failed'."""
+    """One Hydra job: run number `cfg.job` of the plan; returns 'ran', 'skipped', 'failed' or 'stopped'."""
     plan = json.loads(Path(cfg.plan).read_text())
     os.chdir(plan["cwd"])  # relative paths in the overrides (data_dir=..., out=...) mean what they meant there
     run = plan["runs"][cfg.job]
     folder = Path(run["out"])
     label = f"[{cfg.job + 1}/{len(plan['runs'])}] {folder}"
-    try:
-        run_cfg = load_config(run["overrides"])
-    except UserError as e:  # the plan was checked when written; this is a changed package or data folder
-        print(f"{label}: FAILED: {e}", flush=True)
-        return "failed"
-    return run_one(folder, run_cfg, label)
+    with signals.watch():  # a stop signal now ends this job's run at its next step, with a checkpoint
+        if stop_file(Path(cfg.plan)).exists():
+            print(f"{label}: not started, the study is stopping", flush=True)
+            return "stopped"
+        try:
+            run_cfg = load_config(run["overrides"])
+        except UserError as e:  # the plan was checked when written; this is a changed package or data folder
+            print(f"{label}: FAILED: {e}", flush=True)
+            return "failed"
+        try:
+            return run_one(folder, run_cfg, label)
+        except KeyboardInterrupt:  # run_one said so; the launcher goes on to its next job, which stops at once
+            return "stopped"
 
 
 if __name__ == "__main__":

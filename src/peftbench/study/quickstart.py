@@ -7,6 +7,7 @@ methods on an SST-2 slice, MiniLM), run by the study machinery (completed runs a
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from ..config.compose import CONFIG_DIR, group_options
@@ -16,7 +17,7 @@ GROUPS = {"methods": ("method", "method=NAME"), "tasks": ("task", "task=NAME"), 
           "studies": ("study", "peftbench study NAME")}
 
 
-def study_report(name: str, overrides: list[str], out: str | Path) -> Path:
+def study_report(name: str, overrides: list[str], out: str | Path, overwrite: bool = False) -> Path:
     """OUT/report.md (+ figures, explorer.html) from the runs study `name` plans and has completed, and only those:
     two presets may share one folder (all_minilm and glue_minilm do)."""
     from ..report import write_report
@@ -29,7 +30,7 @@ def study_report(name: str, overrides: list[str], out: str | Path) -> Path:
         raise UserError(f"report --study {name}: none of its {len(runs)} planned runs has a result.json under "
                         f"{study.out}; run `peftbench study {name}` first, or give the study's out folder")
     source = f"the runs of study `{name}` in `{study.out}` ({len(found)} of its {len(runs)} planned runs found)"
-    return write_report(found, out, source=source)
+    return write_report(found, out, source=source, overwrite=overwrite)
 
 
 def run_quickstart(overrides: list[str], dry_run: bool = False) -> int:
@@ -37,7 +38,8 @@ def run_quickstart(overrides: list[str], dry_run: bool = False) -> int:
     from .grid import load_study, run_study
 
     study = load_study("quickstart", overrides)  # bad input fails here, before anything is trained
-    code = run_study("quickstart", overrides, dry_run=dry_run)
+    code = run_study("quickstart", overrides, dry_run=dry_run,
+                     command=shlex.join(["peftbench", "quickstart", *overrides]))
     if dry_run:
         return code
     out = Path(study.out)

@@ -12,8 +12,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from ..record import SCORED, check_version, identities, read_record
+from ..engine import signals
 from ..engine.rundir import CHECKPOINT, Busy
+from ..record import SCORED, check_version, identities, read_record
 
 
 def verdict(rec: dict[str, Any]) -> str:
@@ -68,9 +69,13 @@ def completed(folder: Path, cfg: DictConfig, here: bool = True) -> bool:
 
 
 def run_one(folder: Path, cfg: DictConfig, label: str) -> str:
-    """One planned run: 'skipped' (a completed twin exists), 'ran', or 'failed' (its traceback.txt says why)."""
+    """One planned run: 'skipped' (a completed twin exists), 'ran', or 'failed' (its traceback.txt says why).
+    KeyboardInterrupt (a stop signal: the run saved its checkpoint, engine/signals.py) is printed and raised."""
     from ..engine.train import train  # here, not at the top: a study's plan and dry run never load torch
 
+    if signals.requested():  # the study is stopping: start nothing new
+        print(f"{label}: not started, the study is stopping", flush=True)
+        raise signals.Interrupted(f"stopped by {signals.name(signals.requested())}")
     old = read_record(folder / "result.json") or {}
     same = twin(old, folder, cfg)
     if "resume" in cfg and not (folder / CHECKPOINT).is_file():
@@ -96,6 +101,9 @@ def run_one(folder: Path, cfg: DictConfig, label: str) -> str:
             if rec["status"] == "diverged" else ""
         print(f"{label}: {said}{verdict(rec)} ({time.perf_counter() - t0:.0f} s)", flush=True)
         return "ran"
+    except KeyboardInterrupt as e:
+        print(f"{label}: stopped after {time.perf_counter() - t0:.0f} s: {e}", flush=True)
+        raise
     except Exception as e:  # one broken run must not stop the others; its record says failed
         where = ""
         if not isinstance(e, Busy):  # Busy: another live run owns the folder, so nothing is written there
