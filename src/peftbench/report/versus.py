@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from .cells import by_seed
+from .cells import FLAG, by_seed, learned_nothing
 from ..stats import VERDICTS, ci95, decide, paired
 
 ALPHA = 0.05   # records written before `alpha` was a study key
@@ -72,6 +72,8 @@ def protocol_versus(by, others, tasks, metric, rule) -> list[str]:
     said: dict[str, dict[str, list[str]]] = {t: defaultdict(list) for t in tasks}
     units = set()
     fam = {}
+    # a baseline that learned nothing is no yardstick: "better than" or "as good as" it says nothing of the method
+    blind = {t for t in tasks if by["full"].get(t) and all(learned_nothing(r) for r in by["full"][t])}
     for t in tasks:
         fam[t] = family(by_seed(by["full"].get(t, []), metric[t]),
                         {m: by_seed(by[m].get(t, []), metric[t]) for m in others}, rule)
@@ -82,6 +84,10 @@ def protocol_versus(by, others, tasks, metric, rule) -> list[str]:
             deltas, verdicts, _ = fam[t]
             if m not in deltas:
                 cells.append("no shared seeds" if by[m].get(t) and by["full"].get(t) else "—")
+                continue
+            if t in blind:
+                cells.append(f"{_interval(deltas[m])} no verdict {FLAG}")
+                said[t][f"no verdict: full FT learned nothing here {FLAG}"].append(f"{m} ({_interval(deltas[m])})")
                 continue
             v = verdicts[m]
             word = v["verdict"] if v["reason"] != "max_seeds" else "unsettled"
