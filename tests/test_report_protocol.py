@@ -204,7 +204,7 @@ def test_pairs_on_seed_and_data_seed(tmp_path):
 
 
 def test_no_verdict_against_a_baseline_that_learned_nothing(tmp_path):
-    """MRPC's trivial F1 is 81.22 (every pair "equivalent"): full FT at 81.0 learned nothing, so a method 3 points
+    """MRPC's trivial F1 is 81.22 (every pair "equivalent"): full FT at 81.0 on average learned nothing, so a method 3 points
     above it is not called better (nor anything else): its interval is shown, flagged, with no verdict."""
     root = tmp_path / "holdout"
     for m, base in (("full", 81.0), ("lora", 84.0)):
