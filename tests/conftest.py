@@ -57,3 +57,24 @@ def _no_network(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.setenv("PEFTBENCH_CACHE", "off")  # `params` tables are computed, never read from ~/.cache
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (the README's `-n 2`) each worker trains with one thread, and so do the processes its tests
+    start: two workers with torch's default of one thread per core would oversubscribe the cores several times over."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        import torch
+
+        torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Integration tests are slow by nature (the real MiniLM, ../shared/data): the fast tier (`-m "not slow"`) leaves
+    them out with the unit tests marked slow. Ray's tests end with `ray stop --force`, which stops every Ray on the
+    machine: they share one xdist group, so they never run at once."""
+    for item in items:
+        if item.get_closest_marker("integration"):
+            item.add_marker(pytest.mark.slow)
+        if "ray" in item.name.split("[")[0].split("_"):
+            item.add_marker(pytest.mark.xdist_group("ray"))

@@ -210,7 +210,7 @@ def test_best_rate_per_task_incomplete_rates_ties_and_the_seed_rate(tmp_path, mo
     assert glue == {"full": "**89.00 ± 1.00 (n=3) @ 0.0001**", "bitfit": "87.00 ± 1.00 (n=3) @ 0.001",
                     "lora": "_88.00 ± 2.00 (n=3) @ 0.0001_"}
     # The whole grid, the picked rate in bold, the reference study's rate marked.
-    assert "| full | 2e-05 (seed) | 85.00 ± 1.00 (n=3) |" in md and "| full | 0.0001 | **89.00 ± 1.00 (n=3)** |" in md
+    assert "| full | 2e-05 (ref) | 85.00 ± 1.00 (n=3) |" in md and "| full | 0.0001 | **89.00 ± 1.00 (n=3)** |" in md
     assert "| bitfit | 0.005 | 87.50 ± 0.71 (n=2) |" in md and "| lora | 0.001 | 88.00 ± 1.00 (n=3) |" in md
     # Beside the tuned result, the reference rate: bitfit at 5e-4 learned nothing; lora's own 2e-4 was not in the grid.
     assert "| bitfit | mrpc | 0.0005 | 81.22 ± 0.00 (n=3) ⚠ | 0.001 | 87.00 ± 1.00 (n=3) |" in md

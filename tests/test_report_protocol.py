@@ -201,3 +201,18 @@ def test_pairs_on_seed_and_data_seed(tmp_path):
     # seeds=auto rounds run per data seed: 2 seeds < min_seeds 3, so the first look of either cell is still ahead.
     assert ("| rte, 500 rows, data_seed 1 | lora | 2 | 2 | — | unsettled: the next look needs 3 seeds; a resumed "
             "study runs them |" in md)
+
+
+def test_no_verdict_against_a_baseline_that_learned_nothing(tmp_path):
+    """MRPC's trivial F1 is 81.22 (every pair "equivalent"): full FT at 81.0 on average learned nothing, so a method 3 points
+    above it is not called better (nor anything else): its interval is shown, flagged, with no verdict."""
+    root = tmp_path / "holdout"
+    for m, base in (("full", 81.0), ("lora", 84.0)):
+        for seed, d in enumerate([0.0, 0.2, -0.2], 1):
+            record(root / "mrpc" / m / "final" / f"seed{seed}", m, seed, base + d, 1e-4, eval_split="dev",
+                   **protocol("final", "t0", 1e-4))
+    md = write_report([root], tmp_path / "rep").read_text()
+    versus = section(md, "## GLUE — minilm_l6, select=holdout").split("### vs full fine-tuning")[1]
+    assert row(versus, "lora")[1] == "+3.00 [+3.00, +3.00] (n=3) no verdict ⚠"
+    assert "- **mrpc**: no verdict: full FT learned nothing here ⚠: lora (+3.00 [+3.00, +3.00] (n=3))." in versus
+    assert "better than full FT" not in versus

@@ -75,7 +75,7 @@ def glue_section(recs: list[dict], out: Path, tag: str) -> list[str]:
         lines[-1] += (" `@ rate`: the learning rate picked for that method and task — the rate with the highest mean "
                       "dev score over seeds among the rates with the most runs (a tie goes to the lower rate). GLUE "
                       "reports dev, and the same dev set picks the rate, so tuned numbers lean optimistic; "
-                      "the whole grid and the seed's rate are below.")
+                      "the whole grid and the reference study's rate are below.")
     lines += ["", *notes] if notes else []
     lines.append("")
     lines += secondary_table(by, methods, tasks, tuned)
@@ -173,7 +173,7 @@ def secondary_table(by, methods, tasks, tuned: bool) -> list[str]:
         if (b := next(known, None)) is not None:
             base.append(f"{t} {k} {b:.2f}")
     lines += ["", "The same runs as the table above" + (" (at the rate the primary metric picked)" if tuned else "")
-              + f", scored in the task's secondary metric (the seed's metrics table). {FLAG}: a run not {CLEAR:g} "
+              + f", scored in the task's secondary metric (the reference study's metrics table). {FLAG}: a run not {CLEAR:g} "
               "point above the majority class in this metric" + (f" ({', '.join(base)})" if base else "") + ".", ""]
     return lines
 
@@ -190,11 +190,11 @@ def grid_tables(grid, best, methods, tasks, metric) -> list[str]:
                 rs = grid[m].get(t, {}).get(lr, [])
                 text = cell([r["metrics"][metric[t]] for r in rs], any(learned_nothing(r) for r in rs))
                 cells.append(f"**{text}**" if rs and best[m][t] == lr else text)
-            mark = " (seed)" if own is not None and lr is not None and math.isclose(lr, own) else ""
+            mark = " (ref)" if own is not None and lr is not None and math.isclose(lr, own) else ""
             lines.append(f"| {m} | {rate(lr)}{mark} | " + " | ".join(cells) + " |")
-    lines += ["", "**Bold**: the rate picked for that method and task. (seed): the method's own rate, the seed "
-              "protocol's.", "", "### Tuned vs the seed's rate", "",
-              "| method | task | seed rate | at the seed rate | best rate | at the best rate |",
+    lines += ["", "**Bold**: the rate picked for that method and task. (ref): the method's own rate, the reference "
+              "study's.", "", "### Tuned vs the reference study's rate", "",
+              "| method | task | reference rate | at the reference rate | best rate | at the best rate |",
               "|---|---|---:|---:|---:|---:|"]
     for m in methods:
         for t in tasks:

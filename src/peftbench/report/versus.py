@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from .cells import by_seed
+from .cells import FLAG, by_seed, learned_nothing
 from ..stats import VERDICTS, ci95, decide, paired
 
 ALPHA = 0.05   # records written before `alpha` was a study key
@@ -65,6 +65,11 @@ def _interval(d: list[float]) -> str:
         f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}] (n={n})"
 
 
+def mean_record(recs: list[dict], metric: str) -> dict:
+    """One record standing for `recs`: the first, with `metric` at their mean (for the learned-nothing test)."""
+    return {**recs[0], "metrics": {metric: sum(r["metrics"][metric] for r in recs) / len(recs)}}
+
+
 def protocol_versus(by, others, tasks, metric, rule) -> list[str]:
     """The table and verdict lines under the protocol: each method's Δ with its interval, and its verdict."""
     lines = ["| method | " + " | ".join(f"{t}: Δ {metric[t]} [95% interval] verdict" for t in tasks) + " |",
@@ -72,6 +77,8 @@ def protocol_versus(by, others, tasks, metric, rule) -> list[str]:
     said: dict[str, dict[str, list[str]]] = {t: defaultdict(list) for t in tasks}
     units = set()
     fam = {}
+    # a baseline that learned nothing is no yardstick: "better than" or "as good as" it says nothing of the method
+    blind = {t for t in tasks if by["full"].get(t) and learned_nothing(mean_record(by["full"][t], metric[t]), metric[t])}
     for t in tasks:
         fam[t] = family(by_seed(by["full"].get(t, []), metric[t]),
                         {m: by_seed(by[m].get(t, []), metric[t]) for m in others}, rule)
@@ -82,6 +89,10 @@ def protocol_versus(by, others, tasks, metric, rule) -> list[str]:
             deltas, verdicts, _ = fam[t]
             if m not in deltas:
                 cells.append("no shared seeds" if by[m].get(t) and by["full"].get(t) else "—")
+                continue
+            if t in blind:
+                cells.append(f"{_interval(deltas[m])} no verdict {FLAG}")
+                said[t][f"no verdict: full FT learned nothing here {FLAG}"].append(f"{m} ({_interval(deltas[m])})")
                 continue
             v = verdicts[m]
             word = v["verdict"] if v["reason"] != "max_seeds" else "unsettled"
