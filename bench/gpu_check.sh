@@ -126,7 +126,7 @@ squad)
   python3 - "$OUT/squad" <<'PY'
 import json, sys
 from pathlib import Path
-from peftbench.report.baselines import baseline
+from peftbench.reports.baselines import baseline
 for f in sorted(Path(sys.argv[1]).glob("*/result.json")):
     r = json.loads(f.read_text()); b = baseline(r); f1 = r.get("metrics", {}).get("f1")
     ok = r["status"] == "completed" and f1 is not None and b is not None and f1 > b

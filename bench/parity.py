@@ -84,7 +84,7 @@ def majority(task: str) -> float:
     accuracy, or 0 for MCC and Pearson (a constant has no correlation)."""
     from omegaconf import OmegaConf
 
-    from peftbench.report.baselines import KNOWN_DEV, baseline
+    from peftbench.reports.baselines import KNOWN_DEV, baseline
 
     cfg = OmegaConf.to_container(task_cfg(task, SHARED_DATA), resolve=True)  # its dev.tsv, else the official counts
     return baseline({"config": cfg, "primary_metric": metric_of(task),
@@ -130,7 +130,7 @@ def score(job: dict) -> float:
 
 def tables(jobs: list[dict], comps: list[dict], runners: list[str], methods: list[str], floor: float,
            metric: str = "accuracy") -> str:
-    from peftbench.report.cells import CLEAR, FLAG
+    from peftbench.reports.cells import CLEAR, FLAG
     from peftbench.stats import mean_std
 
     lines = ["| method | " + " | ".join(f"{r} {metric}" for r in runners) + " |", "|---|" + "---:|" * len(runners)]
@@ -230,7 +230,7 @@ def collected(jobs_dir: Path, task: str, methods: list[str], runners: list[str])
 
 
 def write_tables(args: argparse.Namespace, jobs: list[dict], lrs: dict, t_all: float) -> None:
-    from peftbench.report.cells import CLEAR
+    from peftbench.reports.cells import CLEAR
 
     floor = majority(args.task) + CLEAR
     comps = comparisons(jobs, args.runners, args.methods, floor)

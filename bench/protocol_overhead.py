@@ -42,7 +42,7 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
 
-    from peftbench.study import protocol, runner, grid as study
+    from peftbench.studies import protocol, runner, grid as study
 
     out = Path(args.out or tempfile.mkdtemp(prefix="protocol_overhead_"))
     timings = {"train_s": 0.0, "plan_s": 0.0, "runs": 0, "plans": 0}

@@ -1,5 +1,5 @@
 """The family-wise error of `seeds=auto`'s verdicts, measured by simulating whole studies: the project's own decision
-function (`peftbench.stats.decide`, which `study/protocol.py` calls after every round) on simulated scores, not a copy.
+function (`peftbench.stats.decide`, which `studies/protocol.py` calls after every round) on simulated scores, not a copy.
 
 One simulated study is one task of a select=holdout study: full FT and K other methods, each with final seeds
 1..max_seeds. A run's dev score is its method's true mean plus N(0, sd) noise per seed, and every comparison is paired

@@ -15,7 +15,7 @@ from transformers import BertConfig, BertModel
 from peftbench.cli import main
 from peftbench.config.compose import CONFIG_DIR, group_options
 from peftbench.models.load import load_model
-from peftbench.study.runner import verdict
+from peftbench.studies.runner import verdict
 
 
 def record(metric: str, value: float, data_dir, name: str = "sst2", eval_examples: int = 100, **metrics) -> dict:

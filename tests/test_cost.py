@@ -155,7 +155,7 @@ def test_worked_out_flops_match_flopcountermode_within_10_percent(data_root, met
 
 def test_the_record_and_the_report_say_why_prompt_tuning_costs_more(records, tmp_path):
     from peftbench.record import write_json_atomic
-    from peftbench.report import write_report
+    from peftbench.reports import write_report
 
     for method in ("full", "prompt"):
         rec = records(method)

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from peftbench.cli import main
-from peftbench.report.explorer import AXES, FRONT, pareto
-from peftbench.report.figures import color
+from peftbench.reports.explorer import AXES, FRONT, pareto
+from peftbench.reports.figures import color
 
 CHROMIUM = Path("/usr/bin/chromium")
 METHODS = ["full", "bitfit", "lora", "ia3", "prefix", "adapter_houlsby"]
@@ -150,7 +150,7 @@ def test_a_two_row_legend_stays_clear_of_the_titles(explorer_page, tmp_path):
         pytest.skip(f"{CHROMIUM} not found")  # the test above fails in CI without it
     from playwright.sync_api import sync_playwright
 
-    from peftbench.report.explorer import write_explorer
+    from peftbench.reports.explorer import write_explorer
 
     _, records = explorer_page
     many = []

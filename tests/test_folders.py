@@ -11,7 +11,7 @@ import pytest
 from peftbench.cli import main
 from peftbench.engine.folders import staged
 from peftbench.errors import UserError
-from peftbench.report import write_report
+from peftbench.reports import write_report
 
 TINY = ["model=tiny", "max_steps=2", "tracking.mode=disabled", "eval_batch_size=32", "task=rte", "method=bitfit"]
 
@@ -46,7 +46,7 @@ def test_a_failed_report_leaves_the_earlier_one_as_it_was(run, tmp_path, monkeyp
     out = tmp_path / "report"
     assert main(["report", str(run), "--out", str(out)]) == 0
     before = listing(out)
-    from peftbench.report import explorer
+    from peftbench.reports import explorer
 
     def broken(*args, **kwargs):
         raise OSError("disk full")

@@ -94,7 +94,7 @@ def test_metrics_are_bit_identical_with_forgetting_on_or_off(tmp_path, glue_dir,
 
 
 def test_report_table_and_explorer_axis(tmp_path, glue_dir):
-    from peftbench.report.explorer import AXES, value
+    from peftbench.reports.explorer import AXES, value
 
     run(tmp_path / "runs", glue_dir, "full", "method=full")
     run(tmp_path / "runs", glue_dir, "head", "method=bitfit", "method.biases=[]")

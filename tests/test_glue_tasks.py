@@ -167,7 +167,7 @@ def test_a_regression_head_starts_at_zero_or_at_the_training_targets_mean(data_d
 
 
 def test_baselines_of_the_new_metrics(data_dir, tmp_path):
-    from peftbench.report.baselines import baseline
+    from peftbench.reports.baselines import baseline
 
     def rec(task, metric, n):
         cfg = load_config(["model=tiny", f"task={task}", f"data_dir={data_dir}"])

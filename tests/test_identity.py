@@ -91,7 +91,7 @@ def test_migration_gives_a_version_1_record_todays_identity():
 
 def test_a_study_over_old_records_says_to_migrate_and_migrate_fixes_it(tmp_path, glue_dir, capsys, no_gpu):
     from peftbench.cli import main
-    from peftbench.study.grid import load_study, plan
+    from peftbench.studies.grid import load_study, plan
 
     out = tmp_path / "study"
     over = ["tasks=[rte]", "methods=[lora]", "seeds=[3]", f"out={out}", "model=tiny", f"data_dir={glue_dir}",

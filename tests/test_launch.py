@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from peftbench.cli import main
 from peftbench.errors import UserError
-from peftbench.study.grid import load_study
+from peftbench.studies.grid import load_study
 
 TINY = ["model=tiny", "max_steps=3", "train_size=12", "tracking.mode=disabled", "eval_batch_size=32"]
 
@@ -101,7 +101,7 @@ def test_submitit_local_run_and_the_slurm_preset(tmp_path, glue_dir, capsys):
     assert list(out.glob("launches/*/.submitit/*/*_log.out"))  # submitit ran it as its own job
     assert_same_as_sequential(tmp_path, glue_dir, out, methods=("bitfit",))
     # SLURM itself is not here: check what the preset would submit
-    shown = subprocess.run([sys.executable, "-m", "peftbench.study.launch", "--cfg", "hydra", "hydra/launcher=slurm_gpu",
+    shown = subprocess.run([sys.executable, "-m", "peftbench.studies.launch", "--cfg", "hydra", "hydra/launcher=slurm_gpu",
                             "plan=p.json", "job=0", "hydra.launcher.partition=gpu"],
                            capture_output=True, text=True, check=True).stdout
     for line in ["_target_: hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",
@@ -113,7 +113,7 @@ def test_submitit_local_run_and_the_slurm_preset(tmp_path, glue_dir, capsys):
     (["launcher=nope"], "unknown launcher 'nope': pick one of basic, joblib, ray,"),
     (["hydra.launcher.n_jobs=2"], "hydra.launcher.n_jobs=2: hydra.* settings configure a launcher"),
     (["launcher=ray", "hydra.launcher.ray.remote.num_gpus=1"],
-     "Could not override 'hydra.launcher.ray.remote.num_gpus'. (`python -m peftbench.study.launch --cfg hydra"),
+     "Could not override 'hydra.launcher.ray.remote.num_gpus'. (`python -m peftbench.studies.launch --cfg hydra"),
 ])
 def test_bad_launcher_input(args, message):
     with pytest.raises(UserError, match=re.escape(message)):
@@ -156,7 +156,7 @@ def test_a_failed_launched_run_is_reported(tmp_path, glue_dir, capsys):
 ])
 def test_parallel_slots_spread_over_the_gpus(monkeypatch, visible, n, want):
     from peftbench.record import SHARED_ENV
-    from peftbench.study.launch import gpu_slots
+    from peftbench.studies.launch import gpu_slots
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
@@ -176,7 +176,7 @@ def test_parallel_jobs_take_free_gpu_slots(monkeypatch, tmp_path, capsys):
     import types
 
     from peftbench.record import SHARED_ENV
-    from peftbench.study import launch
+    from peftbench.studies import launch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)

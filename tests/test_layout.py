@@ -57,10 +57,10 @@ def test_no_import_cycles():
 
 
 def test_report_modules_are_one_package():
-    report = {m for m in MODULES if m.startswith("peftbench.report.")}
-    assert {"peftbench.report.build", "peftbench.report.glue", "peftbench.report.scaling", "peftbench.report.cells",
-            "peftbench.report.figures", "peftbench.report.baselines",
-            "peftbench.report.explorer"} <= report
+    report = {m for m in MODULES if m.startswith("peftbench.reports.")}
+    assert {"peftbench.reports.build", "peftbench.reports.glue", "peftbench.reports.scaling", "peftbench.reports.cells",
+            "peftbench.reports.figures", "peftbench.reports.baselines",
+            "peftbench.reports.explorer"} <= report
     loose = {"report_glue", "report_scaling", "cells", "figures", "baselines", "explorer"}
     assert not loose & {p.stem for p in SRC.glob("*.py")}
 
@@ -82,7 +82,7 @@ def test_planning_a_study_loads_no_plotting_library():
     import subprocess
     import sys
 
-    code = ("import sys; from peftbench.study import grid, protocol, planning, search, runner; "
+    code = ("import sys; from peftbench.studies import grid, protocol, planning, search, runner; "
             "print(sorted(m for m in ('matplotlib', 'plotly') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

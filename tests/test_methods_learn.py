@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from peftbench.report.baselines import baseline
+from peftbench.reports.baselines import baseline
 from peftbench.config.compose import load_config
 from peftbench.engine.train import train
 

@@ -107,7 +107,7 @@ def test_learns_predicts_exports_and_reports(files, tmp_path, capsys):
     assert main(["train", "model=tiny", "tracking.mode=disabled", "forgetting=false", "method=full", "lr=3e-3",
                  "epochs=60", "batch_size=4", *task(files), f"out={run}"]) == 0
     rec = json.loads((run / "result.json").read_text())
-    from peftbench.report.baselines import baseline
+    from peftbench.reports.baselines import baseline
 
     # {sport} is the most frequent set (4 of 16 rows): on dev it gets row 3 right, half of row 1, misses the rest:
     # micro TP 2, FP 2, FN 2 -> 50; the run must beat it

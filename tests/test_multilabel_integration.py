@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from peftbench.cli import main
-from peftbench.report.baselines import baseline
+from peftbench.reports.baselines import baseline
 
 pytestmark = pytest.mark.integration
 PHRASES = {"sport": ["the team scored a late goal", "the striker missed a penalty", "the match went to extra time",

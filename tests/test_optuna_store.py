@@ -7,7 +7,7 @@ import json
 import optuna
 
 from peftbench.cli import main
-from peftbench.study.search import storage_url
+from peftbench.studies.search import storage_url
 
 
 def test_a_trials_study_opens_with_optuna_load_study(tmp_path, glue_dir, capsys):

@@ -14,7 +14,7 @@ from peftbench.cli import main
 from peftbench.config.compose import load_config
 from peftbench.errors import UserError
 from peftbench.models.load import tiny_tokenizer
-from peftbench.study.grid import load_study, plan
+from peftbench.studies.grid import load_study, plan
 from peftbench.data.tasks import classification, squad
 
 STUDY = ["model=tiny", "max_steps=2", "tracking.mode=disabled", "eval_batch_size=32"]

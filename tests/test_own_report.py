@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from peftbench.cli import main
-from peftbench.report import figures
+from peftbench.reports import figures
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 WORDS = ["good", "great", "fine", "bad", "awful", "poor", "nice", "dull"]

@@ -13,12 +13,12 @@ import pytest
 
 from peftbench.data import holdout
 from peftbench.engine.device import runtime
-from peftbench.study import protocol, search
+from peftbench.studies import protocol, search
 from peftbench.cli import main
 from peftbench.config.compose import load_config
 from peftbench.errors import UserError
 from peftbench.record import IDENTITY_VERSION, identity, read_record, write_json_atomic
-from peftbench.study.grid import load_study, plan
+from peftbench.studies.grid import load_study, plan
 from peftbench.data.tasks import glue, squad
 
 CPU = {"device": "cpu", "precision": "fp32"}
@@ -204,7 +204,7 @@ def test_diverged_runs_are_data_and_the_study_completes(glue_dir, tmp_path, caps
     """full FT's space forces divergence (lr 1e30..1e31): both its trials end `diverged` at the trivial score, one is
     picked, its final runs diverge too and are data; every method gets final runs, the report shows it, and EVP counts
     both diverged trials."""
-    from peftbench.report import write_report
+    from peftbench.reports import write_report
 
     out = tmp_path / "s"
     args = ["study", "glue", "tasks=[rte]", "methods=[full,bitfit]", "select=holdout", "holdout=0.25", "trials=2",
@@ -327,8 +327,8 @@ def test_bad_run_keys_are_one_line():
 
 def test_each_round_is_one_launcher_submission(glue_dir, tmp_path, monkeypatch):
     """parallel=N / launcher=...: the selection round, then each final round, goes to launch_study once."""
-    from peftbench.study import launch
-    from peftbench.study.runner import run_one
+    from peftbench.studies import launch
+    from peftbench.studies.runner import run_one
 
     rounds = []
 

@@ -7,7 +7,7 @@ import json
 import re
 
 from peftbench.cli import main
-from peftbench.study.grid import load_study, plan
+from peftbench.studies.grid import load_study, plan
 
 METHODS = ["full", "bitfit", "bitfit_subset", "lora", "prompt"]
 RATES = {"full": 1e-4, "bitfit": 5e-3, "bitfit_subset": 5e-3, "lora": 2e-3, "prompt": 1e-2}

@@ -11,7 +11,7 @@ import pytest
 
 from peftbench.cli import main
 from peftbench.record import write_json_atomic
-from peftbench.report import baseline, collect, write_report
+from peftbench.reports import baseline, collect, write_report
 from peftbench.stats import bootstrap_crossing, compare, crossings, paired, t95
 
 TASK = {"sst2": ("accuracy", "glue/SST-2", 872), "mrpc": ("f1", "glue/MRPC", 408), "rte": ("accuracy", "glue/RTE", 277)}
@@ -204,7 +204,7 @@ def test_best_rate_per_task_incomplete_rates_ties_and_the_seed_rate(tmp_path, mo
                    config={"task": {"name": "mrpc", "kind": "glue", "dir": "glue/MRPC"}, "data_dir": "none",
                            "method": {"name": method, "trains": "x", "lr": own[method]}, "seed": seed})
     seen = {}
-    monkeypatch.setattr("peftbench.report.figures.part1_results", lambda *a, **k: seen.update(baselines=a[5]))
+    monkeypatch.setattr("peftbench.reports.figures.part1_results", lambda *a, **k: seen.update(baselines=a[5]))
     md = write_report([tmp_path], tmp_path / "rep").read_text()
     glue = {r[0]: r[1] for m in own for r in rows(md, m) if len(r) == 4}
     assert glue == {"full": "**89.00 ± 1.00 (n=3) @ 0.0001**", "bitfit": "87.00 ± 1.00 (n=3) @ 0.001",

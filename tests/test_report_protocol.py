@@ -13,7 +13,7 @@ import pytest
 from scipy.stats import norm, t
 
 from peftbench.record import write_json_atomic
-from peftbench.report import write_report
+from peftbench.reports import write_report
 from peftbench.stats import STOP_REASONS
 
 COMMITTED = Path(__file__).parents[1] / "results/glue_minilm/mrpc/full/lr5e-05/seed1/result.json"
@@ -48,7 +48,7 @@ def record(path: Path, method: str, seed: int, f1: float, lr: float, task: str =
 
 
 def protocol(phase: str, config: str, lr: float, **extra) -> dict:
-    """As study/grid.py writes them: select runs carry the holdout; final runs train on all of train (holdout null) and
+    """As studies/grid.py writes them: select runs carry the holdout; final runs train on all of train (holdout null) and
     carry the select run's under protocol.picked_holdout."""
     final = phase == "final"
     return {"protocol": {"select": "holdout", "phase": phase, "config": config, "params": {"lr": lr}, "budget": 5,

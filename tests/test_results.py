@@ -13,7 +13,7 @@ import torch
 from peftbench.config.compose import load_config
 from peftbench.engine import device
 from peftbench.record import IDENTITY_VERSION, identity, read_record
-from peftbench.study.grid import load_study, plan
+from peftbench.studies.grid import load_study, plan
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 PRESETS = ["all_minilm", "glue_minilm", "prompt_minilm", "prompt_residual_minilm", "scaling_minilm",

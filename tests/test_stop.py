@@ -162,7 +162,7 @@ def test_a_stopping_study_starts_no_new_run(capsys):
     from omegaconf import OmegaConf
 
     from peftbench.engine import signals as sig
-    from peftbench.study.runner import run_one
+    from peftbench.studies.runner import run_one
 
     with sig.watch():
         os.kill(os.getpid(), signal.SIGTERM)
@@ -173,7 +173,7 @@ def test_a_stopping_study_starts_no_new_run(capsys):
 
 def test_only_this_launchs_live_lock_holders_are_signalled(tmp_path):
     from peftbench.engine.rundir import LOCK
-    from peftbench.study.stop import Supervisor
+    from peftbench.studies.stop import Supervisor
 
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:

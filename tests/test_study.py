@@ -10,7 +10,7 @@ import pytest
 
 from peftbench.cli import main
 from peftbench.errors import UserError
-from peftbench.study.grid import load_study, plan, pool_sizes
+from peftbench.studies.grid import load_study, plan, pool_sizes
 
 TINY = ["model=tiny", "max_steps=2", "train_size=12", "tracking.mode=disabled", "eval_batch_size=32"]
 
@@ -142,7 +142,7 @@ def test_tiny_scaling_study_and_its_report(tmp_path, capsys):
 
 @pytest.mark.integration
 def test_minilm_study_on_real_mrpc(tmp_path, shared_data, capsys):
-    from peftbench.report.baselines import baseline
+    from peftbench.reports.baselines import baseline
 
     args = ["study", "glue", "model=minilm_l6", f"data_dir={shared_data}", "methods=[bitfit]", "tasks=[mrpc]",
             "max_steps=2", "train_size=32", "tracking.mode=disabled", f"out={tmp_path}/s"]

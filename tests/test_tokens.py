@@ -161,7 +161,7 @@ def test_predict_prints_spans_and_export_keeps_the_tags(conll, tmp_path, capsys)
     assert main(["report", str(run), "--out", str(tmp_path / "report")]) == 0
     report = (tmp_path / "report" / "report.md").read_text()
     assert "| full | **100.00 (n=1)** |" in report and "## Learned nothing\n\nRuns" in report
-    from peftbench.report.baselines import baseline
+    from peftbench.reports.baselines import baseline
 
     assert baseline(rec) == 0.0 and baseline(rec, "accuracy") == pytest.approx(100 * 3 / 7)  # 3 of 7 dev words O
 

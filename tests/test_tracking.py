@@ -6,7 +6,7 @@ import json
 import time
 
 from peftbench.cli import main
-from peftbench.study.grid import load_study, plan
+from peftbench.studies.grid import load_study, plan
 
 
 def test_offline_wandb_run_mirrors_the_record(tmp_path, glue_dir, monkeypatch):

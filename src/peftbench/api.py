@@ -14,19 +14,16 @@ result.json and raises the same `peftbench.errors.UserError` (one line). In-memo
 content's sha256, and read by the own-data task (`task=classification`) through a task file beside it (data.py).
 A `peft.PeftConfig` is `method=peft` with `method.config` (config/peftconfig.py).
 
-`peftbench.study` and `peftbench.report` are also the names of the layer packages below this one; they are made
-callable (the package's module class gets a `__call__`), so `peftbench.study(...)` runs a study while
-`from peftbench.study.grid import plan` keeps working.
+The layers these functions call are the packages `peftbench.studies` and `peftbench.reports` (plural, so that
+`peftbench.study` and `peftbench.report` are these functions and nothing else).
 """
 
 from __future__ import annotations
 
 import os
-import types
 from pathlib import Path
 from typing import Any, Iterable, Union
 
-from . import study as _study_package
 from .errors import UserError
 
 Folders = Union[str, Path, Iterable[Union[str, Path]]]
@@ -60,7 +57,7 @@ class Run:
 
     def summary(self) -> str:
         """The line `peftbench train` prints: status, task, method, the score against the trivial baseline."""
-        from .study.runner import verdict
+        from .studies.runner import verdict
 
         rec = self.record
         others = [f"{k} {v:.2f}" for k, v in rec["metrics"].items() if k != rec["primary_metric"]]
@@ -181,14 +178,14 @@ def study(name: str | None = None, *, task: Any = None, dev: Any = None, text: s
     (glue, quickstart, ...) or a study .yaml; without one the keywords are the study: methods=[...], tasks=[...],
     seeds=[...] (default [42]), out=... (default studies/study), and any run key for every run (max_steps=2, ...).
     In-memory data (task=DataFrame, dev=, text=, label=, task_name=) is added to its tasks."""
-    from .study.grid import load_study, plan, pool_sizes, run_study
+    from .studies.grid import load_study, plan, pool_sizes, run_study
 
     base = None if name else dict(BARE_STUDY)
     called = name or Path(str(keys.get("out") or BARE_STUDY["out"])).name  # its lines say "study <out's name>: ..."
     keys = dict(keys)
     if task is not None:  # written under the study's folder as a task file; its tasks, unless tasks= names more
         from .config.compose import load_yaml
-        from .study.grid import study_file
+        from .studies.grid import study_file
 
         data = {"dev": dev, "text": text, "text_pair": text_pair, "label": label, "name": task_name}
         preset = base if base is not None else (load_yaml(study_file(name), "study file")
@@ -205,7 +202,7 @@ def study(name: str | None = None, *, task: Any = None, dev: Any = None, text: s
 
 def results(folders: Folders) -> Any:
     """Every run under `folders` as a pandas DataFrame, one row per run (the records the report reads)."""
-    from .report.table import results_frame
+    from .reports.table import results_frame
 
     return results_frame(_folders(folders))
 
@@ -213,18 +210,10 @@ def results(folders: Folders) -> Any:
 def report(folders: Folders, out: str | Path = "report", overwrite: bool = False) -> Path:
     """`peftbench report`: OUT/report.md, its figures and explorer.html from the runs under `folders` (an existing
     folder that is not an earlier report needs overwrite=True, as `--overwrite` on the command line)."""
-    from .report import write_report
+    from .reports import write_report
 
     return write_report(_folders(folders), out, overwrite=overwrite)
 
 
 def _folders(folders: Folders) -> list[Path]:
     return [Path(folders)] if isinstance(folders, (str, Path)) else [Path(f) for f in folders]
-
-
-class _CallableStudy(types.ModuleType):
-    def __call__(self, *args: Any, **kwargs: Any) -> list[Run]:
-        return study(*args, **kwargs)
-
-
-_study_package.__class__ = _CallableStudy

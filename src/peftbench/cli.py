@@ -47,15 +47,15 @@ def _params(args: argparse.Namespace) -> int:
 
 
 def _study(args: argparse.Namespace) -> int:
-    from .study.grid import run_study
+    from .studies.grid import run_study
 
     return run_study(args.name, args.overrides, dry_run=args.dry_run)
 
 
 def _report(args: argparse.Namespace) -> int:
     from .engine.folders import RUN_MARKS, check_run
-    from .report import write_report
-    from .study.quickstart import study_report
+    from .reports import write_report
+    from .studies.quickstart import study_report
 
     if not args.study:
         if not args.dirs:
@@ -73,13 +73,13 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _quickstart(args: argparse.Namespace) -> int:
-    from .study.quickstart import run_quickstart
+    from .studies.quickstart import run_quickstart
 
     return run_quickstart(args.overrides, dry_run=args.dry_run)
 
 
 def _list(args: argparse.Namespace) -> int:
-    from .study.quickstart import list_configs
+    from .studies.quickstart import list_configs
 
     print(list_configs(args.groups))
     return 0

@@ -31,7 +31,7 @@ Schema (version 1), one JSON object:
     sorted row ids, one per line: training-file positions, QA question ids)} or null (nothing held out)
   data_sha256: {train, dev}: sha256 of the own-data files a run read (task=classification from files; the Python
     API's in-memory data is written as such files), absent for GLUE, SQuAD and hub data
-  protocol: the study's holdout protocol (study/grid.py), or null for a run outside one:
+  protocol: the study's holdout protocol (studies/grid.py), or null for a run outside one:
     {select: "dev"|"holdout", phase: "select"|"final"|null, config: "lr0.0002"|"t3"|null (its folder name),
      params: {lr: 2e-4, ...} (the configuration's values), budget (configurations per method),
      sampler: "grid"|"random"|"tpe", picked_holdout_score (final runs: the picked config's holdout score),

@@ -49,7 +49,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "data_seed": spec(INT, min=0, max=2**32 - 1, nullable=True),
     "holdout": spec(NUM, gt=0, nullable=True),  # holdout.check_spec: a fraction in (0,1) or a whole count
     "eval_split": spec(STR, choices=["dev", "holdout"]),
-    "protocol": spec("dict", nullable=True, open=True),  # study/grid.py writes it; record.py documents its keys
+    "protocol": spec("dict", nullable=True, open=True),  # studies/grid.py writes it; record.py documents its keys
     "epochs": pos_int(),
     "lr": spec(NUM, gt=0, nullable=True),
     "max_steps": pos_int(nullable=True),
@@ -208,7 +208,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "task.eval_size": pos_int(nullable=True),
 }
 
-# study keys of the holdout protocol's verdicts (study/protocol.py checks them with check_value; docs/protocol.md)
+# study keys of the holdout protocol's verdicts (studies/protocol.py checks them with check_value; docs/protocol.md)
 STUDY_SCHEMA: dict[str, dict[str, Any]] = {
     "margin": spec(NUM, gt=0),          # points of the primary metric a method may lose and still be non-inferior
     "alpha": spec(NUM, gt=0, max=0.5),  # the family-wise error of the verdicts on one task

@@ -4,7 +4,7 @@ at once.
 `StopFlag` is the training loop's: while the loop runs, a signal sets the flag and the loop checkpoints at the next
 step boundary (engine/train.py). `watch()` covers a whole process that runs several runs (a study, a study's job
 process): a signal outside any loop is kept as `StopFlag.pending`, so a run being set up stops at its first step and
-the study starts no new run (study/runner.py). Torch-free, so a study's planning process can import it.
+the study starts no new run (studies/runner.py). Torch-free, so a study's planning process can import it.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ GROUPS = {"methods": ("method", "method=NAME"), "tasks": ("task", "task=NAME"), 
 def study_report(name: str, overrides: list[str], out: str | Path, overwrite: bool = False) -> Path:
     """OUT/report.md (+ figures, explorer.html) from the runs study `name` plans and has completed, and only those:
     two presets may share one folder (all_minilm and glue_minilm do)."""
-    from ..report import write_report
+    from ..reports import write_report
     from .grid import load_study, plan
 
     study = load_study(name, overrides)

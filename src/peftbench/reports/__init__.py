@@ -12,22 +12,7 @@
   table.py      the runs as a pandas DataFrame (`peftbench.results`)
 """
 
-import sys
-import types
-from pathlib import Path
-
 from .baselines import baseline
 from .build import collect, write_report
 
 __all__ = ["baseline", "collect", "write_report"]
-
-
-class _Package(types.ModuleType):
-    """`peftbench.report(folders, out)`: this package is also the Python API's function (peftbench/api.py)."""
-
-    def __call__(self, folders, out: str | Path = "report") -> Path:
-        dirs = [folders] if isinstance(folders, (str, Path)) else list(folders)
-        return write_report(dirs, out)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -18,10 +18,10 @@ from ..record import SCORED, check_version, identities, read_record
 
 
 def verdict(rec: dict[str, Any]) -> str:
-    """The run's primary metric against its task's trivial baseline, by the report's rule (report/cells.py), e.g.
+    """The run's primary metric against its task's trivial baseline, by the report's rule (reports/cells.py), e.g.
     'accuracy 52.35 (majority class 52.71: learned nothing)' or 'accuracy 88.30 (majority class 50.92: +37.38)'."""
-    from ..report.cells import learned_nothing  # here: the report package loads matplotlib, a dry run needs none
-    from ..report.baselines import baseline
+    from ..reports.cells import learned_nothing  # here: the report package loads matplotlib, a dry run needs none
+    from ..reports.baselines import baseline
 
     key = rec.get("primary_metric")
     value = rec.get("metrics", {}).get(key)
@@ -32,7 +32,7 @@ def verdict(rec: dict[str, Any]) -> str:
     if b is None:
         return text  # unknown (a hub eval set, or a task without one): say nothing rather than guess
     kind = rec["config"].get("task", {}).get("kind")
-    # report/baselines.py's trivial predictor: QA's first sentence; in accuracy (MNLI's accuracy_mm too) the majority
+    # reports/baselines.py's trivial predictor: QA's first sentence; in accuracy (MNLI's accuracy_mm too) the majority
     # class; in an F1, MCC or Pearson one constant prediction
     name = ("first sentence" if kind == "squad" else
             "majority class" if key.split("_")[0] == "accuracy" else "constant prediction")

@@ -3,7 +3,7 @@
 `peftbench study NAME launcher=L hydra.launcher.KEY=V ...` plans the runs as usual, writes OUT/plan.json (every
 run's folder and overrides) and hands the runs still to do to Hydra:
 
-    python -m peftbench.study.launch --multirun hydra/launcher=L plan=OUT/plan.json job=3,4,7 hydra.sweep.dir=...
+    python -m peftbench.studies.launch --multirun hydra/launcher=L plan=OUT/plan.json job=3,4,7 hydra.sweep.dir=...
 
 This module is that Hydra app: each job trains one run of the plan through `runner.run_one`, so a launched run is
 the same as a sequential one (same folder, skip and resume rules, result.json) and `peftbench report` reads it
@@ -63,7 +63,7 @@ def check_launcher(name: str, settings: list[str]) -> None:
         package = plugin.split(".")[1].replace("_", "-")
         raise UserError(f"launcher '{name}' needs the {package} plugin: pip install \"peftbench[launchers]\"")
     compose_config("launch", ["plan=x", "job=0", f"hydra/launcher={name}", *settings],
-                   f"`python -m peftbench.study.launch --cfg hydra hydra/launcher={name} plan=x job=0` lists the keys; "
+                   f"`python -m peftbench.studies.launch --cfg hydra hydra/launcher={name} plan=x job=0` lists the keys; "
                    "add a new one with +hydra.KEY=VALUE", hydra_node=True)
 
 
@@ -93,7 +93,7 @@ def launch_study(study: DictConfig, name: str, configs: list[tuple[Path, DictCon
     t0 = time.perf_counter()
     with Supervisor(stop_file(plan), [configs[i][0] for i in todo]) as supervisor:
         if study.launcher:
-            cmd = [sys.executable, "-m", "peftbench.study.launch", "--multirun", f"hydra/launcher={study.launcher}",
+            cmd = [sys.executable, "-m", "peftbench.studies.launch", "--multirun", f"hydra/launcher={study.launcher}",
                    f"plan={plan}", f"job={','.join(map(str, todo))}", f"hydra.sweep.dir={sweep_dir}", *study.launch]
             print(f"launching {len(todo)} of {len(configs)} runs on {study.launcher}:\n  {shlex.join(cmd)}", flush=True)
             proc = supervisor.start(cmd)
@@ -153,7 +153,7 @@ def run_parallel(plan: Path, todo: list[int], n: int, sweep_dir: Path, superviso
     def one(job: int) -> int:
         log = sweep_dir / f"{job}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "peftbench.study.launch", f"plan={plan}", f"job={job}",
+        cmd = [sys.executable, "-m", "peftbench.studies.launch", f"plan={plan}", f"job={job}",
                f"hydra.run.dir={sweep_dir / str(job)}"]
         slot = free.get()
         try:
