@@ -136,6 +136,7 @@ def _table(md: str) -> dict[tuple[str, str], str]:
     return cells
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_results_is_the_table_the_report_is_built_from(tmp_path):
     out = tmp_path / "study"
     runs = peftbench.study(methods=["full", "bitfit"], seeds=[1, 2], task=TRAIN, dev=DEV, text="sentence",

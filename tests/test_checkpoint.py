@@ -91,6 +91,7 @@ class SigtermAt(logging.Handler):
             os.kill(os.getpid(), signal.SIGTERM)
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_fp16_resume_keeps_the_loss_scale_and_ends_bit_identical(monkeypatch, tmp_path, glue_dir):
     # A scale that grows every 2 clean steps overflows and backs off over and over: the steps it skips depend on
     # the scale and its growth tracker, so a resume that restarted them would train other steps
@@ -126,6 +127,7 @@ def launch(out: Path, glue_dir: Path, *extra: str) -> subprocess.Popen:
                             env={**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"})
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_two_process_run_stopped_by_sigterm_resumes_to_the_uninterrupted_tensors(tmp_path, glue_dir):
     """The launcher passes SIGTERM to both processes; they agree on the step to stop at, the main one saves the
     checkpoint from the unwrapped model (no DDP `module.` prefix), and a 2-process resume=true loads it into the

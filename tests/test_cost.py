@@ -153,6 +153,7 @@ def test_worked_out_flops_match_flopcountermode_within_10_percent(data_root, met
     assert expected["tokens_per_example"] == s + extra and expected["input_tokens_per_example"] == s
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_the_record_and_the_report_say_why_prompt_tuning_costs_more(records, tmp_path):
     from peftbench.record import write_json_atomic
     from peftbench.reports import write_report

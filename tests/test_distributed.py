@@ -3,6 +3,8 @@ one batch; eval rows counted once."""
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import subprocess
@@ -19,6 +21,7 @@ ARGS = ["model=tiny", "task=rte", "method=full", "lr=1e-2", "epochs=25", "batch_
         "+model.tiny.hidden_dropout_prob=0.0", "+model.tiny.attention_probs_dropout_prob=0.0"]
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_two_processes_train_like_one_and_count_eval_once(tmp_path, glue_dir):
     one, two = tmp_path / "one", tmp_path / "two"
     assert main(["train", *ARGS, f"data_dir={glue_dir}", f"out={one}"]) == 0
@@ -73,6 +76,7 @@ def test_batch_that_does_not_divide_into_micro_batches_is_refused(tmp_path, glue
     assert code == 2 and "batch_size=8 does not divide over 1 processes x grad_accum=3" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_prefix_trains_on_two_processes_like_one(tmp_path, glue_dir):
     """DDP wraps PrefixModel: the prefixes live outside the encoder and reach it through each layer's kv, so every
     trainable tensor must still get its all-reduced gradient (a missed one would hang or raise in DDP)."""

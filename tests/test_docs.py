@@ -4,6 +4,8 @@ every page's links and anchors.)"""
 
 from __future__ import annotations
 
+import pytest
+
 import argparse
 import re
 from pathlib import Path
@@ -24,8 +26,8 @@ def relative_links(text: str) -> list[str]:
     return [link for link in links if not re.match(r"[a-z]+:|#", link)]
 
 
-def code_blocks(text: str) -> list[str]:
-    return re.findall(r"^```[^\n]*\n(.*?)^```", text, flags=re.S | re.M)
+def code_blocks(text: str, lang: str = r"[^\n]*") -> list[str]:
+    return re.findall(rf"^```{lang}\n(.*?)^```", text, flags=re.S | re.M)
 
 
 def subcommands() -> set[str]:
@@ -68,7 +70,7 @@ def test_nav_points_at_files():
 
 
 def test_readme_commands_are_real_subcommands():
-    blocks = "\n".join(code_blocks(README.read_text()))
+    blocks = "\n".join(code_blocks(README.read_text(), "(?:bash|text)?"))  # shell lines, not the Python example
     used = set(COMMAND.findall(blocks))
     assert {"train", "study", "report", "params"} <= used
     assert used - subcommands() - COMING == set()
@@ -84,6 +86,7 @@ def _build(root: Path) -> "subprocess.CompletedProcess[str]":
                           cwd=root, env=env, capture_output=True, text=True)
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_a_broken_link_fails_the_strict_docs_build(tmp_path):
     """.ci/run's `mkdocs build --strict` (no --quiet, which hid every warning): a copy of the docs builds, and the
     same copy with one broken link does not."""

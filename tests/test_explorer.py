@@ -77,6 +77,7 @@ def test_report_writes_one_self_contained_page(explorer_page):
     assert ("Plotly.newPlot" in html) and len(html) > 1_000_000
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_explorer_in_a_headless_browser(explorer_page, tmp_path):
     if not CHROMIUM.is_file():
         if os.environ.get("CI", "").lower() in ("1", "true"):  # CI never skips it
@@ -144,6 +145,7 @@ def test_explorer_in_a_headless_browser(explorer_page, tmp_path):
     assert {t["name"]: t["colour"] for t in markers} == {m: color(m) for m in METHODS}
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_a_two_row_legend_stays_clear_of_the_titles(explorer_page, tmp_path):
     """Sixteen methods wrap the legend at 1366 px: it must push the panels down, not run into the page's title."""
     if not CHROMIUM.is_file():

@@ -141,6 +141,7 @@ def expected(method: str, fmt: str, peft_backed: bool) -> bool | None:
 
 
 @pytest.mark.parametrize("method", METHODS)
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_every_method_exports_or_refuses_in_one_line(exported, method):
     r = exported[method]
     peft_backed = hasattr(load_run(r["run"]).model, "peft_config")
@@ -203,6 +204,7 @@ def test_model_card_parses_with_huggingface_hub(exported):
         assert meta["model-index"][0]["results"][0]["metrics"][0]["value"] == rec["metrics"]["accuracy"]
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_card_gives_the_seed_interval_of_sibling_runs(tmp_path):
     data = write_glue(tmp_path / "data")
     for seed in (1, 2, 3):
@@ -270,6 +272,7 @@ def test_bad_export_arguments_are_one_line(exported, tmp_path):
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_qa_and_pair_runs_export_in_every_format(tmp_path):
     squad = write_squad(tmp_path / "squad")
     data = write_glue(tmp_path / "data")

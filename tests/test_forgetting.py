@@ -63,6 +63,7 @@ def run(tmp_path, glue_dir, name, *extra):
     return json.loads((out / "result.json").read_text())
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_a_run_records_forgetting_and_an_untouched_encoder_has_none(tmp_path, glue_dir):
     full = run(tmp_path, glue_dir, "full", "method=full")["forgetting"]
     assert full["sample"] == SAMPLE and full["n"] == 96 and full["pooling"] == "mean"

@@ -182,6 +182,7 @@ def test_baselines_of_the_new_metrics(data_dir, tmp_path):
     assert baseline(rec("qqp", "f1", 10)) == pytest.approx(100 * 2 * 0.5 / 1.5)  # predict 1 everywhere
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_a_study_over_all_nine_then_its_report_and_predict(data_dir, tmp_path, capsys):
     """The nine tasks through the rest of the tool: one study plans and runs them, the report has a column for each
     (GLUE's order), and predict answers with each kind of head: a class name (MNLI's 3) and a number (STS-B)."""

@@ -41,6 +41,7 @@ def assert_same_as_sequential(tmp_path, glue_dir, launched, methods=("bitfit", "
         assert da.keys() == db.keys() and all(torch.allclose(da[k], db[k], atol=1e-6) for k in da)
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_joblib_runs_two_at_once_and_skips_them_after(tmp_path, glue_dir, capsys):
     out = tmp_path / "s"
     assert main(study_args(out, glue_dir, "launcher=joblib", "hydra.launcher.n_jobs=2")) == 0
@@ -63,6 +64,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_parallel_runs_two_processes_at_once_equal_to_sequential(tmp_path, glue_dir, capsys):
     out = tmp_path / "p"
     assert main(study_args(out, glue_dir, "parallel=2")) == 0
@@ -76,6 +78,7 @@ def test_parallel_runs_two_processes_at_once_equal_to_sequential(tmp_path, glue_
     assert "all 2 runs completed; nothing to launch" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_ray_on_a_local_instance(tmp_path, glue_dir, monkeypatch, capsys):
     # Ray binds the machine's address unless told this is a single-node (loopback) setup
     monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -93,6 +96,7 @@ def test_ray_on_a_local_instance(tmp_path, glue_dir, monkeypatch, capsys):
     assert_same_as_sequential(tmp_path, glue_dir, out)
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_submitit_local_run_and_the_slurm_preset(tmp_path, glue_dir, capsys):
     out = tmp_path / "s"
     assert main(study_args(out, glue_dir, "methods=[bitfit]", "launcher=submitit_local",
@@ -139,6 +143,7 @@ def test_a_missing_plugin_is_one_line(monkeypatch):
         load_study("glue", ["launcher=slurm_gpu"])
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_a_failed_launched_run_is_reported(tmp_path, glue_dir, capsys):
     dev = glue_dir / "glue" / "RTE" / "dev.tsv"
     dev.write_text(dev.read_text(encoding="utf-8").replace("\tentailment\n", "\tmaybe\n", 1), encoding="utf-8")

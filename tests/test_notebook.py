@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pathlib import Path
 
 import nbformat
@@ -10,6 +12,7 @@ from nbclient import NotebookClient
 NOTEBOOK = Path(__file__).resolve().parents[1] / "examples" / "python_api.ipynb"
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_the_example_notebook_runs(tmp_path):
     nb = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()

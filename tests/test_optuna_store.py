@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 
 import optuna
@@ -10,6 +12,7 @@ from peftbench.cli import main
 from peftbench.studies.search import storage_url
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_a_trials_study_opens_with_optuna_load_study(tmp_path, glue_dir, capsys):
     out = tmp_path / "study"
     # a peft config field drawn too: r=8 is LoRA's default, which the run's canonical config leaves out

@@ -49,6 +49,7 @@ def table(md: str, header_start: str) -> dict[str, list[str]]:
     return rows
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_the_readme_own_data_lines_run_and_the_report_has_every_score(tmp_path, monkeypatch):
     yaml, commands = own_data_section()
     assert len(yaml.strip().splitlines()) == 4 and "name: my_task" in yaml  # the file itself, not `task.train:` keys
@@ -74,6 +75,7 @@ def test_the_readme_own_data_lines_run_and_the_report_has_every_score(tmp_path, 
     assert (tmp_path / out / "part1_results.png").stat().st_size > 5_000
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_a_regression_task_gets_its_table_too(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_csv(tmp_path / "train.csv", 32, regression=True)

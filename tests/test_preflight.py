@@ -59,6 +59,7 @@ def test_train_size_above_the_pool_and_an_unwritable_folder(tmp_path, glue_dir, 
                                    "2 problems found before the first run; nothing ran"]
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_hub_data_that_cannot_be_reached_offline_is_named(tmp_path, capsys):
     assert main(["study", "glue", "--dry-run", "methods=[bitfit]", "tasks=[rte]", "model=tiny", "data_dir=null",
                  f"out={tmp_path}/s"]) == 2

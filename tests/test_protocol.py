@@ -82,6 +82,7 @@ def test_qa_holdout_is_split_by_article(tmp_path):
 
 
 # ---------------------------------------------------------------- end to end
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_holdout_trials_auto_seeds_end_to_end(glue_dir, tmp_path, monkeypatch, capsys):
     """select=holdout trials=2 seeds=auto on the tiny model: no holdout row trains during selection, dev is read only
     by final runs, the final config is the holdout's best, every record names its protocol."""
@@ -168,6 +169,7 @@ AUTO = ["tasks=[rte]", "methods=[full,bitfit,lora,prompt,ia3]", "select=holdout"
         "max_seeds=6", "model=tiny", "lrs=[1e-3]"]
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_auto_seeds_stop_for_each_verdict(tmp_path):
     study = load_study("glue", [*AUTO, f"out={tmp_path}"])
     noise = {1: 0.0, 2: 4.0, 3: -4.0, 4: 3.0, 5: -3.0, 6: 1.0}
@@ -200,6 +202,7 @@ def test_auto_seeds_stop_for_each_verdict(tmp_path):
     assert again.runs == final.runs and again.stops == final.stops and again.waiting == 0
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_diverged_runs_are_data_and_the_study_completes(glue_dir, tmp_path, capsys):
     """full FT's space forces divergence (lr 1e30..1e31): both its trials end `diverged` at the trivial score, one is
     picked, its final runs diverge too and are data; every method gets final runs, the report shows it, and EVP counts
@@ -325,6 +328,7 @@ def test_bad_run_keys_are_one_line():
         load_config(["model=tiny", "holdout=0"])
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_each_round_is_one_launcher_submission(glue_dir, tmp_path, monkeypatch):
     """parallel=N / launcher=...: the selection round, then each final round, goes to launch_study once."""
     from peftbench.studies import launch

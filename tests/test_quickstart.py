@@ -3,6 +3,8 @@ runs it and writes the report; here on the tiny model and the fixture data, so i
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import re
 
@@ -20,6 +22,7 @@ def test_the_preset_is_the_five_methods_on_sst2_minilm():
         assert {"model=minilm_l6", "train_size=3000", "epochs=1", "task=sst2"} <= set(over)
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_quickstart_trains_five_methods_and_writes_the_report(tmp_path, glue_dir, capsys):
     out = tmp_path / "qs"
     args = ["quickstart", "model=tiny", f"data_dir={glue_dir}", f"out={out}", "train_size=12", "max_steps=2",

@@ -46,6 +46,7 @@ def planned() -> dict[Path, list[str]]:
 COMMITTED = sorted(RESULTS.rglob("result.json"))
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_presets_write_under_results() -> None:
     p = plans()
     # all_minilm's runs of the reference methods at glue_minilm's rates are glue_minilm runs: one folder, one config
@@ -58,6 +59,7 @@ def test_presets_write_under_results() -> None:
     assert len(planned()) == 90 + 64 - len(shared) + 6 + 18 + 16 + 18 + len(p["protocol_minilm"]) + 4 * 7 * 3
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_the_committed_protocol_study_is_complete() -> None:
     """Every run protocol_minilm's plan names is committed: its 5 tasks x 7 methods x 4 trials, then each method's
     final seeds, 3 or 4 (seeds=auto, stopped by the group-sequential verdicts)."""
@@ -70,6 +72,7 @@ def test_the_committed_protocol_study_is_complete() -> None:
 
 
 @pytest.mark.skipif(not COMMITTED, reason="no committed results")
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_committed_runs_are_planned_completed_runs() -> None:
     runs, wrong = planned(), []
     for path in COMMITTED:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import signal
@@ -30,6 +32,7 @@ def wait_for_checkpoint(proc: subprocess.Popen, path: Path) -> None:
         time.sleep(0.01)
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_sigkill_then_resume_matches_the_uninterrupted_run(tmp_path, glue_dir):
     assert main(["train", *ARGS, f"data_dir={glue_dir}", f"out={tmp_path / 'whole'}"]) == 0
     whole = json.loads((tmp_path / "whole/result.json").read_text())
@@ -50,6 +53,7 @@ def test_sigkill_then_resume_matches_the_uninterrupted_run(tmp_path, glue_dir):
     assert not (out / "checkpoint.pt").exists()
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_sigterm_saves_a_checkpoint_and_marks_the_run(tmp_path, glue_dir):
     out = tmp_path / "term"
     proc = start(out, glue_dir, "max_steps=400", "checkpoint_every=null", "log_every=1")

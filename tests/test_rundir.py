@@ -45,6 +45,7 @@ def done(tmp_path, glue_dir, capsys):
     return out
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_a_completed_run_is_kept_unless_overwrite(done, glue_dir, capsys):
     before = snapshot(done)
     assert train(glue_dir, done, "seed=7") == 2
@@ -92,6 +93,7 @@ def interrupted(out: Path, glue_dir, monkeypatch, *extra) -> None:
     assert (out / checkpoint.FILE).is_file() and not (out / LOCK).exists()
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_resume_refuses_another_config_and_names_the_keys(tmp_path, glue_dir, monkeypatch, capsys):
     out = tmp_path / "run"
     interrupted(out, glue_dir, monkeypatch)
@@ -109,6 +111,7 @@ def test_resume_refuses_another_config_and_names_the_keys(tmp_path, glue_dir, mo
     assert json.loads((out / "result.json").read_text())["status"] == "completed"
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_overwrite_clears_the_old_runs_files_first(tmp_path, glue_dir, monkeypatch, capsys):
     out = tmp_path / "run"
     interrupted(out, glue_dir, monkeypatch)
@@ -118,6 +121,7 @@ def test_overwrite_clears_the_old_runs_files_first(tmp_path, glue_dir, monkeypat
     assert json.loads((out / "result.json").read_text())["run"]["seed"] == 3
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_two_runs_into_one_folder_at_once(tmp_path, glue_dir, capsys):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "peftbench.cli", "train", *ARGS, "max_steps=100000", "epochs=10000",
@@ -141,6 +145,7 @@ def test_two_runs_into_one_folder_at_once(tmp_path, glue_dir, capsys):
     assert not (out / LOCK).exists()
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_a_study_leaves_a_folder_in_use_alone_and_goes_on(tmp_path, glue_dir, capsys):
     out = tmp_path / "s"
     busy = out / "rte/bitfit/seed42"

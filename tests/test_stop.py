@@ -114,18 +114,21 @@ def stop_and_check(proc: subprocess.Popen, out: Path, mark: str, *signals: int, 
                                        (["launcher=joblib", "hydra.launcher.n_jobs=2"], signal.SIGTERM),
                                        ([], signal.SIGINT), (["parallel=2"], signal.SIGHUP)],
                          ids=["no-launcher", "parallel", "joblib", "no-launcher-ctrl-c", "parallel-hangup"])
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_a_signal_stops_the_study_and_everything_it_started(tmp_path, glue_dir, mark, extra, sig):
     out = tmp_path / "s"
     err = stop_and_check(start(out, glue_dir, mark, *extra), out, mark, sig)
     assert f"stopped by {signal.Signals(sig).name}: runs that were training saved a checkpoint" in err
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_a_second_ctrl_c_stops_at_once(tmp_path, glue_dir, mark):
     out = tmp_path / "s"
     err = stop_and_check(start(out, glue_dir, mark, "parallel=2"), out, mark, signal.SIGINT, signal.SIGINT, limit=15)
     assert "stopped at once by a second signal" in err
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_ray_on_a_local_instance(tmp_path, glue_dir, mark):
     ray = [sys.executable, "-m", "ray.scripts.scripts"]
     port = free_port()

@@ -74,6 +74,7 @@ def test_unknown_study_and_bad_run_key_are_one_line(tmp_path, capsys):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_tiny_study_runs_then_skips(tmp_path, glue_dir, capsys):
     args = ["study", "glue", "methods=[full,bitfit]", "tasks=[sst2,rte]", f"data_dir={glue_dir}", f"out={tmp_path}/s",
             *TINY]
@@ -94,6 +95,7 @@ def test_tiny_study_runs_then_skips(tmp_path, glue_dir, capsys):
     assert "config changed" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_a_failing_run_does_not_stop_the_study(tmp_path, glue_dir, capsys):
     dev = glue_dir / "glue" / "MRPC" / "dev.tsv"
     good = dev.read_text(encoding="utf-8")
@@ -122,6 +124,7 @@ def squad_file(path: Path, n: int) -> None:
     path.write_text(json.dumps(doc))
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_tiny_scaling_study_and_its_report(tmp_path, capsys):
     data = tmp_path / "squad"
     data.mkdir()
@@ -156,6 +159,7 @@ def test_minilm_study_on_real_mrpc(tmp_path, shared_data, capsys):
     assert "| bitfit | " in (tmp_path / "r/report.md").read_text()
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, glue_dir, capsys):
     args = ["study", "glue", "methods=[bitfit]", "tasks=[rte]", f"data_dir={glue_dir}", f"out={tmp_path}", *TINY]
     assert main(args) == 0
@@ -168,6 +172,7 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, glue_dir, caps
     assert "resuming from" in out and "checkpoint" in out.split("FAILED")[1] and "1 failed" in out
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_dry_run_lists_the_runs_and_writes_nothing(tmp_path, glue_dir, capsys):
     assert main(["study", "glue", "--dry-run", "seeds=[1,2]", "model=tiny", f"data_dir={glue_dir}", f"out={tmp_path}/s"]) == 0
     out = capsys.readouterr().out
@@ -211,6 +216,7 @@ def test_bad_lr_grids(args, message):
         load_study("glue", args)
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_tiny_lr_study_records_the_rate_and_the_report_picks_one(tmp_path, glue_dir, capsys):
     args = ["study", "glue", "methods=[bitfit]", "tasks=[rte]", "lrs=[1e-3,1e-2]", f"data_dir={glue_dir}",
             f"out={tmp_path}/s", *TINY]

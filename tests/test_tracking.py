@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import time
 
@@ -9,6 +11,7 @@ from peftbench.cli import main
 from peftbench.studies.grid import load_study, plan
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_offline_wandb_run_mirrors_the_record(tmp_path, glue_dir, monkeypatch):
     monkeypatch.delenv("WANDB_MODE")  # the suite disables W&B; this test is about it
     out = tmp_path / "run"

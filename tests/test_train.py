@@ -36,6 +36,7 @@ def test_train_writes_a_complete_record(tmp_path, glue_dir, method):
     assert (tmp_path / method / "delta.safetensors").is_file()
 
 
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_same_command_twice_gives_identical_metrics(tmp_path, glue_dir):
     a = run(tmp_path, glue_dir, "a", "method=lora", "max_steps=8")
     b = run(tmp_path, glue_dir, "b", "method=lora", "max_steps=8")
