@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,12 @@ RTE = "index\tsentence1\tsentence2\tlabel\n" + "".join(
 
 # Methods whose defaults do not fit the tiny models' 32-wide layers: C3A's block and RoAd's group must divide them.
 TINY_METHOD_ARGS = {"c3a": ["method.peft_args.block_size=16"], "road": ["method.peft_args.group_size=16"]}
+
+
+def fast_sample(values: list, every: int = 4, offset: int = 0) -> list:
+    """`values` as pytest params of which the fast tier (`-m "not slow"`) keeps every `every`-th from `offset` and
+    the full suite keeps all: a per-method matrix checks every method in CI and a spread of them in the edit loop."""
+    return [pytest.param(v, marks=() if (i - offset) % every == 0 else pytest.mark.slow) for i, v in enumerate(values)]
 
 
 def write_glue(root: Path) -> Path:
@@ -59,6 +67,32 @@ def _no_network(monkeypatch):
     monkeypatch.setenv("PEFTBENCH_CACHE", "off")  # `params` tables are computed, never read from ~/.cache
 
 
+@pytest.fixture(autouse=True)
+def _cores(request):
+    """Under xdist a `whole_machine` test waits for the other workers' tests to end and keeps their next ones waiting
+    until it ends: the README's quickstart trains with 2 threads, and a second worker training beside it would
+    oversubscribe the cores (torch runs several times slower then). A turnstile lock in front of the shared one keeps
+    the whole-machine test from waiting forever behind tests that follow each other without a gap."""
+    uid = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): the tests only run slower side by side
+        uid = None
+    if not uid:
+        yield
+        return
+    whole = request.node.get_closest_marker("whole_machine") is not None
+    stem = Path(tempfile.gettempdir()) / f"peftbench-tests-{uid}"
+    with open(f"{stem}.gate", "a") as gate, open(f"{stem}.cores", "a") as cores, contextlib.ExitStack() as held:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        held.callback(fcntl.flock, gate, fcntl.LOCK_UN)
+        fcntl.flock(cores, fcntl.LOCK_EX if whole else fcntl.LOCK_SH)
+        held.callback(fcntl.flock, cores, fcntl.LOCK_UN)
+        if not whole:
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        yield
+
+
 def pytest_configure(config):
     """Under pytest-xdist (the README's `-n 2`) each worker trains with one thread, and so do the processes its tests
     start: two workers with torch's default of one thread per core would oversubscribe the cores several times over."""
@@ -72,9 +106,13 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(config, items):
     """Integration tests are slow by nature (the real MiniLM, ../shared/data): the fast tier (`-m "not slow"`) leaves
     them out with the unit tests marked slow. Ray's tests end with `ray stop --force`, which stops every Ray on the
-    machine: they share one xdist group, so they never run at once."""
+    machine: they share one xdist group, so they never run at once. The tests that share a module-scoped fixture (a
+    run trained once, every method exported once) share one group too: split over two workers, each worker would
+    build the fixture again."""
     for item in items:
         if item.get_closest_marker("integration"):
             item.add_marker(pytest.mark.slow)
         if "ray" in item.name.split("[")[0].split("_"):
             item.add_marker(pytest.mark.xdist_group("ray"))
+        elif any(d.scope == "module" for defs in item._fixtureinfo.name2fixturedefs.values() for d in defs):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))

@@ -128,8 +128,10 @@ def data(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("method", group_options("method"))
-@pytest.mark.parametrize("family", ALL)
+# the fast tier: each method on one family in turn (every family gets some); the full suite: every pair
+@pytest.mark.parametrize("family,method", [
+    pytest.param(f, m, marks=() if i % len(ALL) == ALL.index(f) else pytest.mark.slow)
+    for f in ALL for i, m in enumerate(group_options("method"))])
 def test_every_method_trains_reloads_and_merges_or_refuses_on_every_family(tmp_path, data, family, method):
     out = tmp_path / "run"
     if (family, method) in REFUSALS:

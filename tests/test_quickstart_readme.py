@@ -61,6 +61,7 @@ def test_the_readme_section_parses():
 
 
 @pytest.mark.integration
+@pytest.mark.whole_machine  # 2 threads, as the README's run: no other test trains beside it
 def test_a_fresh_quickstart_prints_the_readmes_numbers(shared_data, tmp_path, monkeypatch, capsys):
     import torch
 
