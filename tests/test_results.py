@@ -17,7 +17,7 @@ from peftbench.studies.grid import load_study, plan
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 PRESETS = ["all_minilm", "glue_minilm", "prompt_minilm", "prompt_residual_minilm", "scaling_minilm",
-           "methods2026_minilm", "protocol_minilm", "protocol_minilm_dev"]  # the studies whose out is under results/
+           "methods2026_minilm", "protocol_minilm", "protocol_minilm_dev", "headline_minilm"]  # out under results/
 
 
 @pytest.fixture(autouse=True)
@@ -44,6 +44,7 @@ def planned() -> dict[Path, list[str]]:
 
 
 COMMITTED = sorted(RESULTS.rglob("result.json"))
+pytestmark = pytest.mark.xdist_group("committed-plans")  # plans() is planned once per worker: keep it to one
 
 
 @pytest.mark.slow  # trains end to end for seconds: outside the fast tier
@@ -56,7 +57,8 @@ def test_presets_write_under_results() -> None:
     # methods2026_minilm: 17 methods + a 2nd rate; protocol_minilm: as many as its completed runs imply;
     # protocol_minilm_dev: its 4 trials x 7 methods x 3 tasks at seed 1
     assert len(p["protocol_minilm_dev"]) == 4 * 7 * 3
-    assert len(planned()) == 90 + 64 - len(shared) + 6 + 18 + 16 + 18 + len(p["protocol_minilm"]) + 4 * 7 * 3
+    assert len(planned()) == 90 + 64 - len(shared) + 6 + 18 + 16 + 18 + len(p["protocol_minilm"]) + 4 * 7 * 3 + \
+        len(p["headline_minilm"])
 
 
 @pytest.mark.slow  # trains end to end for seconds: outside the fast tier
@@ -69,6 +71,27 @@ def test_the_committed_protocol_study_is_complete() -> None:
     assert 5 * 7 * 3 <= len(finals) <= 5 * 7 * 4
     assert [f for f in runs if not (f / "result.json").is_file()] == []
     assert [f for f in plans()["protocol_minilm_dev"] if not (f / "result.json").is_file()] == []
+
+
+@pytest.mark.skipif(not COMMITTED, reason="no committed results")
+@pytest.mark.slow  # trains end to end for seconds: outside the fast tier
+def test_the_headline_study_is_complete_and_full_ft_learns_every_task() -> None:
+    """headline_minilm (the README's headline): its 3 tasks x 5 methods x 4 trials, then each method's final seeds,
+    3 or 4, all committed; and full FT's final dev scores clear the trivial prediction on every task, by their whole
+    95% interval, so that no verdict is drawn against a baseline that learned nothing."""
+    from peftbench.reports.baselines import baseline
+    from peftbench.stats import ci95
+
+    runs = plans()["headline_minilm"]
+    assert sum(f.parts[-3] == "select" for f in runs) == 3 * 5 * 4
+    finals = [f for f in runs if f.parts[-2] == "final"]
+    assert 3 * 5 * 3 <= len(finals) <= 3 * 5 * 4
+    assert [f for f in runs if not (f / "result.json").is_file()] == []
+    for task in ("sst2", "stsb", "mrpc"):
+        recs = [read_record(f / "result.json") for f in finals if f.parts[-4:-2] == (task, "full")]
+        scores = [r["metrics"][r["primary_metric"]] for r in recs]
+        mean, half, n = ci95(scores)
+        assert n >= 3 and mean - half > baseline(recs[0]), (task, scores, baseline(recs[0]))
 
 
 @pytest.mark.skipif(not COMMITTED, reason="no committed results")
