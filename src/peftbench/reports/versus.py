@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from .baselines import baseline
 from .cells import FLAG, by_seed, learned_nothing
 from ..stats import VERDICTS, ci95, decide, paired
 
@@ -70,6 +71,17 @@ def mean_record(recs: list[dict], metric: str) -> dict:
     return {**recs[0], "metrics": {metric: sum(r["metrics"][metric] for r in recs) / len(recs)}}
 
 
+def learned_clearly(recs: list[dict], metric: str) -> bool:
+    """Whether full FT's runs learned: their mean CLEAR points above the trivial prediction and, with two seeds or
+    more, the whole 95% interval of their mean above it (a mean that seed noise could put at the trivial score is no
+    yardstick either)."""
+    if learned_nothing(mean_record(recs, metric), metric):
+        return False
+    trivial = baseline(recs[0], metric)
+    mean, half, _ = ci95([r["metrics"][metric] for r in recs])
+    return trivial is None or half is None or mean - half > trivial
+
+
 def protocol_versus(by, others, tasks, metric, rule) -> list[str]:
     """The table and verdict lines under the protocol: each method's Δ with its interval, and its verdict."""
     lines = ["| method | " + " | ".join(f"{t}: Δ {metric[t]} [95% interval] verdict" for t in tasks) + " |",
@@ -78,7 +90,7 @@ def protocol_versus(by, others, tasks, metric, rule) -> list[str]:
     units = set()
     fam = {}
     # a baseline that learned nothing is no yardstick: "better than" or "as good as" it says nothing of the method
-    blind = {t for t in tasks if by["full"].get(t) and learned_nothing(mean_record(by["full"][t], metric[t]), metric[t])}
+    blind = {t for t in tasks if by["full"].get(t) and not learned_clearly(by["full"][t], metric[t])}
     for t in tasks:
         fam[t] = family(by_seed(by["full"].get(t, []), metric[t]),
                         {m: by_seed(by[m].get(t, []), metric[t]) for m in others}, rule)
@@ -92,7 +104,7 @@ def protocol_versus(by, others, tasks, metric, rule) -> list[str]:
                 continue
             if t in blind:
                 cells.append(f"{_interval(deltas[m])} no verdict {FLAG}")
-                said[t][f"no verdict: full FT learned nothing here {FLAG}"].append(f"{m} ({_interval(deltas[m])})")
+                said[t][f"no verdict: full FT did not clearly learn here {FLAG}"].append(f"{m} ({_interval(deltas[m])})")
                 continue
             v = verdicts[m]
             word = v["verdict"] if v["reason"] != "max_seeds" else "unsettled"
