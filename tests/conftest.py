@@ -103,6 +103,7 @@ def pytest_configure(config):
         torch.set_num_threads(1)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the xdist_group marks to schedule
 def pytest_collection_modifyitems(config, items):
     """Integration tests are slow by nature (the real MiniLM, ../shared/data): the fast tier (`-m "not slow"`) leaves
     them out with the unit tests marked slow. Ray's tests end with `ray stop --force`, which stops every Ray on the
