@@ -150,6 +150,7 @@ def _check_lrs(study: DictConfig) -> None:
             where = f"lrs.{method}" if method is not None else "lrs"
             raise UserError(f"{where}: {bad or values} is not a list of positive rates; write e.g. lrs=[1e-4,3e-4,1e-3]")
 
+
 def configurations(study: DictConfig, method: str) -> list[tuple[str | None, list[str]]]:
     """The method's configurations under select=dev as (folder name, overrides): its lrs grid (lr<rate>), its trials
     (t<k>, search.py's draws), or [(None, [])]: its own rate, no folder level."""
