@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import importlib.resources
 import re
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.initialize import get_gh_backup, restore_gh_from_backup
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
@@ -26,11 +30,14 @@ def group_options(group: str) -> list[str]:
 
 def compose_config(name: str, overrides: list[str], hint: str, hydra_node: bool = False) -> DictConfig:
     """configs/NAME.yaml composed with `overrides`; Hydra's errors become one UserError line (+ `hint` for a bad key)."""
-    outer = get_gh_backup()  # inside a Hydra app (a launcher's job) its own Hydra state must survive this
-    GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-            cfg = compose(config_name=name, overrides=overrides, return_hydra_config=hydra_node)
+        split = None if hydra_node else _split(overrides)
+        if split is None:
+            cfg = _hydra_compose(name, overrides, hydra_node)
+        else:  # what Hydra does: compose the defaults the group choices pick, then set the values in order
+            groups, values = split
+            cfg = copy.deepcopy(_groups_composed(name, tuple(groups)))
+            ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
         if not hydra_node:  # the hydra node holds ${hydra:...} values only a running app can resolve
             OmegaConf.resolve(cfg)
     except (HydraException, OmegaConfBaseException) as e:
@@ -38,9 +45,43 @@ def compose_config(name: str, overrides: list[str], hint: str, hydra_node: bool 
         if "not in struct" in str(e) or "Could not override" in str(e):
             first += f" ({hint})"
         raise UserError(f"config: {first}") from None
+    return cfg
+
+
+def _hydra_compose(name: str, overrides: list[str], hydra_node: bool) -> DictConfig:
+    outer = get_gh_backup()  # inside a Hydra app (a launcher's job) its own Hydra state must survive this
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+            return compose(config_name=name, overrides=overrides, return_hydra_config=hydra_node)
     finally:
         restore_gh_from_backup(outer)
-    return cfg
+
+
+@functools.lru_cache(maxsize=256)
+def _groups_composed(name: str, groups: tuple[str, ...]) -> DictConfig:
+    """The config the group choices alone compose to. Hydra reads and merges about fifteen YAML files per compose
+    (a quarter second); a study composes every run it plans, hundreds, of a few group choices."""
+    return _hydra_compose(name, list(groups), hydra_node=False)
+
+
+def _split(overrides: list[str]) -> tuple[list[str], list] | None:
+    """`overrides` as (group choices, parsed value overrides) the way Hydra tells them apart (a key naming a config
+    folder is a group), or None where only a whole compose is sure to match Hydra: the hydra node, sweeps, a group
+    given a dict, a group added with ++."""
+    parsed = OverridesParser.create().parse_overrides(overrides=overrides)
+    groups, values = [], []
+    for o in parsed:
+        key = o.key_or_group
+        if key.split("/")[0].split(".")[0] == "hydra" or o.is_sweep_override():
+            return None
+        if not (CONFIG_DIR / key).is_dir():
+            values.append(o)
+        elif isinstance(o.value(), dict) or o.is_force_add():
+            return None
+        else:
+            groups.append(o.input_line)
+    return groups, values
 
 
 def override_value(value) -> str:
