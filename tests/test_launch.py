@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import os
-import socket
 import subprocess
 import sys
 
@@ -58,12 +57,6 @@ def test_joblib_runs_two_at_once_and_skips_them_after(tmp_path, glue_dir, capsys
     assert "| bitfit |" in (tmp_path / "r" / "report.md").read_text()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_parallel_runs_two_processes_at_once_equal_to_sequential(tmp_path, glue_dir, capsys):
     out = tmp_path / "p"
@@ -79,20 +72,12 @@ def test_parallel_runs_two_processes_at_once_equal_to_sequential(tmp_path, glue_
 
 
 @pytest.mark.slow  # trains end to end for seconds: outside the fast tier
-def test_ray_on_a_local_instance(tmp_path, glue_dir, monkeypatch, capsys):
-    # Ray binds the machine's address unless told this is a single-node (loopback) setup
-    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    ray = [sys.executable, "-m", "ray.scripts.scripts"]
-    port = free_port()
-    subprocess.run([*ray, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
-                    "--disable-usage-stats"], check=True, capture_output=True, timeout=180)
-    try:
-        out = tmp_path / "s"
-        assert main(study_args(out, glue_dir, "launcher=ray_cluster", f"hydra.launcher.ray.init.address=127.0.0.1:{port}",
-                               "hydra.launcher.ray.remote.num_gpus=0")) == 0
-        assert "2 ran, 0 skipped, 0 failed or missing" in capsys.readouterr().out
-    finally:
-        subprocess.run([*ray, "stop", "--force"], capture_output=True, timeout=120)
+def test_ray_on_a_local_instance(tmp_path, glue_dir, monkeypatch, capsys, ray_cluster):
+    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # a single-node (loopback) setup
+    out = tmp_path / "s"
+    assert main(study_args(out, glue_dir, "launcher=ray_cluster", f"hydra.launcher.ray.init.address={ray_cluster}",
+                           "hydra.launcher.ray.remote.num_gpus=0")) == 0
+    assert "2 ran, 0 skipped, 0 failed or missing" in capsys.readouterr().out
     assert_same_as_sequential(tmp_path, glue_dir, out)
 
 

@@ -6,7 +6,6 @@ run trains, and checks that nothing of the study outlives it and that no result 
 from __future__ import annotations
 
 import json
-import socket
 import os
 import signal
 import subprocess
@@ -22,12 +21,6 @@ import pytest
 # runs that train until told to stop (max_steps far beyond what the test waits), one loss line per step
 LONG = ["model=tiny", "max_steps=100000", "epochs=100000", "train_size=12", "batch_size=4", "log_every=1",
         "checkpoint_every=null", "tracking.mode=disabled", "eval_batch_size=32"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -129,19 +122,11 @@ def test_a_second_ctrl_c_stops_at_once(tmp_path, glue_dir, mark):
 
 
 @pytest.mark.slow  # trains end to end for seconds: outside the fast tier
-def test_ray_on_a_local_instance(tmp_path, glue_dir, mark):
-    ray = [sys.executable, "-m", "ray.scripts.scripts"]
-    port = free_port()
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-    subprocess.run([*ray, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
-                    "--disable-usage-stats"], check=True, capture_output=True, timeout=180, env=env)
-    try:
-        out = tmp_path / "s"
-        proc = start(out, glue_dir, mark, "launcher=ray_cluster", f"hydra.launcher.ray.init.address=127.0.0.1:{port}",
-                     "hydra.launcher.ray.remote.num_gpus=0")
-        stop_and_check(proc, out, mark, signal.SIGTERM, wait=300)  # Ray's workers start slowly here
-    finally:
-        subprocess.run([*ray, "stop", "--force"], capture_output=True, timeout=120, env=env)
+def test_ray_on_a_local_instance(tmp_path, glue_dir, mark, ray_cluster):
+    out = tmp_path / "s"
+    proc = start(out, glue_dir, mark, "launcher=ray_cluster", f"hydra.launcher.ray.init.address={ray_cluster}",
+                 "hydra.launcher.ray.remote.num_gpus=0")
+    stop_and_check(proc, out, mark, signal.SIGTERM, wait=300)  # Ray's workers start slowly here
 
 
 def test_a_signal_outside_the_loop_is_kept_and_a_second_stops_at_once():
