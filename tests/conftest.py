@@ -43,6 +43,17 @@ def write_glue(root: Path) -> Path:
     return root
 
 
+def cut_glue(shared: Path, root: Path, folder: str, n_dev: int) -> Path:
+    """root/glue/<folder>: the real train.tsv (linked) and the first n_dev rows of its dev.tsv, in GLUE's layout: an
+    integration test that needs the real rows to train but not the whole dev set to score."""
+    d = root / "glue" / folder
+    d.mkdir(parents=True)
+    (d / "train.tsv").symlink_to(shared / "glue" / folder / "train.tsv")
+    lines = (shared / "glue" / folder / "dev.tsv").read_text(encoding="utf-8-sig").splitlines(keepends=True)
+    (d / "dev.tsv").write_text("".join(lines[: n_dev + 1]), encoding="utf-8")
+    return root
+
+
 @pytest.fixture
 def glue_dir(tmp_path: Path) -> Path:
     return write_glue(tmp_path / "data")

@@ -89,7 +89,7 @@ def trainable(model) -> set[str]:
 
 
 @pytest.mark.parametrize("method,expected", BERT_BASE.items())
-def test_bert_base_counts_match_the_seed(method, expected):
+def test_bert_base_counts_match_the_reference_studys_and_by_hand(method, expected):
     assert count(["model=bert_base", f"method={method}"])["trainable"] == expected
 
 

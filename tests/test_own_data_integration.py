@@ -12,22 +12,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import cut_glue
+
 from peftbench.cli import main
 from peftbench.data.tasks import glue
 
 pytestmark = pytest.mark.integration
 RUN = ["model=minilm_l6", "method=bitfit", "seed=7", "train_size=64", "max_steps=8", "tracking.mode=disabled",
        "eval_batch_size=64"]
-
-
-def cut_glue(shared: Path, root: Path, folder: str, n_dev: int) -> Path:
-    """root/glue/<folder>: the real train.tsv (linked) and the first n_dev rows of its dev.tsv, in GLUE's layout."""
-    d = root / "glue" / folder
-    d.mkdir(parents=True)
-    (d / "train.tsv").symlink_to(shared / "glue" / folder / "train.tsv")
-    lines = (shared / "glue" / folder / "dev.tsv").read_text(encoding="utf-8-sig").splitlines(keepends=True)
-    (d / "dev.tsv").write_text("".join(lines[: n_dev + 1]), encoding="utf-8")
-    return root
 
 
 def same_run(a: Path, b: Path) -> None:
@@ -39,7 +31,7 @@ def same_run(a: Path, b: Path) -> None:
 
 
 def test_sst2_as_a_csv_trains_exactly_as_task_sst2(shared_data, tmp_path):
-    root = cut_glue(shared_data, tmp_path / "data", "SST-2", 200)
+    root = cut_glue(shared_data, tmp_path / "data", "SST-2", 64)
     cfg_rows = {}
     for split in ("train", "dev"):
         texts, labels = glue.read_tsv(root / "glue/SST-2" / f"{split}.tsv", ["sentence"], "label", ["0", "1"])
@@ -56,7 +48,7 @@ def test_sst2_as_a_csv_trains_exactly_as_task_sst2(shared_data, tmp_path):
 
 
 def test_mrpc_as_jsonl_with_a_text_pair_trains_exactly_as_task_mrpc(shared_data, tmp_path):
-    root = cut_glue(shared_data, tmp_path / "data", "MRPC", 150)
+    root = cut_glue(shared_data, tmp_path / "data", "MRPC", 40)
     files = {}
     for split in ("train", "dev"):
         texts, labels = glue.read_tsv(root / "glue/MRPC" / f"{split}.tsv", ["#1 String", "#2 String"], "Quality",
