@@ -153,4 +153,5 @@ def test_machine_falls_back_to_the_platform(monkeypatch):
 
     monkeypatch.setattr(Path, "read_text", no_proc)
     monkeypatch.setattr(record.platform, "processor", lambda: "arm")
-    assert record.machine(CPU) == {"cpu": "arm", "cpu_flags": None, "cpu_count": record.os.cpu_count(), "gpu": None}
+    assert record.machine(CPU) == {"cpu": "arm", "cpu_flags": None, "cpu_count": record.os.cpu_count(),
+                                   "cpu_threads": torch.get_num_threads(), "gpu": None}

@@ -4,6 +4,7 @@ the same torch/transformers/peft); elsewhere each accuracy within the README's s
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -29,7 +30,7 @@ def readme_quickstart() -> tuple[list[str], list[str]]:
 
 
 def measured_on() -> tuple[dict[str, str], dict[str, float]]:
-    """The README's `Measured on:` facts (cpu, isa, torch, transformers, peft) and each method's tolerance in points
+    """The README's `Measured on:` facts (cpu, isa, threads, torch, transformers, peft) and each method's tolerance in points
     (twice its standard deviation over 5 seeds)."""
     text = " ".join(section().split())
     line = re.search(r"Measured on: (.*?)\.(?: |$)", text).group(1)
@@ -38,17 +39,13 @@ def measured_on() -> tuple[dict[str, str], dict[str, float]]:
     return facts, {m: float(v) for m, v in re.findall(r"(\w+) ±(\d+\.\d+)", spread)}
 
 
-def this_machine() -> dict[str, str]:
-    """This machine in the README's terms: the CPU model and kernel ISA flags result.json records, and versions."""
-    import peft
-    import torch
-    import transformers
-
-    from peftbench.record import machine
-
-    here = machine()
-    return {"cpu": here["cpu"], "isa": ",".join(here["cpu_flags"] or []) or "none", "torch": torch.__version__,
-            "transformers": transformers.__version__, "peft": peft.__version__}
+def ran_on(rec: dict) -> dict[str, str]:
+    """What a run's result.json says it ran on, in the README's terms: the CPU model, its kernel ISA flags, torch's
+    CPU threads, and the package versions."""
+    here, versions = rec["machine"], rec["versions"]
+    return {"cpu": here["cpu"], "isa": ",".join(here["cpu_flags"] or []) or "none",
+            "threads": str(here.get("cpu_threads")), "torch": versions["torch"],
+            "transformers": versions["transformers"], "peft": versions["peft"]}
 
 
 def test_the_readme_section_parses():
@@ -56,7 +53,7 @@ def test_the_readme_section_parses():
     assert len(lines) == 5 and all(": accuracy " in line and "majority class 50.92" in line for line in lines)
     assert [r.split("|")[1].strip() for r in rows] == ["full", "bitfit", "bitfit_subset", "lora", "prompt"]
     facts, tolerance = measured_on()
-    assert set(facts) == {"cpu", "isa", "torch", "transformers", "peft"}
+    assert set(facts) == {"cpu", "isa", "threads", "torch", "transformers", "peft"}
     assert list(tolerance) == ["full", "bitfit", "bitfit_subset", "lora", "prompt"] and min(tolerance.values()) > 0
 
 
@@ -83,7 +80,9 @@ def test_a_fresh_quickstart_prints_the_readmes_numbers(shared_data, tmp_path, mo
         row = [c.strip() for c in line.strip("|").split("|")]
         table.append("| " + " | ".join(row[:drop] + row[drop + 1:]) + " |")
     facts, tolerance = measured_on()
-    if this_machine() == facts:  # the README's machine and packages: every digit
+    machines = [ran_on(json.loads(p.read_text())) for p in (tmp_path / "quickstart").rglob("result.json")]
+    assert len(machines) == 5 and machines[0]["threads"] == "2"
+    if all(m == facts for m in machines):  # the README's machine, threads and packages: every digit
         assert printed == lines
         assert table == rows
         return
