@@ -30,8 +30,8 @@ def readme_quickstart() -> tuple[list[str], list[str]]:
 
 
 def measured_on() -> tuple[dict[str, str], dict[str, float]]:
-    """The README's `Measured on:` facts (cpu, isa, threads, torch, transformers, peft) and each method's tolerance in points
-    (twice its standard deviation over 5 seeds)."""
+    """The README's `Measured on:` facts (cpu, isa, threads, torch, transformers, peft) and each method's tolerance
+    in points (twice its standard deviation over 5 seeds)."""
     text = " ".join(section().split())
     line = re.search(r"Measured on: (.*?)\.(?: |$)", text).group(1)
     facts = dict(re.match(r"(\w+) (.+)", part.strip()).groups() for part in line.split(";"))
