@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -99,32 +97,6 @@ def _no_network(monkeypatch):
     monkeypatch.setenv("PEFTBENCH_CACHE", "off")  # `params` tables are computed, never read from ~/.cache
 
 
-@pytest.fixture(autouse=True)
-def _cores(request):
-    """Under xdist a `whole_machine` test waits for the other workers' tests to end and keeps their next ones waiting
-    until it ends: the README's quickstart trains with 2 threads, and a second worker training beside it would
-    oversubscribe the cores (torch runs several times slower then). A turnstile lock in front of the shared one keeps
-    the whole-machine test from waiting forever behind tests that follow each other without a gap."""
-    uid = os.environ.get("PYTEST_XDIST_TESTRUNUID")
-    try:
-        import fcntl
-    except ImportError:  # no flock (Windows): the tests only run slower side by side
-        uid = None
-    if not uid:
-        yield
-        return
-    whole = request.node.get_closest_marker("whole_machine") is not None
-    stem = Path(tempfile.gettempdir()) / f"peftbench-tests-{uid}"
-    with open(f"{stem}.gate", "a") as gate, open(f"{stem}.cores", "a") as cores, contextlib.ExitStack() as held:
-        fcntl.flock(gate, fcntl.LOCK_EX)
-        held.callback(fcntl.flock, gate, fcntl.LOCK_UN)
-        fcntl.flock(cores, fcntl.LOCK_EX if whole else fcntl.LOCK_SH)
-        held.callback(fcntl.flock, cores, fcntl.LOCK_UN)
-        if not whole:
-            fcntl.flock(gate, fcntl.LOCK_UN)
-        yield
-
-
 def pytest_configure(config):
     """Under pytest-xdist (the README's `-n 2`) each worker trains with one thread, and so do the processes its tests
     start: two workers with torch's default of one thread per core would oversubscribe the cores several times over."""
@@ -141,7 +113,9 @@ def pytest_collection_modifyitems(config, items):
     them out with the unit tests marked slow. Ray's tests end with `ray stop --force`, which stops every Ray on the
     machine: they share one xdist group, so they never run at once. The tests that share a module-scoped fixture (a
     run trained once, every method exported once) share one group too: split over two workers, each worker would
-    build the fixture again."""
+    build the fixture again. Tests marked `first` (the README's quickstart, minutes on one core) go to the front, so
+    one worker trains them while the other runs the rest, and they do not end the suite alone."""
+    items.sort(key=lambda item: item.get_closest_marker("first") is None)  # stable: the rest keep their order
     for item in items:
         if item.get_closest_marker("integration"):
             item.add_marker(pytest.mark.slow)

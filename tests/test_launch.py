@@ -63,7 +63,9 @@ def test_parallel_runs_two_processes_at_once_equal_to_sequential(tmp_path, glue_
     assert main(study_args(out, glue_dir, "parallel=2")) == 0
     text = capsys.readouterr().out
     assert "running 2 runs, 2 at a time" in text and "2 ran, 0 skipped, 0 failed or missing" in text
-    assert re.search(r"\[\d/2\] .*rte/bitfit/seed42: accuracy", text)  # each run's own summary line comes through
+    # each run's own summary line comes through, its folder named within the study's as a sequential study names it
+    assert re.search(r"^\[1/2\] rte/bitfit/seed42: accuracy", text, re.M)
+    assert f"logs in {out / 'launches'}" in text
     pids = {record(out / "rte" / m / "seed42")["pid"] for m in ("bitfit", "lora")}
     assert len(pids) == 2 and os.getpid() not in pids
     assert_same_as_sequential(tmp_path, glue_dir, out)

@@ -19,14 +19,15 @@ def test_the_preset_is_the_five_methods_on_sst2_minilm():
     runs = plan(load_study("quickstart", ["out=q"]))
     assert [f.as_posix() for f, _ in runs] == [f"q/sst2/{m}/lr{RATES[m]:g}/seed42" for m in METHODS]
     for _, over in runs:
-        assert {"model=minilm_l6", "train_size=3000", "epochs=1", "task=sst2"} <= set(over)
+        assert {"model=minilm_l6", "train_size=3000", "epochs=1", "task=sst2", "threads=1"} <= set(over)
+    assert load_study("quickstart").parallel == 2  # two one-thread runs at once: a 2-core machine's both cores
 
 
 @pytest.mark.slow  # trains end to end for seconds: outside the fast tier
 def test_quickstart_trains_five_methods_and_writes_the_report(tmp_path, glue_dir, capsys):
     out = tmp_path / "qs"
     args = ["quickstart", "model=tiny", f"data_dir={glue_dir}", f"out={out}", "train_size=12", "max_steps=2",
-            "eval_batch_size=32"]
+            "eval_batch_size=32", "parallel=1"]  # in this process: a tiny run takes less than a process's start
     assert main(args) == 0
     printed = capsys.readouterr().out
     for m in METHODS:

@@ -60,6 +60,7 @@ def test_epoch_schedule_and_lr_override(tmp_path, glue_dir):
     (["method=lora", "method.r=0"], "method.r=0 must be > 0"),
     (["method=prompt", "method.num_virtual_tokens=-3"], "method.num_virtual_tokens=-3 must be > 0"),
     (["train_size=0"], "train_size=0 must be > 0"),
+    (["threads=0"], "threads=0 must be > 0"),
     (["learning_rate=3"], "unknown key"),
     (["model.name_or_path=/no/such/dir", "model.tiny=null"], "model folder /no/such/dir does not exist"),
     (["data_dir=/no/such/data"], "not found: set data_dir"),
@@ -166,3 +167,17 @@ def test_padding_to_a_multiple_does_not_change_what_is_trained(tmp_path, glue_di
     assert b["train_flops"] > a["train_flops"]  # the padded tokens are counted: more work, same result
     da, db = (load_file(tmp_path / d / "delta.safetensors") for d in ("p1", "p8"))
     assert all(torch.allclose(da[k], db[k], atol=1e-5) for k in da)
+
+
+def test_threads_set_torchs_count_for_the_run_and_give_it_back(tmp_path, glue_dir):
+    import torch
+
+    before = torch.get_num_threads()
+    a = run(tmp_path, glue_dir, "t2", "method=bitfit", "threads=2")
+    assert a["machine"]["cpu_threads"] == 2 and a["config"]["threads"] == 2
+    assert torch.get_num_threads() == before  # the session's own count is back
+    b = run(tmp_path, glue_dir, "t1", "method=bitfit", "threads=1")
+    assert b["machine"]["cpu_threads"] == 1
+    assert a["identity"] == b["identity"]  # the same experiment: only the order of the sums differs
+    c = run(tmp_path, glue_dir, "t", "method=bitfit")
+    assert c["machine"]["cpu_threads"] == before and c["config"]["threads"] is None

@@ -61,9 +61,9 @@ SCHEMA = 1
 IDENTITY_VERSION = 2  # bump when what the identity hashes changes, and give `migrate` the step from the last one
 SCORED = ("completed", "diverged")  # statuses whose `metrics` are data: a diverged run scores the trivial prediction
 # how a run is executed or recorded, not what it learns (grad_accum: the same global batch in smaller pieces;
-# forgetting: a measurement after training; protocol: the study's bookkeeping)
+# threads: the same sums in another order; forgetting: a measurement after training; protocol: the study's bookkeeping)
 NOT_IDENTITY = ("out", "tracking", "log_every", "eval_batch_size", "data_dir", "resume", "checkpoint_every", "grad_accum",
-                "pad_multiple", "compile", "compile_mode", "overwrite", "forgetting", "protocol")
+                "pad_multiple", "compile", "compile_mode", "overwrite", "forgetting", "protocol", "threads")
 SHARED_ENV = "PEFTBENCH_DEVICE_SHARED_WITH"  # set by a study's parallel=N pool: other runs it placed on this GPU
 
 

@@ -68,6 +68,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "device": spec(STR, choices=["auto", "cpu", "cuda"]),
     "eval_every": spec(INT, min=0, nullable=True),  # 0 or null: off
     "log_every": pos_int(),
+    "threads": pos_int(nullable=True),
     "compile": spec(BOOL),
     "compile_mode": spec(STR, choices=COMPILE_MODES),
     "pad_multiple": spec("auto|int", min=1),

@@ -1,5 +1,6 @@
 """Where a run computes and in what precision: the CPU or the accelerator, what `precision=auto` resolves to,
-the forward passes' autocast, and torch.compile's recompile cap under the name this torch gives it.
+the forward passes' autocast, torch's CPU threads for a run (`threads`), and torch.compile's recompile cap under
+the name this torch gives it.
 
 `runtime(cfg)` is the device and precision a run resolves to on this machine: train() trains with them, and the run's
 identity (record.identity) hashes them, so `precision=auto` run on a CPU (fp32) and on a GPU (fp16 or bf16) are two
@@ -7,7 +8,8 @@ experiments, never one table cell or a skipped "twin"."""
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import torch
 from omegaconf import DictConfig
@@ -19,6 +21,20 @@ DEVICES = ("cpu", "cuda")  # what `device=auto` can become (accelerate's MPS is 
 def on_cpu(cfg: DictConfig) -> bool:
     # accelerate forms a multi-process CPU group (gloo) only when told cpu=True
     return cfg.device == "cpu" or not torch.cuda.is_available()
+
+
+@contextmanager
+def cpu_threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op CPU threads set to `n` while the run trains (None: as they are), then back: another count
+    sums in another order, so a CPU run's digits reproduce only at one count, and a Python session's later work
+    keeps its own."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def cuda_has_bf16() -> bool:

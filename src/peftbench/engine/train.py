@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from . import checkpoint, cost, preflight, runtime
 from .checkpoint import TrainState
 from .delta import save_delta
-from .device import cpu_has_bf16, on_cpu, runtime as resolved
+from .device import cpu_has_bf16, cpu_threads, on_cpu, runtime as resolved
 from .predict import evaluate
 from .rundir import claim
 from .run import Run, setup
@@ -60,6 +60,11 @@ class Diverged(Exception):
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fine-tune cfg.model on cfg.task with cfg.method; write result.json, train.log and the delta in cfg.out."""
+    with cpu_threads(cfg.get("threads")):  # before the record: its machine.cpu_threads is the run's count
+        return _train(cfg)
+
+
+def _train(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.out)
     preflight.check_run(cfg)  # device, model, lengths: a run that cannot be what was asked stops before its folder
     main = PartialState(cpu=on_cpu(cfg)).is_main_process  # under `accelerate launch` only the main process writes

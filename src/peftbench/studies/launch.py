@@ -68,10 +68,10 @@ def check_launcher(name: str, settings: list[str]) -> None:
 
 
 def write_plan(out: Path, name: str, runs: list[tuple[Path, list[str]]]) -> Path:
-    """OUT/plan.json: where the study was started (runs resolve relative paths from there) and every run."""
+    """OUT/plan.json: where the study was started (runs resolve relative paths from there), its folder and every run."""
     path = out / "plan.json"
     entries = [{"out": str(folder), "overrides": over} for folder, over in runs]
-    path.write_text(json.dumps({"study": name, "cwd": os.getcwd(), "runs": entries}, indent=1))
+    path.write_text(json.dumps({"study": name, "cwd": os.getcwd(), "root": str(out), "runs": entries}, indent=1))
     return path.resolve()
 
 
@@ -89,7 +89,8 @@ def launch_study(study: DictConfig, name: str, configs: list[tuple[Path, DictCon
         print(f"study {Path(name).stem}: all {len(configs)} runs completed; nothing to launch -> {out}")
         return 0
     plan = write_plan(out, name, runs)
-    sweep_dir = (out / "launches" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")).resolve()
+    logs = out / "launches" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")  # as printed: relative, as `out` is
+    sweep_dir = logs.resolve()
     t0 = time.perf_counter()
     with Supervisor(stop_file(plan), [configs[i][0] for i in todo]) as supervisor:
         if study.launcher:
@@ -100,17 +101,17 @@ def launch_study(study: DictConfig, name: str, configs: list[tuple[Path, DictCon
             supervisor.wait(lambda: proc.poll() is not None)
             code = proc.returncode
         else:
-            code = run_parallel(plan, todo, int(study.parallel), sweep_dir, supervisor)
+            code = run_parallel(plan, todo, int(study.parallel), sweep_dir, supervisor, logs)
     if supervisor.stopping:
         raise signals.Interrupted("stopped")  # run_study's last line says how to resume
     done = [i for i in todo if completed(*configs[i], here)]
     missing = [str(configs[i][0]) for i in todo if i not in done]
     print(f"study {Path(name).stem}: {len(done)} ran, {len(configs) - len(todo)} skipped, {len(missing)} failed or "
-          f"missing in {time.perf_counter() - t0:.0f} s -> {out} (Hydra logs: {sweep_dir})")
+          f"missing in {time.perf_counter() - t0:.0f} s -> {out} (Hydra logs: {logs})")
     if missing:
         print("not completed: " + ", ".join(missing))
     if code:
-        print(f"the launcher exited with {code}: its error is above; job logs are in {sweep_dir}")
+        print(f"the launcher exited with {code}: its error is above; job logs are in {logs}")
     return 1 if missing or code else 0
 
 
@@ -133,7 +134,8 @@ def gpu_slots(n: int) -> list[dict[str, str]]:
             for s in range(n)]
 
 
-def run_parallel(plan: Path, todo: list[int], n: int, sweep_dir: Path, supervisor: Supervisor) -> int:
+def run_parallel(plan: Path, todo: list[int], n: int, sweep_dir: Path, supervisor: Supervisor,
+                 shown: Path | None = None) -> int:
     """Plan entries `todo`, n processes at a time on this machine; each prints its one summary line when done.
 
     Every process gets cores/n CPU threads (unless OMP_NUM_THREADS is set), so n runs do not oversubscribe the CPU,
@@ -148,7 +150,7 @@ def run_parallel(plan: Path, todo: list[int], n: int, sweep_dir: Path, superviso
     gpus = sorted({e["CUDA_VISIBLE_DEVICES"] for e in slots if e})
     print(f"running {len(todo)} runs, {n} at a time (OMP_NUM_THREADS={env['OMP_NUM_THREADS']}"
           + (f"; GPUs {','.join(gpus)}, {-(-len(slots) // len(gpus))} runs at most on each" if gpus else "")
-          + f"); logs in {sweep_dir}", flush=True)
+          + f"); logs in {shown or sweep_dir}", flush=True)
 
     def one(job: int) -> int:
         log = sweep_dir / f"{job}.log"
@@ -182,7 +184,8 @@ def main(cfg: DictConfig) -> str:
     os.chdir(plan["cwd"])  # relative paths in the overrides (data_dir=..., out=...) mean what they meant there
     run = plan["runs"][cfg.job]
     folder = Path(run["out"])
-    label = f"[{cfg.job + 1}/{len(plan['runs'])}] {folder}"
+    # as a sequential study prints it: the folder within the study's
+    label = f"[{cfg.job + 1}/{len(plan['runs'])}] {folder.relative_to(plan['root']) if 'root' in plan else folder}"
     with signals.watch():  # a stop signal now ends this job's run at its next step, with a checkpoint
         if stop_file(Path(cfg.plan)).exists():
             print(f"{label}: not started, the study is stopping", flush=True)
