@@ -154,4 +154,17 @@ def test_machine_falls_back_to_the_platform(monkeypatch):
     monkeypatch.setattr(Path, "read_text", no_proc)
     monkeypatch.setattr(record.platform, "processor", lambda: "arm")
     assert record.machine(CPU) == {"cpu": "arm", "cpu_flags": None, "cpu_count": record.os.cpu_count(),
-                                   "cpu_threads": torch.get_num_threads(), "gpu": None}
+                                   "cpu_threads": torch.get_num_threads(),
+                                   "cpu_kernels": torch.backends.cpu.get_cpu_capability(), "gpu": None}
+
+
+def test_the_record_names_the_kernels_torch_picked():
+    """The same CPU runs other kernels when told (ATEN_CPU_CAPABILITY), and they move a run's digits: the record says."""
+    import subprocess
+    import sys
+
+    code = "from peftbench.record import machine; print(machine()['cpu_kernels'])"
+    told = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**record.os.environ, "ATEN_CPU_CAPABILITY": "default"})
+    assert told.stdout.strip() == "DEFAULT"
+    assert record.machine()["cpu_kernels"] == torch.backends.cpu.get_cpu_capability()

@@ -13,7 +13,8 @@ Schema (version 1), one JSON object:
   config: the resolved config; versions: {python, torch, transformers, peft, peftbench}; git_commit
   machine: {cpu (model name), cpu_flags (the kernel ISA flags it has: avx2, avx512f, avx512_bf16, amx_*, ... see
     KERNEL_FLAGS), cpu_count, cpu_threads (torch's intra-op threads: a CPU sums in another order with another
-    count), gpu (its name on a CUDA run, else null)}: why two records on two machines may differ
+    count), cpu_kernels (the kernel set torch dispatches to: AVX512, AVX2, DEFAULT, ...), gpu (its name on a CUDA
+    run, else null)}: why two records on two machines may differ
   metrics: {accuracy, f1} (GLUE) or {exact_match, f1} (SQuAD), in percent; primary_metric
   trainable_params, total_params, trainable_percent, train_examples, eval_examples, train_windows (SQuAD)
   schedule ("epochs" | "steps"), train_steps, epochs_run, num_processes, grad_accum
@@ -168,7 +169,8 @@ def cpu_info(text: str) -> dict[str, Any]:
 def machine(runtime: dict[str, str] | None = None) -> dict[str, Any]:
     """What ran the run, so two records that differ can say why: the CPU model and kernel ISA flags (from
     /proc/cpuinfo; elsewhere the platform's processor name and no flags), cores, torch's CPU threads (a CPU run's
-    digits can move with their number), and the GPU when it trained on one."""
+    digits can move with their number), the kernels torch picked for this CPU (`ATEN_CPU_CAPABILITY` can pick
+    others on the same CPU, and they move the digits too), and the GPU when it trained on one."""
     import torch
 
     try:
@@ -176,7 +178,7 @@ def machine(runtime: dict[str, str] | None = None) -> dict[str, Any]:
     except OSError:
         info = {"cpu": None, "cpu_flags": None}
     info.update(cpu=info["cpu"] or platform.processor() or platform.machine() or None, cpu_count=os.cpu_count(),
-                cpu_threads=torch.get_num_threads(), gpu=None)
+                cpu_threads=torch.get_num_threads(), cpu_kernels=torch.backends.cpu.get_cpu_capability(), gpu=None)
     if runtime and runtime["device"] == "cuda":
         info["gpu"] = torch.cuda.get_device_name()
     return info
