@@ -61,8 +61,8 @@ def test_the_tolerance_fails_one_run_in_a_hundred_that_differs_by_noise_alone():
 
 
 def ran_on(rec: dict) -> dict[str, str]:
-    """What a run's result.json says it ran on, in the README's terms: the CPU model, its kernel ISA flags, torch's
-    CPU threads, and the package versions."""
+    """What a run's result.json says it ran on, in the README's terms: the CPU model, its kernel ISA flags, the kernels
+    torch picked, torch's CPU threads, and the package versions."""
     here, versions = rec["machine"], rec["versions"]
     return {"cpu": here["cpu"], "isa": ",".join(here["cpu_flags"] or []) or "none",
             "kernels": str(here.get("cpu_kernels")), "threads": str(here.get("cpu_threads")), "torch": versions["torch"],

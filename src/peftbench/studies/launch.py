@@ -101,7 +101,7 @@ def launch_study(study: DictConfig, name: str, configs: list[tuple[Path, DictCon
             supervisor.wait(lambda: proc.poll() is not None)
             code = proc.returncode
         else:
-            code = run_parallel(plan, todo, int(study.parallel), sweep_dir, supervisor, logs)
+            code = run_parallel(plan, todo, int(study.parallel), logs, supervisor)
     if supervisor.stopping:
         raise signals.Interrupted("stopped")  # run_study's last line says how to resume
     done = [i for i in todo if completed(*configs[i], here)]
@@ -134,13 +134,14 @@ def gpu_slots(n: int) -> list[dict[str, str]]:
             for s in range(n)]
 
 
-def run_parallel(plan: Path, todo: list[int], n: int, sweep_dir: Path, supervisor: Supervisor,
-                 shown: Path | None = None) -> int:
-    """Plan entries `todo`, n processes at a time on this machine; each prints its one summary line when done.
+def run_parallel(plan: Path, todo: list[int], n: int, logs: Path, supervisor: Supervisor) -> int:
+    """Plan entries `todo`, n processes at a time on this machine, each logging to logs/<job>.log (printed as given);
+    each prints its one summary line when done.
 
     Every process gets cores/n CPU threads (unless OMP_NUM_THREADS is set), so n runs do not oversubscribe the CPU,
     and a GPU of its own while there are as many (gpu_slots): a job takes a free slot and gives it back when done.
     """
+    sweep_dir = logs.resolve()  # what the jobs are told: absolute, as a launcher is told its sweep folder
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
     slots = gpu_slots(min(n, len(todo)))
@@ -150,7 +151,7 @@ def run_parallel(plan: Path, todo: list[int], n: int, sweep_dir: Path, superviso
     gpus = sorted({e["CUDA_VISIBLE_DEVICES"] for e in slots if e})
     print(f"running {len(todo)} runs, {n} at a time (OMP_NUM_THREADS={env['OMP_NUM_THREADS']}"
           + (f"; GPUs {','.join(gpus)}, {-(-len(slots) // len(gpus))} runs at most on each" if gpus else "")
-          + f"); logs in {shown or sweep_dir}", flush=True)
+          + f"); logs in {logs}", flush=True)
 
     def one(job: int) -> int:
         log = sweep_dir / f"{job}.log"
